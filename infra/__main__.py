@@ -1,0 +1,19 @@
+"""tradepulse-vault: the Vault configuration of one environment (the current stack).
+
+Deploys, from the ``tradepulse-vault:spec`` key of ``Pulumi.<stack>.yaml``:
+KV v2 engines, the database secrets engine and its roles, JWT issuer keys
+(identity OIDC keys), ACL policies from ``policies/acl/``, Kubernetes and JWT
+auth methods with their roles, and audit devices with request headers.
+Exports identifiers only, never secret values. This file only wires.
+"""
+
+import pulumi
+
+from infra import paths, program
+from infra.spec import load_current_stack
+
+spec = load_current_stack()
+deployment = program.build(
+    spec, program.database_secrets(spec, pulumi.Config(paths.PROJECT_NAME))
+)
+program.export(spec, deployment)

@@ -1,0 +1,60 @@
+"""Kubernetes auth: one role per service, bound to its service account and namespace."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pulumi
+import pulumi_vault as vault
+
+from infra.naming import kubernetes_role_name, resource_name
+from infra.spec.model import KubernetesAuth as KubernetesAuthSpec
+from infra.spec.model import Service
+
+
+class KubernetesAuth(pulumi.ComponentResource):
+    """Enables the Kubernetes auth method and declares a role per bound service."""
+
+    roles: dict[str, vault.kubernetes.AuthBackendRole]
+
+    def __init__(
+        self,
+        name: str,
+        spec: KubernetesAuthSpec,
+        services: Sequence[Service],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("tradepulse:vault:KubernetesAuth", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.backend = vault.AuthBackend(
+            resource_name("auth", spec.path),
+            path=spec.path,
+            type="kubernetes",
+            description="Kubernetes service accounts of TradePulse workloads",
+            opts=child,
+        )
+        self.config = vault.kubernetes.AuthBackendConfig(
+            resource_name("auth-config", spec.path),
+            backend=self.backend.path,
+            kubernetes_host=spec.host,
+            opts=child,
+        )
+        self.roles = {}
+        for svc in services:
+            if svc.kubernetes is None:
+                continue
+            role = kubernetes_role_name(svc.name)
+            self.roles[svc.name] = vault.kubernetes.AuthBackendRole(
+                resource_name("k8s-role", role),
+                backend=self.backend.path,
+                role_name=role,
+                bound_service_account_names=[svc.kubernetes.service_account],
+                bound_service_account_namespaces=[svc.kubernetes.namespace],
+                audience=spec.audience,
+                token_policies=list(svc.policies),
+                token_ttl=svc.token_ttl_seconds,
+                token_max_ttl=svc.token_max_ttl_seconds,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.config]),
+            )
+        self.role_names = pulumi.Output.all(*(r.role_name for r in self.roles.values()))
+        self.register_outputs({"path": self.backend.path, "roles": self.role_names})

@@ -1,0 +1,22 @@
+"""Where the repository's data files live, resolved from this file's location.
+
+The Pulumi program, the rotation CLI and the tests all read the same schema
+and policy files; resolving them here keeps every caller independent of the
+current working directory (Pulumi runs ``infra/`` as the program directory).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCHEMA_DIR = Path(__file__).resolve().parent / "schema"
+ENVIRONMENT_SCHEMA = SCHEMA_DIR / "environment.schema.json"
+POLICY_DIR = REPO_ROOT / "policies" / "acl"
+PROJECT_NAME = "tradepulse-vault"
+SPEC_CONFIG_KEY = f"{PROJECT_NAME}:spec"
+
+
+def stack_file(stack: str, root: Path = REPO_ROOT) -> Path:
+    """Return the path of ``Pulumi.<stack>.yaml`` under ``root``."""
+    return root / f"Pulumi.{stack}.yaml"

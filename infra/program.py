@@ -1,0 +1,103 @@
+"""Build every component of one environment from its spec.
+
+Kept apart from ``__main__.py`` so unit tests can run the same code under
+Pulumi's mocks and inspect the resources it registers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+
+from infra.components import (
+    AclPolicies,
+    AuditDevices,
+    DatabaseEngine,
+    DatabaseSecrets,
+    JwtAuth,
+    JwtIssuerKeys,
+    KubernetesAuth,
+    KvEngines,
+    vault_provider,
+)
+from infra.policy_files import read_policies
+from infra.spec.model import EnvironmentSpec
+
+
+@dataclass
+class Deployment:
+    """The components of one environment, for exports and tests."""
+
+    kv: KvEngines
+    policies: AclPolicies
+    audit: AuditDevices
+    database: DatabaseEngine | None
+    issuer_keys: JwtIssuerKeys
+    kubernetes_auth: KubernetesAuth | None
+    jwt_auth: JwtAuth | None
+
+
+def database_secrets(spec: EnvironmentSpec, config: pulumi.Config) -> DatabaseSecrets | None:
+    """Read the database connection secrets the spec names from Pulumi config."""
+    if spec.database is None:
+        return None
+    conn = spec.database.connection
+    return DatabaseSecrets(
+        connection_url=config.require_secret(conn.url_secret),
+        username=config.require_secret(conn.username_secret),
+        password=config.require_secret(conn.password_secret),
+    )
+
+
+def build(spec: EnvironmentSpec, db_secrets: DatabaseSecrets | None) -> Deployment:
+    """Register every Vault resource the spec declares, under one explicit provider."""
+    provider = vault_provider(spec.vault)
+    opts = pulumi.ResourceOptions(providers=[provider])
+    policy_texts = read_policies(spec.policies)
+
+    policies = AclPolicies("acl-policies", policy_texts, opts=opts)
+    # Roles reference policies by name; ordering them after the policies keeps
+    # a fresh apply and a destroy free of dangling references.
+    after_policies = pulumi.ResourceOptions(providers=[provider], depends_on=[policies])
+
+    database = None
+    if spec.database is not None:
+        if db_secrets is None:
+            raise ValueError(f"{spec.source}: database declared but no connection secrets given")
+        database = DatabaseEngine("database", spec.database, db_secrets, opts=opts)
+
+    k8s = spec.auth.kubernetes
+    jwt = spec.auth.jwt
+    return Deployment(
+        kv=KvEngines("kv", spec.kv_mounts, opts=opts),
+        policies=policies,
+        audit=AuditDevices("audit", spec.audit, spec.vault.flavour, spec.source, opts=opts),
+        database=database,
+        issuer_keys=JwtIssuerKeys("jwt-issuer-keys", spec.jwt_issuer_keys, opts=opts),
+        kubernetes_auth=None if k8s is None else KubernetesAuth(
+            "kubernetes-auth", k8s, spec.services, opts=after_policies
+        ),
+        jwt_auth=None if jwt is None else JwtAuth("jwt-auth", jwt, opts=after_policies),
+    )
+
+
+def export(spec: EnvironmentSpec, deployment: Deployment) -> None:
+    """Export identifiers only: mount paths, role names, policy names, audit paths."""
+    pulumi.export("environment", spec.environment)
+    pulumi.export("vault_address", spec.vault.address)
+    pulumi.export("flavour", spec.vault.flavour)
+    pulumi.export("kv_mounts", deployment.kv.paths)
+    pulumi.export("policies", deployment.policies.names)
+    pulumi.export("audit_devices", deployment.audit.paths)
+    pulumi.export("audit_server_config_hcl", deployment.audit.server_config_hcl)
+    pulumi.export("jwt_issuer_keys", deployment.issuer_keys.names)
+    if deployment.database is not None:
+        pulumi.export("database_mount", deployment.database.mount.path)
+        pulumi.export("database_roles", deployment.database.role_names)
+    if deployment.kubernetes_auth is not None:
+        pulumi.export("kubernetes_auth_path", deployment.kubernetes_auth.backend.path)
+        pulumi.export("kubernetes_roles", deployment.kubernetes_auth.role_names)
+    if deployment.jwt_auth is not None:
+        pulumi.export("jwt_auth_path", deployment.jwt_auth.backend.path)
+        pulumi.export("jwt_roles", deployment.jwt_auth.role_names)

@@ -1,0 +1,420 @@
+"""The one loader: stack config -> validated, typed :class:`EnvironmentSpec`.
+
+Validation happens in two passes, both before any resource is registered:
+
+1. JSON Schema (``infra/schema/environment.schema.json``): shape, types,
+   unknown keys, TTL ranges.
+2. Cross-references: every policy has an HCL file, every role names a declared
+   policy, TTLs respect their max and the environment's caps, names are unique.
+
+Every problem is reported with the stack file and the key path
+(``Pulumi.prod.yaml: tradepulse-vault:spec.services[0].policies[1]: ...``), all
+problems at once, so a reviewer fixes a bad spec in one round.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import jsonschema
+import yaml
+
+from infra import paths
+from infra.spec.model import (
+    Audit,
+    AuditDevice,
+    AuditRequestHeader,
+    AuthMethods,
+    DatabaseConnection,
+    DatabaseEngine,
+    DatabaseRole,
+    EnvironmentSpec,
+    Flavour,
+    JwtAuth,
+    JwtIssuerKey,
+    JwtRole,
+    KubernetesAuth,
+    KubernetesBinding,
+    KvMount,
+    Limits,
+    Service,
+    VaultTarget,
+)
+
+KeyPath = tuple[str | int, ...]
+
+# 20 minutes is pulumi-vault's own default for the provider's child token.
+DEFAULT_PROVIDER_TOKEN_TTL_SECONDS = 20 * 60
+DEFAULT_DB_MAX_OPEN_CONNECTIONS = 4
+_MAX_VALUE_ECHO = 80
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a spec, at one key path."""
+
+    path: KeyPath
+    message: str
+
+    def render(self, source: str) -> str:
+        """Return ``<file>: <key path>: <message>``."""
+        return f"{source}: {format_key_path(self.path)}: {self.message}"
+
+
+class SpecError(ValueError):
+    """A stack file's spec is invalid; ``str()`` names the file and every key path."""
+
+    def __init__(self, source: str, problems: Sequence[Problem]) -> None:
+        self.source = source
+        self.problems = tuple(problems)
+        lines = [p.render(source) for p in self.problems]
+        super().__init__("\n".join(lines))
+
+
+def format_key_path(path: KeyPath) -> str:
+    """Render a key path as ``tradepulse-vault:spec.kv_mounts[0].path``."""
+    out = paths.SPEC_CONFIG_KEY
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+@functools.cache
+def _validator() -> jsonschema.Draft202012Validator:
+    schema = json.loads(paths.ENVIRONMENT_SCHEMA.read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= _MAX_VALUE_ECHO else text[: _MAX_VALUE_ECHO - 3] + "..."
+
+
+def _schema_problems(data: object) -> list[Problem]:
+    problems: list[Problem] = []
+    for err in _validator().iter_errors(data):
+        where: KeyPath = tuple(err.absolute_path)
+        if err.validator == "additionalProperties" and isinstance(err.instance, Mapping):
+            known = set(cast(Mapping[str, Any], err.schema).get("properties", {}))
+            for key in sorted(set(err.instance) - known, key=str):
+                problems.append(Problem((*where, str(key)), "unknown key"))
+        elif err.validator == "required":
+            missing = str(err.message).split("'")[1] if "'" in err.message else err.message
+            problems.append(Problem((*where, missing), "required key is missing"))
+        elif err.validator == "oneOf" and where and where[-1] == "jwt":
+            problems.append(
+                Problem(where, "set exactly one of oidc_discovery_url, jwks_url, validation_pubkeys")
+            )
+        elif err.validator in {"minimum", "maximum"}:
+            bound = "at least" if err.validator == "minimum" else "at most"
+            problems.append(
+                Problem(where, f"{_short(err.instance)} is out of range: must be {bound} "
+                        f"{err.validator_value}")
+            )
+        elif err.validator == "type":
+            problems.append(
+                Problem(where, f"{_short(err.instance)} is not of type {err.validator_value!r}")
+            )
+        elif err.validator == "pattern":
+            problems.append(
+                Problem(where, f"{_short(err.instance)} does not match {err.validator_value!r}")
+            )
+        else:
+            problems.append(Problem(where, err.message[:200]))
+    return sorted(problems, key=lambda p: (format_key_path(p.path), p.message))
+
+
+def _duplicates(names: Iterable[str]) -> set[str]:
+    seen: set[str] = set()
+    dupes: set[str] = set()
+    for name in names:
+        (dupes if name in seen else seen).add(name)
+    return dupes
+
+
+def _ttl_pair(
+    problems: list[Problem], where: KeyPath, ttl_key: str, max_key: str,
+    item: Mapping[str, Any], cap: int, cap_name: str,
+) -> None:
+    ttl, max_ttl = item[ttl_key], item[max_key]
+    if ttl > max_ttl:
+        problems.append(Problem((*where, ttl_key), f"{ttl} exceeds {max_key} ({max_ttl})"))
+    if max_ttl > cap:
+        problems.append(
+            Problem((*where, max_key), f"{max_ttl} exceeds limits.{cap_name} ({cap})")
+        )
+
+
+def _reference_problems(  # noqa: PLR0912 - one linear list of cross-checks reads best
+    data: Mapping[str, Any], stack: str | None, policy_dir: Path
+) -> list[Problem]:
+    problems: list[Problem] = []
+    if stack is not None and data["environment"] != stack:
+        problems.append(
+            Problem(("environment",), f"{data['environment']!r} does not match stack {stack!r}")
+        )
+    limits = data["limits"]
+    declared = set(data["policies"])
+    for i, name in enumerate(data["policies"]):
+        if not (policy_dir / f"{name}.hcl").is_file():
+            problems.append(
+                Problem(("policies", i), f"no HCL file {policy_dir.name}/{name}.hcl for policy "
+                        f"{name!r}")
+            )
+
+    def check_policy_refs(where: KeyPath, names: Sequence[str]) -> None:
+        for j, name in enumerate(names):
+            if name not in declared:
+                problems.append(
+                    Problem((*where, "policies", j), f"unknown policy {name!r} (not in policies)")
+                )
+
+    mount_paths = [m["path"] for m in data["kv_mounts"]]
+    database = data.get("database")
+    role_names: set[str] = set()
+    if database is not None:
+        mount_paths.append(database["mount"])
+        role_names = {r["name"] for r in database["roles"]}
+        for i, role in enumerate(database["roles"]):
+            _ttl_pair(problems, ("database", "roles", i), "default_ttl_seconds",
+                      "max_ttl_seconds", role, limits["max_database_ttl_seconds"],
+                      "max_database_ttl_seconds")
+        for name in sorted(_duplicates(r["name"] for r in database["roles"])):
+            problems.append(Problem(("database", "roles"), f"duplicate role name {name!r}"))
+    for name in sorted(_duplicates(mount_paths)):
+        problems.append(Problem(("kv_mounts",), f"mount path {name!r} is declared twice"))
+
+    auth = data["auth"]
+    for i, svc in enumerate(data["services"]):
+        where: KeyPath = ("services", i)
+        check_policy_refs(where, svc["policies"])
+        _ttl_pair(problems, where, "token_ttl_seconds", "token_max_ttl_seconds", svc,
+                  limits["max_token_ttl_seconds"], "max_token_ttl_seconds")
+        for j, role in enumerate(svc.get("database_roles", [])):
+            if role not in role_names:
+                problems.append(
+                    Problem((*where, "database_roles", j), f"unknown database role {role!r}")
+                )
+        if "kubernetes" in svc and "kubernetes" not in auth:
+            problems.append(
+                Problem((*where, "kubernetes"), "service binds a service account but "
+                        "auth.kubernetes is not declared")
+            )
+    for name in sorted(_duplicates(s["name"] for s in data["services"])):
+        problems.append(Problem(("services",), f"duplicate service name {name!r}"))
+
+    jwt = auth.get("jwt")
+    if jwt is not None:
+        for i, role in enumerate(jwt["roles"]):
+            where = ("auth", "jwt", "roles", i)
+            check_policy_refs(where, role["policies"])
+            _ttl_pair(problems, where, "token_ttl_seconds", "token_max_ttl_seconds", role,
+                      limits["max_token_ttl_seconds"], "max_token_ttl_seconds")
+        for name in sorted(_duplicates(r["name"] for r in jwt["roles"])):
+            problems.append(Problem(("auth", "jwt", "roles"), f"duplicate role name {name!r}"))
+    if "kubernetes" in auth and "jwt" in auth and auth["kubernetes"]["path"] == jwt["path"]:
+        problems.append(Problem(("auth", "jwt", "path"), "same path as auth.kubernetes.path"))
+
+    devices = data["audit"]["devices"]
+    for i, dev in enumerate(devices):
+        if dev["type"] == "file" and "file_path" not in dev["options"]:
+            problems.append(
+                Problem(("audit", "devices", i, "options", "file_path"),
+                        "required key is missing for a file audit device")
+            )
+    for name in sorted(_duplicates(d["path"] for d in devices)):
+        problems.append(Problem(("audit", "devices"), f"duplicate audit path {name!r}"))
+    for name in sorted(_duplicates(k["name"] for k in data.get("jwt_issuer_keys", []))):
+        problems.append(Problem(("jwt_issuer_keys",), f"duplicate key name {name!r}"))
+    return problems
+
+
+def _build(data: Mapping[str, Any], source: str) -> EnvironmentSpec:
+    vault = data["vault"]
+    database = data.get("database")
+    auth = data["auth"]
+    k8s = auth.get("kubernetes")
+    jwt = auth.get("jwt")
+    return EnvironmentSpec(
+        environment=data["environment"],
+        source=source,
+        vault=VaultTarget(
+            address=vault["address"].rstrip("/"),
+            flavour=cast(Flavour, vault["flavour"]),
+            namespace=vault.get("namespace") or None,
+            provider_token_ttl_seconds=vault.get(
+                "provider_token_ttl_seconds", DEFAULT_PROVIDER_TOKEN_TTL_SECONDS
+            ),
+        ),
+        limits=Limits(**data["limits"]),
+        kv_mounts=tuple(
+            KvMount(
+                path=m["path"],
+                description=m.get("description", ""),
+                cas_required=m["cas_required"],
+                max_versions=m["max_versions"],
+                delete_version_after_seconds=m.get("delete_version_after_seconds", 0),
+            )
+            for m in data["kv_mounts"]
+        ),
+        database=None if database is None else DatabaseEngine(
+            mount=database["mount"],
+            connection=DatabaseConnection(
+                name=database["connection"]["name"],
+                url_secret=database["connection"]["url_secret"],
+                username_secret=database["connection"]["username_secret"],
+                password_secret=database["connection"]["password_secret"],
+                verify_connection=database["connection"].get("verify_connection", True),
+                max_open_connections=database["connection"].get(
+                    "max_open_connections", DEFAULT_DB_MAX_OPEN_CONNECTIONS
+                ),
+            ),
+            roles=tuple(
+                DatabaseRole(
+                    name=r["name"],
+                    creation_statements=tuple(r["creation_statements"]),
+                    revocation_statements=tuple(r["revocation_statements"]),
+                    default_ttl_seconds=r["default_ttl_seconds"],
+                    max_ttl_seconds=r["max_ttl_seconds"],
+                )
+                for r in database["roles"]
+            ),
+        ),
+        jwt_issuer_keys=tuple(
+            JwtIssuerKey(
+                name=k["name"],
+                algorithm=k.get("algorithm", "RS256"),
+                rotation_period_seconds=k["rotation_period_seconds"],
+                verification_ttl_seconds=k["verification_ttl_seconds"],
+                allowed_client_ids=tuple(k.get("allowed_client_ids", ())),
+            )
+            for k in data.get("jwt_issuer_keys", [])
+        ),
+        policies=tuple(data["policies"]),
+        services=tuple(
+            Service(
+                name=s["name"],
+                policies=tuple(s["policies"]),
+                kubernetes=None if "kubernetes" not in s else KubernetesBinding(
+                    **s["kubernetes"]
+                ),
+                database_roles=tuple(s.get("database_roles", ())),
+                token_ttl_seconds=s["token_ttl_seconds"],
+                token_max_ttl_seconds=s["token_max_ttl_seconds"],
+            )
+            for s in data["services"]
+        ),
+        auth=AuthMethods(
+            kubernetes=None if k8s is None else KubernetesAuth(
+                path=k8s["path"], host=k8s["host"], audience=k8s.get("audience")
+            ),
+            jwt=None if jwt is None else JwtAuth(
+                path=jwt["path"],
+                bound_issuer=jwt["bound_issuer"],
+                oidc_discovery_url=jwt.get("oidc_discovery_url"),
+                jwks_url=jwt.get("jwks_url"),
+                validation_pubkeys=tuple(jwt.get("validation_pubkeys", ())),
+                roles=tuple(
+                    JwtRole(
+                        name=r["name"],
+                        policies=tuple(r["policies"]),
+                        bound_audiences=tuple(r["bound_audiences"]),
+                        repository=r["repository"],
+                        branch=r["branch"],
+                        deployment_environment=r["deployment_environment"],
+                        user_claim=r.get("user_claim", "repository"),
+                        token_ttl_seconds=r["token_ttl_seconds"],
+                        token_max_ttl_seconds=r["token_max_ttl_seconds"],
+                    )
+                    for r in jwt["roles"]
+                ),
+            ),
+        ),
+        audit=Audit(
+            devices=tuple(
+                AuditDevice(
+                    path=d["path"],
+                    type=d["type"],
+                    description=d.get("description", ""),
+                    options=tuple(sorted(d["options"].items())),
+                )
+                for d in data["audit"]["devices"]
+            ),
+            request_headers=tuple(
+                AuditRequestHeader(name=h["name"], hmac=h["hmac"])
+                for h in data["audit"].get("request_headers", [])
+            ),
+        ),
+    )
+
+
+def parse_spec(
+    data: object, *, source: str, stack: str | None = None,
+    policy_dir: Path = paths.POLICY_DIR,
+) -> EnvironmentSpec:
+    """Validate ``data`` (the spec value) and return the typed spec.
+
+    ``source`` names the stack file in messages; ``stack``, when given, must
+    equal the spec's ``environment``. Raises :class:`SpecError` listing every
+    problem found.
+    """
+    problems = _schema_problems(data)
+    if problems:
+        raise SpecError(source, problems)
+    spec_data = cast(Mapping[str, Any], data)
+    problems = _reference_problems(spec_data, stack, policy_dir)
+    if problems:
+        raise SpecError(source, problems)
+    return _build(spec_data, source)
+
+
+def read_stack_file(path: Path) -> Mapping[str, Any]:
+    """Parse a stack file's YAML; raise :class:`SpecError` naming the file on bad YAML."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(path.name, [Problem((), "stack file does not exist")]) from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(path.name, [Problem((), f"not UTF-8 text ({exc.reason} at byte "
+                                            f"{exc.start})")]) from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        reason = getattr(exc, "problem", None) or "invalid YAML"
+        raise SpecError(path.name, [Problem((), f"{where}{reason}")]) from None
+    if not isinstance(doc, Mapping) or not isinstance(doc.get("config"), Mapping):
+        raise SpecError(path.name, [Problem((), "no `config:` mapping in the stack file")])
+    return cast(Mapping[str, Any], doc)
+
+
+def load_stack_file(
+    path: Path, *, policy_dir: Path = paths.POLICY_DIR
+) -> EnvironmentSpec:
+    """Load and validate the spec of the stack file at ``path`` (``Pulumi.<stack>.yaml``)."""
+    doc = read_stack_file(path)
+    stack = path.name.removeprefix("Pulumi.").removesuffix(".yaml")
+    config = doc["config"]
+    if paths.SPEC_CONFIG_KEY not in config:
+        raise SpecError(path.name, [Problem((), "required key is missing")])
+    return parse_spec(config[paths.SPEC_CONFIG_KEY], source=path.name, stack=stack,
+                      policy_dir=policy_dir)
+
+
+def load_current_stack() -> EnvironmentSpec:
+    """Load the spec of the stack Pulumi is running, from Pulumi config."""
+    import pulumi  # imported here so the rotation CLI does not pay for the SDK
+
+    stack = pulumi.get_stack()
+    raw = pulumi.Config(paths.PROJECT_NAME).get_object("spec")
+    source = f"Pulumi.{stack}.yaml"
+    if raw is None:
+        raise SpecError(source, [Problem((), "required key is missing")])
+    return parse_spec(raw, source=source, stack=stack)

@@ -1,0 +1,194 @@
+"""Typed environment spec: what one Vault environment must look like.
+
+These frozen dataclasses are built once, by :mod:`infra.spec.loader`, from the
+``tradepulse-vault:spec`` key of ``Pulumi.<stack>.yaml`` after JSON Schema and
+cross-reference validation. Components receive them and never look at raw
+config, so a typo fails at load time with the file and key path, not halfway
+through ``pulumi up``. All durations are whole seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Flavour = Literal["vault", "openbao"]
+
+
+@dataclass(frozen=True)
+class VaultTarget:
+    """How the program reaches Vault; the token always comes from ``VAULT_TOKEN``."""
+
+    address: str
+    flavour: Flavour
+    namespace: str | None
+    provider_token_ttl_seconds: int
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps that every TTL in the spec (and the preview policy pack) respects."""
+
+    max_database_ttl_seconds: int
+    max_token_ttl_seconds: int
+
+
+@dataclass(frozen=True)
+class KvMount:
+    """A KV version 2 secrets engine mount."""
+
+    path: str
+    description: str
+    cas_required: bool
+    max_versions: int
+    delete_version_after_seconds: int
+
+
+@dataclass(frozen=True)
+class DatabaseConnection:
+    """The PostgreSQL connection; the three ``*_secret`` fields name Pulumi config secrets."""
+
+    name: str
+    url_secret: str
+    username_secret: str
+    password_secret: str
+    verify_connection: bool
+    max_open_connections: int
+
+
+@dataclass(frozen=True)
+class DatabaseRole:
+    """A dynamic-credential role of the database secrets engine."""
+
+    name: str
+    creation_statements: tuple[str, ...]
+    revocation_statements: tuple[str, ...]
+    default_ttl_seconds: int
+    max_ttl_seconds: int
+
+
+@dataclass(frozen=True)
+class DatabaseEngine:
+    """The database secrets engine: mount, connection and roles."""
+
+    mount: str
+    connection: DatabaseConnection
+    roles: tuple[DatabaseRole, ...]
+
+
+@dataclass(frozen=True)
+class JwtIssuerKey:
+    """An identity OIDC key that Vault rotates itself on ``rotation_period_seconds``."""
+
+    name: str
+    algorithm: str
+    rotation_period_seconds: int
+    verification_ttl_seconds: int
+    allowed_client_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class KubernetesBinding:
+    """The service account a service runs as."""
+
+    namespace: str
+    service_account: str
+
+
+@dataclass(frozen=True)
+class Service:
+    """A workload that authenticates to Vault with its own policy set."""
+
+    name: str
+    policies: tuple[str, ...]
+    kubernetes: KubernetesBinding | None
+    database_roles: tuple[str, ...]
+    token_ttl_seconds: int
+    token_max_ttl_seconds: int
+
+
+@dataclass(frozen=True)
+class KubernetesAuth:
+    """The Kubernetes auth method (one role per service with a binding)."""
+
+    path: str
+    host: str
+    audience: str | None
+
+
+@dataclass(frozen=True)
+class JwtRole:
+    """A CI pipeline role bound to repository, branch and deployment environment."""
+
+    name: str
+    policies: tuple[str, ...]
+    bound_audiences: tuple[str, ...]
+    repository: str
+    branch: str
+    deployment_environment: str
+    user_claim: str
+    token_ttl_seconds: int
+    token_max_ttl_seconds: int
+
+
+@dataclass(frozen=True)
+class JwtAuth:
+    """The JWT auth method for CI pipelines; exactly one key source is set."""
+
+    path: str
+    bound_issuer: str
+    oidc_discovery_url: str | None
+    jwks_url: str | None
+    validation_pubkeys: tuple[str, ...]
+    roles: tuple[JwtRole, ...]
+
+
+@dataclass(frozen=True)
+class AuthMethods:
+    """Auth methods this environment enables."""
+
+    kubernetes: KubernetesAuth | None
+    jwt: JwtAuth | None
+
+
+@dataclass(frozen=True)
+class AuditDevice:
+    """An audit device; ``options`` are passed to Vault (or rendered for OpenBao)."""
+
+    path: str
+    type: str
+    description: str
+    options: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class AuditRequestHeader:
+    """A request header that audit devices record."""
+
+    name: str
+    hmac: bool
+
+
+@dataclass(frozen=True)
+class Audit:
+    """Audit devices and the request headers they record."""
+
+    devices: tuple[AuditDevice, ...]
+    request_headers: tuple[AuditRequestHeader, ...]
+
+
+@dataclass(frozen=True)
+class EnvironmentSpec:
+    """Everything one environment's Vault must contain."""
+
+    environment: str
+    source: str
+    vault: VaultTarget
+    limits: Limits
+    kv_mounts: tuple[KvMount, ...]
+    database: DatabaseEngine | None
+    jwt_issuer_keys: tuple[JwtIssuerKey, ...]
+    policies: tuple[str, ...]
+    services: tuple[Service, ...]
+    auth: AuthMethods
+    audit: Audit

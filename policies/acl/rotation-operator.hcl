@@ -1,0 +1,39 @@
+# rotation-operator: the on-call SRE (or the CI apply role) rotating secrets.
+# Writes service secrets with check-and-set and reads their metadata; issues,
+# renews, lists and revokes database leases. No sudo, no sys/audit, no policies.
+
+path "secret/data/services/*" {
+  capabilities = ["create", "read", "update"]
+}
+
+path "secret/metadata/services/*" {
+  capabilities = ["read", "list"]
+}
+
+path "database/creds/*" {
+  capabilities = ["read"]
+}
+
+path "sys/leases/renew" {
+  capabilities = ["update"]
+}
+
+path "sys/leases/revoke" {
+  capabilities = ["update"]
+}
+
+path "sys/leases/lookup" {
+  capabilities = ["update"]
+}
+
+path "sys/leases/lookup/database/creds/*" {
+  capabilities = ["list"]
+}
+
+path "sys/capabilities-self" {
+  capabilities = ["update"]
+}
+
+path "sys/mounts" {
+  capabilities = ["read"]
+}

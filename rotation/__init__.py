@@ -1,0 +1,1 @@
+"""Rotation tooling for tradepulse-vault: ``python -m rotation <command>``."""

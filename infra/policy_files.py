@@ -19,3 +19,47 @@ def read_policy(name: str, policy_dir: Path = paths.POLICY_DIR) -> str:
 def read_policies(names: Iterable[str], policy_dir: Path = paths.POLICY_DIR) -> dict[str, str]:
     """Return ``{name: hcl}`` for every name, in the order given."""
     return {name: read_policy(name, policy_dir) for name in names}
+
+
+VALID_CAPABILITIES = frozenset(
+    {"create", "read", "update", "patch", "delete", "list", "sudo", "deny", "subscribe"}
+)
+
+
+class PolicyParseError(ValueError):
+    """A policy file is not valid HCL or not a valid ACL policy."""
+
+
+def _unquote(value: str) -> str:
+    # python-hcl2 >= 8 keeps the quotes of string literals and block labels.
+    return value[1:-1] if len(value) >= 2 and value[0] == value[-1] == '"' else value
+
+
+def parse_policy(text: str, source: str) -> dict[str, frozenset[str]]:
+    """Parse ACL policy HCL into ``{path: capabilities}``; raise naming ``source`` if invalid."""
+    import hcl2  # python-hcl2: a real HCL parser, not a regex
+
+    try:
+        doc = hcl2.loads(text)
+    except Exception as exc:  # noqa: BLE001 - the parser raises several unrelated types
+        raise PolicyParseError(f"{source}: not valid HCL: {str(exc).splitlines()[0]}") from None
+    unknown = sorted(k for k in set(doc) - {"path"} if not k.startswith("__"))
+    if unknown:
+        raise PolicyParseError(f"{source}: unexpected top-level blocks {unknown}")
+    rules: dict[str, frozenset[str]] = {}
+    for block in doc.get("path", []):
+        for raw_path, body in block.items():
+            path = _unquote(raw_path)
+            caps = body.get("capabilities") if isinstance(body, dict) else None
+            if not isinstance(caps, list) or not caps:
+                raise PolicyParseError(f'{source}: path "{path}" has no capabilities list')
+            names = frozenset(_unquote(str(c)) for c in caps)
+            bad = sorted(names - VALID_CAPABILITIES)
+            if bad:
+                raise PolicyParseError(f'{source}: path "{path}" has unknown capabilities {bad}')
+            if path in rules:
+                raise PolicyParseError(f'{source}: path "{path}" is declared twice')
+            rules[path] = names
+    if not rules:
+        raise PolicyParseError(f"{source}: declares no path rules")
+    return rules

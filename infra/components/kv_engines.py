@@ -12,7 +12,7 @@ from infra.spec.model import KvMount
 
 
 class KvEngines(pulumi.ComponentResource):
-    """Mounts each KV v2 engine and sets ``cas_required``, ``max_versions``, ``delete_version_after``."""
+    """Mounts each KV v2 engine and sets CAS, version retention and version expiry."""
 
     mounts: dict[str, vault.Mount]
     configs: dict[str, vault.kv.SecretBackendV2]

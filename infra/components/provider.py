@@ -12,7 +12,9 @@ import pulumi_vault as vault
 from infra.spec.model import VaultTarget
 
 
-def vault_provider(target: VaultTarget, opts: pulumi.ResourceOptions | None = None) -> vault.Provider:
+def vault_provider(
+    target: VaultTarget, opts: pulumi.ResourceOptions | None = None
+) -> vault.Provider:
     """Return the provider every Vault resource of this stack uses."""
     return vault.Provider(
         "vault",

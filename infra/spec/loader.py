@@ -108,9 +108,9 @@ def _schema_problems(data: object) -> list[Problem]:
             missing = str(err.message).split("'")[1] if "'" in err.message else err.message
             problems.append(Problem((*where, missing), "required key is missing"))
         elif err.validator == "oneOf" and where and where[-1] == "jwt":
-            problems.append(
-                Problem(where, "set exactly one of oidc_discovery_url, jwks_url, validation_pubkeys")
-            )
+            problems.append(Problem(
+                where, "set exactly one of oidc_discovery_url, jwks_url, validation_pubkeys"
+            ))
         elif err.validator in {"minimum", "maximum"}:
             bound = "at least" if err.validator == "minimum" else "at most"
             problems.append(
@@ -138,7 +138,7 @@ def _duplicates(names: Iterable[str]) -> set[str]:
     return dupes
 
 
-def _ttl_pair(
+def _ttl_pair(  # noqa: PLR0917 - private helper, called with keywords-in-order
     problems: list[Problem], where: KeyPath, ttl_key: str, max_key: str,
     item: Mapping[str, Any], cap: int, cap_name: str,
 ) -> None:

@@ -122,7 +122,7 @@ def test_registers_exactly_what_the_spec_declares(stack: str, pulumi_mocks: Any)
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_inputs_follow_the_spec(stack: str, pulumi_mocks: Any) -> None:  # noqa: PLR0915
+def test_inputs_follow_the_spec(stack: str, pulumi_mocks: Any) -> None:
     run: MockRun = pulumi_mocks(stack)
     spec = spec_for(stack)
     evaluate(run, spec)
@@ -240,7 +240,7 @@ def run_main() -> dict[str, Any]:
     @pulumi.runtime.test
     def go() -> Any:
         outputs: dict[str, Any] = {}
-        pulumi.export = lambda name, value: outputs.__setitem__(name, value)  # type: ignore
+        pulumi.export = outputs.__setitem__  # type: ignore[assignment]
         try:
             runpy.run_path(str(paths.REPO_ROOT / "infra" / "__main__.py"), run_name="__main__")
         finally:

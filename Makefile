@@ -1,0 +1,48 @@
+# tradepulse-vault: the two commands a newcomer needs are `make up` and `make test`.
+SHELL := /bin/bash
+.ONESHELL:
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEPS_STAMP := $(VENV)/.deps-$(shell sha1sum pyproject.toml | cut -c1-12)
+PYTEST_ARGS ?=
+
+.PHONY: help setup system-deps toolchain lint unit integration e2e test up down
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(DEPS_STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	rm -f $(VENV)/.deps-*
+	touch $@
+
+setup: $(DEPS_STAMP) ## create .venv with pinned Python dependencies (incl. the bao binary)
+
+system-deps: ## install Debian's postgresql if missing (needs root)
+	bash tools/system-deps.sh
+
+toolchain: ## build or reuse the Pulumi CLI + plugins (cache outside the repo)
+	bash tools/toolchain/build.sh
+
+lint: setup ## ruff and mypy (strict on infra/ and rotation/)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+unit: setup ## unit tests only (Pulumi mocks, no servers)
+	$(PY) -m pytest -m "not integration and not e2e" $(PYTEST_ARGS)
+
+integration: setup system-deps ## integration tests (real OpenBao + PostgreSQL)
+	$(PY) -m pytest -m integration $(PYTEST_ARGS)
+
+e2e: setup system-deps toolchain ## end-to-end tests with the real Pulumi engine
+	source tools/toolchain/env.sh
+	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
+
+test: setup system-deps toolchain lint ## everything CI runs: lint, unit, integration, e2e
+	source tools/toolchain/env.sh
+	$(PY) -m pytest $(PYTEST_ARGS)

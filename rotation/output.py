@@ -1,0 +1,64 @@
+"""Output discipline: ``--json`` prints only JSON on stdout; logs go to stderr.
+
+Commands return a :class:`Result`; the CLI renders it once, as JSON or as
+text (with rich tables on a terminal). Nothing in a Result may hold a secret
+value: results carry identifiers, versions, timestamps and evidence.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+log = logging.getLogger("rotation")
+
+
+@dataclass
+class Result:
+    """What a command produced: a JSON-able payload, a text renderer and an exit code."""
+
+    payload: dict[str, Any]
+    render_text: Callable[[TextIO], None] | None = None
+    exit_code: int = 0
+    messages: list[str] = field(default_factory=list)
+
+
+def setup_logging(verbose: bool) -> None:
+    """Send log records to stderr, never stdout."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("rotation")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.propagate = False
+
+
+def emit(result: Result, *, as_json: bool, stream: TextIO | None = None) -> None:
+    """Write ``result`` to stdout as JSON (``--json``) or as text."""
+    out = stream or sys.stdout
+    if as_json:
+        json.dump(result.payload, out, indent=2, sort_keys=True, default=str)
+        out.write("\n")
+    elif result.render_text is not None:
+        result.render_text(out)
+    else:
+        for key, value in result.payload.items():
+            out.write(f"{key}: {value}\n")
+    out.flush()
+
+
+def emit_error(message: str, hint: str | None, code: int, *, as_json: bool) -> None:
+    """Report a failure: JSON on stdout for ``--json`` callers, always a line on stderr."""
+    if as_json:
+        json.dump({"ok": False, "error": message, "hint": hint, "exit_code": code},
+                  sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+    sys.stderr.write(f"error: {message}\n")
+    if hint:
+        sys.stderr.write(f"hint: {hint}\n")
+    sys.stderr.flush()

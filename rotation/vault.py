@@ -1,0 +1,108 @@
+"""The Vault client behind a small interface: hvac, with errors mapped to ours.
+
+Every command reaches Vault through :func:`connect` and runs its calls inside
+:func:`vault_errors`, so a refused connection, a sealed or standby server, a
+missing permission or a CAS refusal always ends in the documented exit code
+and a message that says what to do, never in a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import hvac
+import hvac.exceptions
+import requests
+
+from rotation.errors import BadInput, CasConflict, CheckFailed, VaultUnavailable
+
+DEFAULT_TIMEOUT_SECONDS = 10
+
+
+@dataclass(frozen=True)
+class VaultTarget:
+    """Address and token source of the Vault a command talks to."""
+
+    address: str
+    token_env: str = "VAULT_TOKEN"  # noqa: S105 - a variable name, not a token
+
+
+def read_token(token_env: str) -> str:
+    """Return the token from environment variable ``token_env`` (never from an argument)."""
+    token = os.environ.get(token_env, "")
+    if not token:
+        raise BadInput(
+            f"environment variable {token_env} is not set",
+            hint=f"export {token_env}=... or put it in the --env-file",
+        )
+    return token
+
+
+def connect(target: VaultTarget, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> hvac.Client:
+    """Return an hvac client for ``target`` with the token from its environment variable."""
+    return hvac.Client(url=target.address, token=read_token(target.token_env), timeout=timeout)
+
+
+def _first_error(exc: hvac.exceptions.VaultError) -> str:
+    errors = getattr(exc, "errors", None)
+    if isinstance(errors, list) and errors:
+        return "; ".join(str(e) for e in errors)[:300]
+    return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+
+
+@contextlib.contextmanager
+def vault_errors(address: str, what: str) -> Iterator[None]:
+    """Translate hvac/requests failures during ``what`` into rotation errors."""
+    try:
+        yield
+    except requests.exceptions.RequestException as exc:
+        raise VaultUnavailable(
+            f"cannot reach Vault at {address} while {what} ({type(exc).__name__})",
+            hint="check VAULT_ADDR/--address and the network; escalate after 5 minutes",
+        ) from None
+    except hvac.exceptions.VaultDown:
+        raise VaultUnavailable(
+            f"Vault at {address} is sealed while {what}",
+            hint="unseal it (vault operator unseal) or fail over; nothing was changed",
+        ) from None
+    except hvac.exceptions.Forbidden as exc:
+        raise CheckFailed(
+            f"permission denied while {what}: {_first_error(exc)}",
+            hint="check the token's policies with `vault token capabilities <path>`",
+        ) from None
+    except hvac.exceptions.Unauthorized as exc:
+        raise CheckFailed(
+            f"token rejected while {what}: {_first_error(exc)}",
+            hint="the token expired or was revoked: log in again",
+        ) from None
+    except hvac.exceptions.InvalidRequest as exc:
+        message = _first_error(exc)
+        if "check-and-set" in message:
+            raise CasConflict(f"check-and-set refused while {what}: {message}") from None
+        raise CheckFailed(f"Vault refused the request while {what}: {message}") from None
+    except (hvac.exceptions.InternalServerError, hvac.exceptions.BadGateway,
+            hvac.exceptions.UnexpectedError) as exc:
+        message = _first_error(exc)
+        if "standby" in message or "sealed" in message:
+            raise VaultUnavailable(
+                f"Vault at {address} cannot serve while {what}: {message}"
+            ) from None
+        raise VaultUnavailable(
+            f"Vault at {address} failed while {what}: {message}",
+            hint="retry; escalate if it persists past 5 minutes",
+        ) from None
+
+
+def health(client: hvac.Client) -> dict[str, Any]:
+    """Return ``sys/health`` without raising on sealed/standby status codes."""
+    response = client.sys.read_health_status(
+        method="GET", standby_ok=True, perf_standby_ok=True, sealed_code=200,
+        uninit_code=200, standby_code=200,
+    )
+    if isinstance(response, dict):
+        return response
+    return dict(response.json())

@@ -1,0 +1,184 @@
+"""The spec loader: the four stacks load; each bad spec names the file and key path."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from infra import paths
+from infra.spec import SpecError, load_stack_file, parse_spec
+from tests.conftest import STACKS, MockRun
+from tests.infra.test_program import SECRET_KEYS, run_main, stack_config
+
+
+def prod_spec() -> dict[str, Any]:
+    doc = yaml.safe_load(paths.stack_file("prod").read_text())
+    return copy.deepcopy(doc["config"][paths.SPEC_CONFIG_KEY])
+
+
+def write_stack(tmp: Path, spec: dict[str, Any], stack: str = "prod") -> Path:
+    path = tmp / f"Pulumi.{stack}.yaml"
+    path.write_text(yaml.safe_dump({"config": {paths.SPEC_CONFIG_KEY: spec}}))
+    return path
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_stack_file_loads(stack: str) -> None:
+    spec = load_stack_file(paths.stack_file(stack))
+    assert spec.environment == stack
+    assert spec.source == f"Pulumi.{stack}.yaml"
+
+
+Mutation = Callable[[dict[str, Any]], None]
+
+
+def _set(path: list[str | int], value: Any) -> Mutation:
+    def mutate(spec: dict[str, Any]) -> None:
+        node: Any = spec
+        for part in path[:-1]:
+            node = node[part]
+        node[path[-1]] = value
+    return mutate
+
+
+def _delete(path: list[str | int]) -> Mutation:
+    def mutate(spec: dict[str, Any]) -> None:
+        node: Any = spec
+        for part in path[:-1]:
+            node = node[part]
+        del node[path[-1]]
+    return mutate
+
+
+BAD_SPECS: list[tuple[str, Mutation, str, str]] = [
+    ("unknown top-level key", _set(["colour"], "blue"),
+     "tradepulse-vault:spec.colour", "unknown key"),
+    ("unknown nested key", _set(["kv_mounts", 0, "cas"], True),
+     "tradepulse-vault:spec.kv_mounts[0].cas", "unknown key"),
+    ("wrong type", _set(["kv_mounts", 0, "max_versions"], "twenty"),
+     "tradepulse-vault:spec.kv_mounts[0].max_versions", "is not of type 'integer'"),
+    ("wrong type bool", _set(["kv_mounts", 0, "cas_required"], "yes"),
+     "tradepulse-vault:spec.kv_mounts[0].cas_required", "is not of type 'boolean'"),
+    ("TTL below range", _set(["database", "roles", 0, "default_ttl_seconds"], 5),
+     "tradepulse-vault:spec.database.roles[0].default_ttl_seconds", "out of range"),
+    ("TTL above range", _set(["services", 1, "token_max_ttl_seconds"], 99_999_999),
+     "tradepulse-vault:spec.services[1].token_max_ttl_seconds", "out of range"),
+    ("TTL above the environment cap", _set(["database", "roles", 2, "max_ttl_seconds"], 172800),
+     "tradepulse-vault:spec.database.roles[2].max_ttl_seconds",
+     "exceeds limits.max_database_ttl_seconds (86400)"),
+    ("default TTL above max TTL", _set(["services", 0, "token_ttl_seconds"], 20000),
+     "tradepulse-vault:spec.services[0].token_ttl_seconds",
+     "exceeds token_max_ttl_seconds (14400)"),
+    ("policy with no HCL file", _set(["policies", 2], "tradepulse-quant"),
+     "tradepulse-vault:spec.policies[2]", "no HCL file acl/tradepulse-quant.hcl"),
+    ("service role naming an unknown policy", _set(["services", 0, "policies"], ["root-ish"]),
+     "tradepulse-vault:spec.services[0].policies[0]", "unknown policy 'root-ish'"),
+    ("CI role naming an unknown policy",
+     _set(["auth", "jwt", "roles", 1, "policies"], ["ci-preview", "admin"]),
+     "tradepulse-vault:spec.auth.jwt.roles[1].policies[1]", "unknown policy 'admin'"),
+    ("service naming an unknown database role",
+     _set(["services", 2, "database_roles"], ["tradepulse-quant"]),
+     "tradepulse-vault:spec.services[2].database_roles[0]", "unknown database role"),
+    ("missing required key", _delete(["audit"]),
+     "tradepulse-vault:spec.audit", "required key is missing"),
+    ("file audit device without file_path", _delete(["audit", "devices", 0, "options",
+                                                     "file_path"]),
+     "tradepulse-vault:spec.audit.devices[0].options.file_path", "required key is missing"),
+    ("environment differs from the stack", _set(["environment"], "staging"),
+     "tradepulse-vault:spec.environment", "does not match stack 'prod'"),
+    ("bad flavour", _set(["vault", "flavour"], "hashicorp"),
+     "tradepulse-vault:spec.vault.flavour", "is not one of"),
+    ("two JWT key sources", _set(["auth", "jwt", "jwks_url"], "https://example.test/jwks"),
+     "tradepulse-vault:spec.auth.jwt", "set exactly one of"),
+    ("duplicate service", lambda s: s["services"].append(copy.deepcopy(s["services"][0])),
+     "tradepulse-vault:spec.services", "duplicate service name 'execution'"),
+    ("duplicate mount path", _set(["database", "mount"], "secret"),
+     "tradepulse-vault:spec.kv_mounts", "mount path 'secret' is declared twice"),
+]
+
+
+@pytest.mark.parametrize(("mutate", "key_path", "fragment"),
+                         [b[1:] for b in BAD_SPECS], ids=[b[0] for b in BAD_SPECS])
+def test_bad_spec_names_file_and_key_path(
+    tmp_path: Path, mutate: Mutation, key_path: str, fragment: str
+) -> None:
+    spec = prod_spec()
+    mutate(spec)
+    path = write_stack(tmp_path, spec)
+    with pytest.raises(SpecError) as info:
+        load_stack_file(path)
+    lines = str(info.value).splitlines()
+    wanted = f"Pulumi.prod.yaml: {key_path}: "
+    matching = [line for line in lines if line.startswith(wanted) and fragment in line]
+    assert matching, f"no line starts with {wanted!r} and has {fragment!r}: {lines}"
+
+
+@pytest.mark.parametrize(("mutate", "key_path", "fragment"),
+                         [b[1:] for b in BAD_SPECS], ids=[b[0] for b in BAD_SPECS])
+def test_bad_spec_registers_nothing(
+    pulumi_mocks: Callable[..., MockRun], mutate: Mutation, key_path: str, fragment: str
+) -> None:
+    spec = prod_spec()
+    mutate(spec)
+    config = stack_config("prod")
+    config[paths.SPEC_CONFIG_KEY] = json.dumps(spec)
+    run = pulumi_mocks("prod", config, SECRET_KEYS)
+    with pytest.raises(SpecError) as info:
+        run_main()
+    assert f"Pulumi.prod.yaml: {key_path}: " in str(info.value)
+    assert run.mocks.resources == [], "a bad spec must fail before any resource is registered"
+
+
+def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
+    spec = prod_spec()
+    spec["colour"] = "blue"
+    spec["kv_mounts"][0]["max_versions"] = 0
+    with pytest.raises(SpecError) as info:
+        load_stack_file(write_stack(tmp_path, spec))
+    assert len(info.value.problems) == 2
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    ("config: {tradepulse-vault:spec: [unclosed\n", "line 2"),
+    ("- just a list\n", "no `config:` mapping"),
+    ("config:\n  other: 1\n", "tradepulse-vault:spec: required key is missing"),
+])
+def test_unparsable_stack_file_names_the_file(tmp_path: Path, text: str, fragment: str) -> None:
+    path = tmp_path / "Pulumi.prod.yaml"
+    path.write_text(text)
+    with pytest.raises(SpecError) as info:
+        load_stack_file(path)
+    assert str(info.value).startswith("Pulumi.prod.yaml: ")
+    assert fragment in str(info.value)
+
+
+def test_non_utf8_stack_file(tmp_path: Path) -> None:
+    path = tmp_path / "Pulumi.prod.yaml"
+    path.write_bytes(b"config:\n  x: \xff\xfe\n")
+    with pytest.raises(SpecError, match=r"Pulumi.prod.yaml: .*not UTF-8"):
+        load_stack_file(path)
+
+
+def test_missing_stack_file(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match=r"Pulumi\.nope\.yaml: .*does not exist"):
+        load_stack_file(tmp_path / "Pulumi.nope.yaml")
+
+
+def test_spec_error_is_raised_for_no_spec_in_config(pulumi_mocks: Callable[..., MockRun]) -> None:
+    run = pulumi_mocks("prod", {}, [])
+    with pytest.raises(SpecError, match=r"Pulumi\.prod\.yaml: tradepulse-vault:spec: required"):
+        run_main()
+    assert run.mocks.resources == []
+
+
+def test_parse_spec_is_usable_without_a_file() -> None:
+    spec = parse_spec(prod_spec(), source="inline")
+    assert spec.source == "inline"
+    assert [m.path for m in spec.kv_mounts] == ["secret"]
+

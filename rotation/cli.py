@@ -1,6 +1,7 @@
 """``python -m rotation``: argument parsing and the one error boundary.
 
-Each subcommand is a module in :mod:`rotation.commands` with ``NAME``,
+Each subcommand is a module in :mod:`rotation.commands` (found by listing the
+package) with ``NAME``,
 ``HELP``, ``add_arguments(parser)`` and ``run(args) -> Result``. ``main``
 parses, loads ``--env-file``, runs the command, renders its result, and maps
 every :class:`~rotation.errors.RotationError` to its documented exit code.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import pkgutil
 import signal
 import sys
 from collections.abc import Sequence
@@ -20,11 +22,14 @@ from rotation import errors
 from rotation.envfile import load_env_file
 from rotation.output import Result, emit, emit_error, log, setup_logging
 
-COMMAND_MODULES: tuple[str, ...] = ()
-
 
 def _commands() -> list[ModuleType]:
-    return [importlib.import_module(f"rotation.commands.{name}") for name in COMMAND_MODULES]
+    """Import every module of :mod:`rotation.commands` (one subcommand each), sorted by name."""
+    from rotation import commands
+
+    names = sorted(m.name for m in pkgutil.iter_modules(commands.__path__)
+                   if not m.name.startswith("_"))
+    return [importlib.import_module(f"rotation.commands.{name}") for name in names]
 
 
 class _Parser(argparse.ArgumentParser):

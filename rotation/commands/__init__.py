@@ -1,1 +1,1 @@
-"""Rotation subcommands, one module each (registered in :data:`rotation.cli.COMMAND_MODULES`)."""
+"""Rotation subcommands, one module each; :mod:`rotation.cli` registers every module here."""

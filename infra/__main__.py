@@ -3,7 +3,8 @@
 Deploys, from the ``tradepulse-vault:spec`` key of ``Pulumi.<stack>.yaml``:
 KV v2 engines, the database secrets engine and its roles, JWT issuer keys
 (identity OIDC keys), ACL policies from ``policies/acl/``, Kubernetes and JWT
-auth methods with their roles, and audit devices with request headers.
+auth methods with their roles, audit devices with request headers, and the
+static KV v2 secrets at their declared versions (CAS-guarded writes).
 Exports identifiers only, never secret values. This file only wires.
 """
 
@@ -13,7 +14,11 @@ from infra import paths, program
 from infra.spec import load_current_stack
 
 spec = load_current_stack()
+config = pulumi.Config(paths.PROJECT_NAME)
 deployment = program.build(
-    spec, program.database_secrets(spec, pulumi.Config(paths.PROJECT_NAME))
+    spec,
+    program.database_secrets(spec, config),
+    program.provided_secrets(spec, config),
+    program.mirror_source(spec),
 )
 program.export(spec, deployment)

@@ -63,3 +63,43 @@ def parse_policy(text: str, source: str) -> dict[str, frozenset[str]]:
     if not rules:
         raise PolicyParseError(f"{source}: declares no path rules")
     return rules
+
+
+def _rule_matches(rule: str, path: str) -> bool:
+    """Vault ACL path matching: ``+`` is one segment, a trailing ``*`` is a prefix glob."""
+    prefix = rule.endswith("*")
+    body = rule[:-1] if prefix else rule
+    rule_parts, path_parts = body.split("/"), path.split("/")
+    if prefix:
+        if len(path_parts) < len(rule_parts):
+            return False
+        last = len(rule_parts) - 1
+        for i, part in enumerate(rule_parts):
+            seg = path_parts[i]
+            if part == "+":
+                continue
+            if i == last:
+                return seg.startswith(part)
+            if part != seg:
+                return False
+        return True
+    return len(rule_parts) == len(path_parts) and all(
+        r in {"+", p} for r, p in zip(rule_parts, path_parts, strict=True)
+    )
+
+
+def allows(rules: dict[str, frozenset[str]], path: str, capability: str) -> bool:
+    """Return whether a parsed policy grants ``capability`` on ``path``.
+
+    An approximation of Vault's matching for review-time checks (exact rule
+    first, then the longest matching glob); the integration tests prove the
+    policies against the real policy engine.
+    """
+    if path in rules:
+        caps = rules[path]
+    else:
+        matching = [r for r in rules if r != path and _rule_matches(r, path)]
+        if not matching:
+            return False
+        caps = rules[max(matching, key=lambda r: (len(r.rstrip("*")), not r.endswith("*")))]
+    return capability in caps and "deny" not in caps

@@ -6,7 +6,9 @@ Pulumi's mocks and inspect the resources it registers.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 
@@ -21,8 +23,11 @@ from infra.components import (
     KvEngines,
     vault_provider,
 )
+from infra.components.static_secrets import StaticSecrets
 from infra.policy_files import read_policies
 from infra.spec.model import EnvironmentSpec
+
+MIRROR_SOURCE_STACK = "prod"
 
 
 @dataclass
@@ -36,6 +41,7 @@ class Deployment:
     issuer_keys: JwtIssuerKeys
     kubernetes_auth: KubernetesAuth | None
     jwt_auth: JwtAuth | None
+    static_secrets: StaticSecrets
 
 
 def database_secrets(spec: EnvironmentSpec, config: pulumi.Config) -> DatabaseSecrets | None:
@@ -50,7 +56,28 @@ def database_secrets(spec: EnvironmentSpec, config: pulumi.Config) -> DatabaseSe
     )
 
 
-def build(spec: EnvironmentSpec, db_secrets: DatabaseSecrets | None) -> Deployment:
+def provided_secrets(spec: EnvironmentSpec, config: pulumi.Config) -> dict[str, pulumi.Output[str]]:
+    """Read every ``provided`` static secret's config secret (a JSON object of keys)."""
+    names = sorted({s.config_secret for s in spec.static_secrets if s.config_secret})
+    return {name: config.require_secret(name) for name in names}
+
+
+def mirror_source(spec: EnvironmentSpec) -> pulumi.Output[Any] | None:
+    """Return prod's ``dr_mirror`` output when this stack holds mirrors of prod secrets."""
+    if not any(s.mirror_of for s in spec.static_secrets):
+        return None
+    ref = pulumi.StackReference(
+        f"{pulumi.get_organization()}/{pulumi.get_project()}/{MIRROR_SOURCE_STACK}"
+    )
+    return ref.get_output("dr_mirror")
+
+
+def build(
+    spec: EnvironmentSpec,
+    db_secrets: DatabaseSecrets | None,
+    provided: Mapping[str, pulumi.Output[str]] | None = None,
+    mirrors: pulumi.Output[Any] | None = None,
+) -> Deployment:
     """Register every Vault resource the spec declares, under one explicit provider."""
     provider = vault_provider(spec.vault)
     opts = pulumi.ResourceOptions(providers=[provider])
@@ -69,8 +96,9 @@ def build(spec: EnvironmentSpec, db_secrets: DatabaseSecrets | None) -> Deployme
 
     k8s = spec.auth.kubernetes
     jwt = spec.auth.jwt
+    kv = KvEngines("kv", spec.kv_mounts, opts=opts)
     return Deployment(
-        kv=KvEngines("kv", spec.kv_mounts, opts=opts),
+        kv=kv,
         policies=policies,
         audit=AuditDevices("audit", spec.audit, spec.vault.flavour, spec.source, opts=opts),
         database=database,
@@ -79,6 +107,10 @@ def build(spec: EnvironmentSpec, db_secrets: DatabaseSecrets | None) -> Deployme
             "kubernetes-auth", k8s, spec.services, opts=after_policies
         ),
         jwt_auth=None if jwt is None else JwtAuth("jwt-auth", jwt, opts=after_policies),
+        static_secrets=StaticSecrets(
+            "static-secrets", spec.static_secrets, provided=provided or {}, source=spec.source,
+            mirrors=mirrors, opts=pulumi.ResourceOptions(providers=[provider], depends_on=[kv]),
+        ),
     )
 
 
@@ -101,3 +133,7 @@ def export(spec: EnvironmentSpec, deployment: Deployment) -> None:
     if deployment.jwt_auth is not None:
         pulumi.export("jwt_auth_path", deployment.jwt_auth.backend.path)
         pulumi.export("jwt_roles", deployment.jwt_auth.role_names)
+    pulumi.export("static_secret_versions", deployment.static_secrets.versions)
+    if any(s.mirror_to_dr for s in spec.static_secrets):
+        # Secret output: the dr stack reads it through a StackReference.
+        pulumi.export("dr_mirror", deployment.static_secrets.dr_mirror)

@@ -7,6 +7,7 @@ the exact set against the spec.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STACKS = ("prod", "staging", "dr", "local")
 CANARY_DB_PASSWORD = "CANARY-db-root-7c1e0f5b9a"  # planted; must never leave a secret
+CANARY_PROVIDED = "CANARY-provided-3b9d2e71"  # planted provided-secret value
 
 
 @dataclass
@@ -38,9 +40,19 @@ class RecordingMocks(pulumi.runtime.Mocks):
     resources: list[Registered] = field(default_factory=list)
     calls: list[pulumi.runtime.MockCallArgs] = field(default_factory=list)
     call_results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stack_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         self.resources.append(Registered(args.typ, args.name, dict(args.inputs), args.provider))
+        if args.typ == "pulumi:pulumi:StackReference":
+            outputs = self.stack_outputs.get(args.name, {})
+            return args.name, {"name": args.name, "outputs": outputs,
+                               "secretOutputNames": list(outputs)}
+        if args.typ == "random:index/randomPassword:RandomPassword":
+            # Deterministic per (name, keepers), like a real regenerate-on-keeper-change.
+            seed = json.dumps([args.name, args.inputs.get("keepers")], sort_keys=True)
+            value = "gen-" + hashlib.sha256(seed.encode()).hexdigest()[: int(args.inputs["length"])]
+            return f"{args.name}-id", {**args.inputs, "result": value}
         return f"{args.name}-id", dict(args.inputs)
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
@@ -71,7 +83,9 @@ def pulumi_mocks() -> Callable[..., MockRun]:
                 secret_keys: list[str] | None = None) -> MockRun:
         mocks = RecordingMocks()
         monitor = pulumi.runtime.mocks.MockMonitor(mocks)
+        # "organization" is what self-managed (file://, s3://) backends report.
         pulumi.runtime.set_mocks(mocks, project="tradepulse-vault", stack=stack, preview=False,
+                                 organization="organization",
                                  monitor=monitor)
         pulumi.runtime.set_all_config(config or {}, secret_keys or [])
         return MockRun(mocks, monitor)

@@ -35,6 +35,7 @@ from infra.spec.model import (
     DatabaseRole,
     EnvironmentSpec,
     Flavour,
+    Generator,
     JwtAuth,
     JwtIssuerKey,
     JwtRole,
@@ -42,7 +43,9 @@ from infra.spec.model import (
     KubernetesBinding,
     KvMount,
     Limits,
+    SecretSource,
     Service,
+    StaticSecret,
     VaultTarget,
 )
 
@@ -110,6 +113,11 @@ def _schema_problems(data: object) -> list[Problem]:
         elif err.validator == "oneOf" and where and where[-1] == "jwt":
             problems.append(Problem(
                 where, "set exactly one of oidc_discovery_url, jwks_url, validation_pubkeys"
+            ))
+        elif err.validator == "oneOf" and len(where) >= 2 and where[-2] == "static_secrets":
+            problems.append(Problem(
+                where, "set version, source and rotation_interval_seconds (an owned secret), "
+                "or only mirror_of (a dr copy of a prod secret)"
             ))
         elif err.validator in {"minimum", "maximum"}:
             bound = "at least" if err.validator == "minimum" else "at most"
@@ -232,6 +240,64 @@ def _reference_problems(  # noqa: PLR0912 - one linear list of cross-checks read
         problems.append(Problem(("audit", "devices"), f"duplicate audit path {name!r}"))
     for name in sorted(_duplicates(k["name"] for k in data.get("jwt_issuer_keys", []))):
         problems.append(Problem(("jwt_issuer_keys",), f"duplicate key name {name!r}"))
+    problems.extend(_static_secret_problems(data, policy_dir))
+    return problems
+
+
+def _static_secret_problems(  # noqa: PLR0912 - one linear list of cross-checks reads best
+    data: Mapping[str, Any], policy_dir: Path
+) -> list[Problem]:
+    from infra.policy_files import PolicyParseError, allows, parse_policy
+
+    problems: list[Problem] = []
+    kv_mounts = {m["path"] for m in data["kv_mounts"]}
+    services = {s["name"]: s for s in data["services"]}
+    env = data["environment"]
+    parsed: dict[str, dict[str, frozenset[str]]] = {}
+    for i, secret in enumerate(data.get("static_secrets", [])):
+        where: KeyPath = ("static_secrets", i)
+        if secret["mount"] not in kv_mounts:
+            problems.append(Problem((*where, "mount"), f"{secret['mount']!r} is not a kv_mounts "
+                                    "path"))
+        if secret.get("source") == "generated" and "config_secret" in secret:
+            problems.append(Problem((*where, "config_secret"), "only provided secrets take "
+                                    "their value from config"))
+        if secret.get("source") == "provided":
+            if "config_secret" not in secret:
+                problems.append(Problem((*where, "config_secret"), "required key is missing "
+                                        "for a provided secret"))
+            if "generator" in secret:
+                problems.append(Problem((*where, "generator"), "only generated secrets have a "
+                                        "generator"))
+        if secret.get("mirror_to_dr") and env != "prod":
+            problems.append(Problem((*where, "mirror_to_dr"), "only prod secrets are mirrored "
+                                    "to dr"))
+        if "mirror_of" in secret and env != "dr":
+            problems.append(Problem((*where, "mirror_of"), "only the dr stack holds mirrors"))
+        data_path = f"{secret['mount']}/data/{secret['path']}"
+        for j, consumer in enumerate(secret["consumers"]):
+            svc = services.get(consumer)
+            if svc is None:
+                problems.append(Problem((*where, "consumers", j), f"unknown service {consumer!r}"))
+                continue
+            readable = False
+            for policy in svc["policies"]:
+                if policy not in parsed and (policy_dir / f"{policy}.hcl").is_file():
+                    try:
+                        parsed[policy] = parse_policy(
+                            (policy_dir / f"{policy}.hcl").read_text(encoding="utf-8"),
+                            f"{policy}.hcl")
+                    except PolicyParseError:
+                        parsed[policy] = {}
+                readable = readable or allows(parsed.get(policy, {}), data_path, "read")
+            if not readable:
+                problems.append(Problem(
+                    (*where, "consumers", j),
+                    f"service {consumer!r} cannot read {data_path} with policies "
+                    f"{svc['policies']}"))
+    ids = [f"{s['mount']}/{s['path']}" for s in data.get("static_secrets", [])]
+    for name in sorted(_duplicates(ids)):
+        problems.append(Problem(("static_secrets",), f"secret {name!r} is declared twice"))
     return problems
 
 
@@ -351,6 +417,29 @@ def _build(data: Mapping[str, Any], source: str) -> EnvironmentSpec:
                 for h in data["audit"].get("request_headers", [])
             ),
         ),
+        static_secrets=tuple(_build_secret(s) for s in data.get("static_secrets", [])),
+    )
+
+
+DEFAULT_GENERATOR = {"length": 48, "alphabet": "alphanumeric"}
+
+
+def _build_secret(s: Mapping[str, Any]) -> StaticSecret:
+    source = "mirror" if "mirror_of" in s else s["source"]
+    gen = {**DEFAULT_GENERATOR, **s.get("generator", {})} if source == "generated" else None
+    return StaticSecret(
+        mount=s["mount"],
+        path=s["path"],
+        keys=tuple(s["keys"]),
+        version=s.get("version"),
+        source=cast(SecretSource, source),
+        generator=None if gen is None else Generator(length=gen["length"],
+                                                     alphabet=gen["alphabet"]),
+        config_secret=s.get("config_secret"),
+        rotation_interval_seconds=s.get("rotation_interval_seconds"),
+        consumers=tuple(s["consumers"]),
+        mirror_to_dr=bool(s.get("mirror_to_dr", False)),
+        mirror_of=s.get("mirror_of"),
     )
 
 

@@ -177,6 +177,49 @@ class Audit:
     request_headers: tuple[AuditRequestHeader, ...]
 
 
+SecretSource = Literal["generated", "provided", "mirror"]
+
+
+@dataclass(frozen=True)
+class Generator:
+    """How a ``generated`` secret's values are drawn (cryptographically random)."""
+
+    length: int
+    alphabet: str
+
+
+@dataclass(frozen=True)
+class StaticSecret:
+    """A KV v2 secret this repository owns; ``version`` is what it must be at after apply."""
+
+    mount: str
+    path: str
+    keys: tuple[str, ...]
+    version: int | None
+    source: SecretSource
+    generator: Generator | None
+    config_secret: str | None
+    rotation_interval_seconds: int | None
+    consumers: tuple[str, ...]
+    mirror_to_dr: bool
+    mirror_of: str | None
+
+    @property
+    def id(self) -> str:
+        """The identifier the CLI and records use: ``<mount>/<path>``."""
+        return f"{self.mount}/{self.path}"
+
+    @property
+    def data_path(self) -> str:
+        """The API path of the secret's data (what ACL policies name)."""
+        return f"{self.mount}/data/{self.path}"
+
+    @property
+    def cas(self) -> int | None:
+        """The check-and-set value the write carries: the version before this one."""
+        return None if self.version is None else self.version - 1
+
+
 @dataclass(frozen=True)
 class EnvironmentSpec:
     """Everything one environment's Vault must contain."""
@@ -192,3 +235,8 @@ class EnvironmentSpec:
     services: tuple[Service, ...]
     auth: AuthMethods
     audit: Audit
+    static_secrets: tuple[StaticSecret, ...]
+
+    def secret(self, secret_id: str) -> StaticSecret | None:
+        """Return the static secret ``<mount>/<path>``, or None."""
+        return next((s for s in self.static_secrets if s.id == secret_id), None)

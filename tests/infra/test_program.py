@@ -13,7 +13,7 @@ from infra import paths, program
 from infra.components import DatabaseSecrets
 from infra.components.audit_devices import AuditDeviceMissingError
 from infra.spec import EnvironmentSpec, load_stack_file
-from tests.conftest import CANARY_DB_PASSWORD, STACKS, MockRun, audit_answer
+from tests.conftest import CANARY_DB_PASSWORD, CANARY_PROVIDED, STACKS, MockRun, audit_answer
 
 MOUNT = "vault:index/mount:Mount"
 KV_CONFIG = "vault:kv/secretBackendV2:SecretBackendV2"
@@ -52,6 +52,23 @@ def db_secrets() -> DatabaseSecrets:
     )
 
 
+def provided_values(spec: EnvironmentSpec) -> dict[str, pulumi.Output[str]]:
+    """Canary values for every provided secret, as config secrets would be."""
+    out: dict[str, pulumi.Output[str]] = {}
+    for secret in spec.static_secrets:
+        if secret.config_secret:
+            value = {k: f"{CANARY_PROVIDED}-{k}" for k in secret.keys}
+            out[secret.config_secret] = pulumi.Output.secret(json.dumps(value))
+    return out
+
+
+def prod_mirror() -> dict[str, Any]:
+    """What prod's dr_mirror output holds for its mirrored secrets."""
+    spec = spec_for("prod")
+    return {s.id: {"version": s.version, "data": {k: f"{CANARY_PROVIDED}-{k}" for k in s.keys}}
+            for s in spec.static_secrets if s.mirror_to_dr}
+
+
 def spec_for(stack: str) -> EnvironmentSpec:
     return load_stack_file(paths.stack_file(stack))
 
@@ -68,10 +85,13 @@ def evaluate(run: MockRun, spec: EnvironmentSpec) -> program.Deployment:
             audit_answer({d.path: d.type for d in spec.audit.devices}),
         )
     box: dict[str, program.Deployment] = {}
+    run.mocks.stack_outputs.setdefault("organization/tradepulse-vault/prod",
+                                       {"dr_mirror": prod_mirror()})
 
     @pulumi.runtime.test
     def go() -> None:
-        box["deployment"] = program.build(spec, db_secrets())
+        box["deployment"] = program.build(spec, db_secrets(), provided_values(spec),
+                                          program.mirror_source(spec))
 
     go()
     return box["deployment"]
@@ -188,7 +208,10 @@ def test_every_vault_resource_is_a_component_child_using_the_stack_provider(
     provider_urn = next(u for u in run.urns if "pulumi:providers:vault::vault" in u)
     checked = 0
     for reg in run.mocks.resources:
-        if reg.typ.startswith(("pulumi:providers:", "tradepulse:")):
+        if reg.typ.startswith(("pulumi:", "tradepulse:")):
+            continue
+        if not reg.typ.startswith("vault:"):  # random passwords use random's default provider
+            assert reg.typ == "random:index/randomPassword:RandomPassword", reg.typ
             continue
         urn = next(u for u in run.urns if u.endswith(f"{reg.typ}::{reg.name}"))
         parent_type = urn.split("::")[2].split("$")[0]
@@ -220,7 +243,11 @@ def stack_config(stack: str, password: str = CANARY_DB_PASSWORD) -> dict[str, st
     import yaml
 
     doc = yaml.safe_load(paths.stack_file(stack).read_text())
-    return {
+    spec = spec_for(stack)
+    provided = {f"tradepulse-vault:{s.config_secret}": json.dumps(
+        {k: f"{CANARY_PROVIDED}-{k}" for k in s.keys}) for s in spec.static_secrets
+        if s.config_secret}
+    return provided | {
         paths.SPEC_CONFIG_KEY: json.dumps(doc["config"][paths.SPEC_CONFIG_KEY]),
         "tradepulse-vault:databaseConnectionUrl": "postgresql://{{username}}:{{password}}@db/tp",
         "tradepulse-vault:databaseRootUsername": "vault_root",
@@ -229,7 +256,8 @@ def stack_config(stack: str, password: str = CANARY_DB_PASSWORD) -> dict[str, st
 
 
 SECRET_KEYS = ["tradepulse-vault:databaseConnectionUrl", "tradepulse-vault:databaseRootUsername",
-               "tradepulse-vault:databaseRootPassword"]
+               "tradepulse-vault:databaseRootPassword", "tradepulse-vault:brokerApiCredentials",
+               "tradepulse-vault:marketDataFeedCredentials"]
 
 
 def run_main() -> dict[str, Any]:
@@ -258,14 +286,26 @@ def test_main_wires_the_stack_and_exports_identifiers_only(stack: str, pulumi_mo
     spec = spec_for(stack)
     run.mocks.call_results["vault:generic/getSecret:getSecret"] = audit_answer(
         {d.path: d.type for d in spec.audit.devices})
+    run.mocks.stack_outputs["organization/tradepulse-vault/prod"] = {"dr_mirror": prod_mirror()}
     exported = run_main()
     assert set(exported) >= {"kv_mounts", "policies", "audit_devices", "database_roles",
                              "kubernetes_roles", "jwt_roles", "database_mount"}
-    assert CANARY_DB_PASSWORD not in json.dumps(exported, default=str)
+    public = {k: v for k, v in exported.items() if k != "dr_mirror"}
+    assert CANARY_DB_PASSWORD not in json.dumps(public, default=str)
+    assert CANARY_PROVIDED not in json.dumps(public, default=str)
+    assert "gen-" not in json.dumps(public, default=str), "generated values must not be exported"
+    assert exported["static_secret_versions"] == {
+        s.id: s.version if s.version is not None else prod_versions()[s.id]
+        for s in spec.static_secrets}
+    assert ("dr_mirror" in exported) is (stack == "prod")
     assert exported["environment"] == stack
     assert sorted(exported["policies"]) == sorted(spec.policies)
     assert exported["audit_devices"] == [d.path for d in spec.audit.devices]
     assert len(run.mocks.resources) > 20
+
+
+def prod_versions() -> dict[str, int]:
+    return {s.id: s.version for s in spec_for("prod").static_secrets if s.version is not None}
 
 
 def test_openbao_flavour_fails_when_a_declared_audit_device_is_missing(

@@ -100,6 +100,28 @@ BAD_SPECS: list[tuple[str, Mutation, str, str]] = [
      "tradepulse-vault:spec.services", "duplicate service name 'execution'"),
     ("duplicate mount path", _set(["database", "mount"], "secret"),
      "tradepulse-vault:spec.kv_mounts", "mount path 'secret' is declared twice"),
+    ("consumer whose policy cannot read the secret",
+     _set(["static_secrets", 0, "consumers"], ["analytics"]),
+     "tradepulse-vault:spec.static_secrets[0].consumers[0]",
+     "service 'analytics' cannot read secret/data/services/execution/broker-api"),
+    ("unknown consumer", _set(["static_secrets", 1, "consumers"], ["quant"]),
+     "tradepulse-vault:spec.static_secrets[1].consumers[0]", "unknown service 'quant'"),
+    ("provided secret without config_secret", _delete(["static_secrets", 0, "config_secret"]),
+     "tradepulse-vault:spec.static_secrets[0].config_secret", "required key is missing"),
+    ("secret on an undeclared mount", _set(["static_secrets", 3, "mount"], "kv"),
+     "tradepulse-vault:spec.static_secrets[3].mount", "is not a kv_mounts path"),
+    ("mirror_of outside dr", _set(["static_secrets", 1], {
+        "mount": "secret", "path": "services/execution/x", "keys": ["A"], "mirror_of": "prod",
+        "consumers": ["execution"]}),
+     "tradepulse-vault:spec.static_secrets[1].mirror_of", "only the dr stack holds mirrors"),
+    ("owned secret without a version", _delete(["static_secrets", 2, "version"]),
+     "tradepulse-vault:spec.static_secrets[2]", "set version, source and rotation_interval"),
+    ("version zero", _set(["static_secrets", 2, "version"], 0),
+     "tradepulse-vault:spec.static_secrets[2].version", "out of range"),
+    ("duplicate secret", lambda s: s["static_secrets"].append(
+        copy.deepcopy(s["static_secrets"][0])),
+     "tradepulse-vault:spec.static_secrets",
+     "secret 'secret/services/execution/broker-api' is declared twice"),
 ]
 
 

@@ -1,0 +1,163 @@
+"""Static KV v2 secrets with declarative versions and check-and-set writes.
+
+Each secret declared at ``version: N`` is written with ``cas = N - 1``: Vault
+accepts the write only if the live secret is still at N - 1, so an edit made
+outside this repository fails the apply instead of being overwritten. A
+secret whose version did not change has no diff at all:
+
+* ``generated``: one ``random.RandomPassword`` per key with the version as its
+  keeper, so the value is regenerated if and only if the version changes;
+* ``provided``: the value is a Pulumi config secret (a JSON object of keys),
+  set with ``python -m rotation bump`` / ``pulumi config set --secret``;
+* ``mirror`` (dr only): value and version follow prod, read from prod's
+  ``dr_mirror`` secret output through a ``pulumi.StackReference``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pulumi
+import pulumi_random as random
+import pulumi_vault as vault
+
+from infra.naming import resource_name
+from infra.spec.model import Generator, StaticSecret
+
+_ALPHABETS: dict[str, dict[str, Any]] = {
+    "alphanumeric": {"special": False},
+    "urlsafe": {"special": True, "override_special": "-_"},
+    "full": {"special": True},
+}
+
+
+def _secret(value: pulumi.Output[Any]) -> pulumi.Output[Any]:
+    """Mark ``value`` secret (typed wrapper: the SDK's own signature defeats mypy)."""
+    return pulumi.Output.secret(value)
+
+
+class SecretValueError(ValueError):
+    """A provided or mirrored value does not match the declared keys (no value is shown)."""
+
+
+def check_keys(
+    secret_id: str, declared: Sequence[str], data: object, origin: str
+) -> dict[str, str]:
+    """Return ``data`` if it is a ``{key: str}`` object with exactly the declared keys."""
+    if not isinstance(data, Mapping) or not all(isinstance(v, str) for v in data.values()):
+        raise SecretValueError(f"{origin}: value for {secret_id} must be a JSON object of strings")
+    if set(data) != set(declared):
+        raise SecretValueError(
+            f"{origin}: value for {secret_id} has keys {sorted(data)}, declared {sorted(declared)}"
+        )
+    return {key: str(data[key]) for key in declared}
+
+
+def parse_provided(
+    secret_id: str, declared: Sequence[str], raw: str, origin: str
+) -> dict[str, str]:
+    """Parse a provided secret's config value (a JSON object) without echoing it on error."""
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError:
+        raise SecretValueError(f"{origin}: value for {secret_id} is not a JSON object") from None
+    return check_keys(secret_id, declared, data, origin)
+
+
+def mirror_entry(secret_id: str, mirrors: object, origin: str) -> Mapping[str, Any]:
+    """Return prod's ``dr_mirror`` entry for ``secret_id`` or say how to publish it."""
+    entry = mirrors.get(secret_id) if isinstance(mirrors, Mapping) else None
+    if not isinstance(entry, Mapping) or "version" not in entry or "data" not in entry:
+        raise SecretValueError(
+            f"{origin}: {secret_id} is mirror_of prod but prod's dr_mirror output lacks it; "
+            "set mirror_to_dr: true in Pulumi.prod.yaml and apply prod first"
+        )
+    return entry
+
+
+class StaticSecrets(pulumi.ComponentResource):
+    """Writes every declared static secret at its declared version, guarded by CAS."""
+
+    secrets: dict[str, vault.kv.SecretV2]
+
+    def __init__(
+        self,
+        name: str,
+        secrets: Sequence[StaticSecret],
+        *,
+        provided: Mapping[str, pulumi.Output[str]],
+        source: str,
+        mirrors: pulumi.Output[Any] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("tradepulse:vault:StaticSecrets", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.secrets = {}
+        versions: dict[str, pulumi.Output[int]] = {}
+        mirror_out: dict[str, pulumi.Output[Any]] = {}
+        for secret in secrets:
+            data, version = self._value(secret, provided, source, mirrors, child)
+            versions[secret.id] = version
+            kv = vault.kv.SecretV2(
+                resource_name("secret", secret.mount, *secret.path.split("/")),
+                mount=secret.mount,
+                name=secret.path,
+                data_json=_secret(data.apply(lambda d: json.dumps(d, sort_keys=True))),
+                cas=version.apply(lambda v: v - 1),
+                delete_all_versions=False,
+                opts=child,
+            )
+            self.secrets[secret.id] = kv
+            if secret.mirror_to_dr:
+                mirror_out[secret.id] = pulumi.Output.all(version, data).apply(
+                    lambda vd: {"version": vd[0], "data": vd[1]}
+                )
+        self.versions = pulumi.Output.all(**versions) if versions else pulumi.Output.from_input({})
+        self.dr_mirror: pulumi.Output[Any] = _secret(
+            pulumi.Output.all(**mirror_out) if mirror_out else pulumi.Output.from_input({})
+        )
+        self.register_outputs({"versions": self.versions, "dr_mirror": self.dr_mirror})
+
+    def _value(
+        self,
+        secret: StaticSecret,
+        provided: Mapping[str, pulumi.Output[str]],
+        source: str,
+        mirrors: pulumi.Output[Any] | None,
+        child: pulumi.ResourceOptions,
+    ) -> tuple[pulumi.Output[dict[str, str]], pulumi.Output[int]]:
+        if secret.source == "generated":
+            assert secret.generator is not None and secret.version is not None
+            values = {
+                key: self._generate(secret, key, secret.generator, secret.version, child).result
+                for key in secret.keys
+            }
+            return pulumi.Output.all(**values), pulumi.Output.from_input(secret.version)
+        if secret.source == "provided":
+            assert secret.config_secret is not None and secret.version is not None
+            origin = f"{source}: config {secret.config_secret}"
+            raw = provided[secret.config_secret]
+            return (raw.apply(lambda r: parse_provided(secret.id, secret.keys, r, origin)),
+                    pulumi.Output.from_input(secret.version))
+        if mirrors is None:
+            raise SecretValueError(f"{source}: {secret.id} is a mirror but no prod reference")
+        entry = mirrors.apply(lambda m: mirror_entry(secret.id, m, source))
+        # The version is not secret (reviewers must see the CAS value in diffs);
+        # it only travels inside prod's secret output alongside the value.
+        version = pulumi.Output.unsecret(entry.apply(lambda e: int(e["version"])))
+        return (entry.apply(lambda e: check_keys(secret.id, secret.keys, e["data"], source)),
+                version)
+
+    def _generate(
+        self, secret: StaticSecret, key: str, gen: Generator, version: int,
+        child: pulumi.ResourceOptions,
+    ) -> random.RandomPassword:
+        return random.RandomPassword(
+            resource_name("value", secret.mount, *secret.path.split("/"), key.lower()),
+            length=gen.length,
+            keepers={"version": str(version)},
+            **_ALPHABETS[gen.alphabet],
+            opts=child,
+        )

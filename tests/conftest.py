@@ -145,3 +145,24 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             reporter.write_line(f"CI: {skipped} test(s) skipped; skips fail the run in CI",
                                 red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def stack_repo(tmp_path: Path) -> Path:
+    """A throwaway git checkout with copies of the stack files and policies, committed."""
+    import shutil
+    import subprocess
+
+    root = tmp_path / "repo"
+    root.mkdir()
+    for stack_file in REPO_ROOT.glob("Pulumi*.yaml"):
+        shutil.copy2(stack_file, root / stack_file.name)
+    shutil.copytree(REPO_ROOT / "policies", root / "policies")
+    git = ["git", "-C", str(root), "-c", "user.name=Test Operator",
+           "-c", "user.email=operator@tradepulse.test"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
+    subprocess.run([*git, "config", "user.name", "Test Operator"], check=True)
+    subprocess.run([*git, "config", "user.email", "operator@tradepulse.test"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "stacks"], check=True)
+    return root

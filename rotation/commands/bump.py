@@ -1,0 +1,127 @@
+"""``bump --stack ENV PATH``: raise one secret's declared version by exactly one.
+
+That one-line diff to ``Pulumi.<env>.yaml`` is the rotation: the pull request
+reviews it, CI previews it, ``pulumi up`` applies it with ``cas = N - 1``.
+For a ``provided`` secret the new value is read from stdin (``--value-stdin``)
+or an environment variable (``--value-env``) - never an argument - and stored
+as the stack's encrypted config with ``pulumi config set --secret`` first; if
+anything fails, the stack file is restored byte for byte.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from infra import paths
+from infra.components.static_secrets import SecretValueError, check_keys
+from infra.spec.model import StaticSecret
+from rotation import gitutil
+from rotation.errors import BadInput
+from rotation.output import Result, log
+from rotation.pulumi_cli import set_secret_config
+from rotation.stackedit import bump_version_text, validate_text, write_stack_text
+from rotation.stacks import load_stack, repo_root
+
+NAME = "bump"
+HELP = "raise a static secret's declared version by one in Pulumi.<stack>.yaml"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register bump's arguments."""
+    parser.add_argument("--stack", required=True, help="stack name (prod, staging, dr, local)")
+    parser.add_argument("secret", metavar="PATH", help="secret id <mount>/<path>, e.g. "
+                        "secret/services/execution/broker-api")
+    parser.add_argument("--reason", help="why (kept as a comment on the version line)")
+    parser.add_argument("--repo", type=Path, help="repository root (default: git top level)")
+    value = parser.add_mutually_exclusive_group()
+    value.add_argument("--value-stdin", action="store_true",
+                       help="provided secrets: read the new value from stdin")
+    value.add_argument("--value-env", metavar="VAR",
+                       help="provided secrets: read the new value from this variable")
+    parser.add_argument("--allow-dirty", action="store_true",
+                        help="allow a stack file with uncommitted changes (batch bumps)")
+
+
+def _new_value(secret: StaticSecret, args: argparse.Namespace, source: str) -> str:
+    if args.value_stdin:
+        raw = sys.stdin.read()
+        origin = "stdin"
+    elif args.value_env:
+        if args.value_env not in os.environ:
+            raise BadInput(f"--value-env: environment variable {args.value_env} is not set")
+        raw = os.environ[args.value_env]
+        origin = f"${args.value_env}"
+    else:
+        raise BadInput(
+            f"{secret.id} is a provided secret: give its new value with --value-stdin or "
+            "--value-env VAR (never as an argument)")
+    raw = raw.rstrip("\n")
+    if not raw:
+        raise BadInput(f"{origin}: the new value is empty")
+    try:
+        data = json.loads(raw) if raw.lstrip().startswith("{") else None
+    except json.JSONDecodeError:
+        raise BadInput(f"{origin}: looks like JSON but does not parse") from None
+    if data is None:
+        if len(secret.keys) != 1:
+            raise BadInput(f"{origin}: {secret.id} has keys {list(secret.keys)}; give a JSON "
+                           "object with exactly those keys")
+        data = {secret.keys[0]: raw}
+    try:
+        value = check_keys(secret.id, secret.keys, data, f"{source}: {origin}")
+    except SecretValueError as exc:
+        raise BadInput(str(exc)) from None
+    return json.dumps(value, sort_keys=True)
+
+
+def run(args: argparse.Namespace) -> Result:
+    """Bump the version; for provided secrets store the new value first."""
+    root = repo_root(args.repo)
+    spec = load_stack(root, args.stack)
+    path = paths.stack_file(args.stack, root)
+    source = path.name
+    secret = spec.secret(args.secret)
+    if secret is None:
+        known = ", ".join(s.id for s in spec.static_secrets) or "none"
+        raise BadInput(f"{source}: unknown secret {args.secret!r} (declared: {known})")
+    if not args.allow_dirty and gitutil.is_dirty(root, path):
+        raise BadInput(f"{source} has uncommitted changes; commit or stash them first "
+                       "(one reviewed diff per rotation), or pass --allow-dirty")
+    original = path.read_text(encoding="utf-8")
+    new_text, old, new = bump_version_text(original, secret.id, source, reason=args.reason)
+    validate_text(new_text, source, args.stack, root / "policies" / "acl")
+    value = None
+    if secret.source == "provided":
+        value = _new_value(secret, args, source)
+    elif args.value_stdin or args.value_env:
+        raise BadInput(f"{secret.id} is {secret.source}: it takes no value")
+    try:
+        if value is not None:
+            assert secret.config_secret is not None
+            set_secret_config(root, args.stack, secret.config_secret, value)
+            log.info("stored the new value of %s as encrypted config %s", secret.id,
+                     secret.config_secret)
+            # pulumi rewrote the file (ciphertext); bump on top of what it wrote.
+            new_text, old, new = bump_version_text(path.read_text(encoding="utf-8"), secret.id,
+                                                   source, reason=args.reason)
+        write_stack_text(path, new_text)
+    except BaseException:
+        write_stack_text(path, original)
+        raise
+    payload = {"ok": True, "stack": args.stack, "file": source, "secret": secret.id,
+               "old_version": old, "new_version": new, "cas": new - 1, "source": secret.source,
+               "consumers": list(secret.consumers), "value_stored": value is not None}
+
+    def render(out: TextIO) -> None:
+        out.write(f"{source}: {secret.id} version {old} -> {new} (apply writes cas={new - 1})\n")
+        if value is not None:
+            out.write(f"new value stored as encrypted config {secret.config_secret}\n")
+        out.write(f"consumers to reload: {', '.join(secret.consumers) or 'none'}\n")
+        out.write("next: commit, open a PR (python -m rotation plan), pulumi up after review\n")
+
+    return Result(payload, render)

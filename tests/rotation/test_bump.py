@@ -23,7 +23,9 @@ def diff_lines(root: Path) -> list[str]:
             if line[:1] in "+-" and not line.startswith(("+++", "---"))]
 
 
-def test_bump_changes_exactly_one_line(stack_repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bump_changes_exactly_one_line(
+    stack_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     before = (stack_repo / "Pulumi.prod.yaml").read_bytes()
     code = main(["bump", "--stack", "prod", SIGNING, "--repo", str(stack_repo)])
     assert code == 0

@@ -35,8 +35,11 @@ def show(root: Path, rev: str, path: str) -> str | None:
 
 
 def rev_parse(root: Path, rev: str) -> str:
-    """Return the full commit id of ``rev``."""
-    return _git(root, "rev-parse", "--verify", f"{rev}^{{commit}}").stdout.strip()
+    """Return the full commit id of ``rev``; :class:`BadInput` naming it if unknown."""
+    out = _git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", check=False)
+    if out.returncode != 0:
+        raise BadInput(f"unknown git revision {rev!r} in {root}")
+    return out.stdout.strip()
 
 
 def config_value(root: Path, key: str) -> str | None:

@@ -1,0 +1,253 @@
+"""Rotation plans: what a diff of the stack files will rotate, and what else it touches.
+
+A plan compares each ``Pulumi.<stack>.yaml`` at two revisions (or a revision
+and the working tree). A rotation is a static secret whose ``version`` rose by
+exactly one; anything else in the same diff is flagged so a reviewer sees it:
+a version that moved by another amount, a provided secret whose ciphertext
+changed without a bump (or a bump without new ciphertext), added or removed
+secrets, and any other spec or config change. Values are never read: only
+whether a ``secure:`` ciphertext changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from infra import paths
+from infra.spec import SpecError, parse_spec
+from rotation import gitutil
+
+STACK_GLOB = "Pulumi.*.yaml"
+
+
+@dataclass
+class Rotation:
+    """One secret moving from ``old_version`` to ``new_version`` in one stack."""
+
+    stack: str
+    secret: str
+    data_path: str
+    source: str
+    old_version: int | None
+    new_version: int
+    cas: int
+    consumers: list[str]
+    checks: list[str]
+    follows: str | None = None
+
+
+@dataclass
+class Finding:
+    """Something in the diff that is not a clean rotation."""
+
+    stack: str
+    severity: str  # "error" fails the plan; "warning" is shown for review
+    message: str
+
+
+@dataclass
+class Plan:
+    """The rotations and findings of a diff."""
+
+    base: str
+    head: str
+    rotations: list[Rotation] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Finding]:
+        """Findings that fail the plan."""
+        return [f for f in self.findings if f.severity == "error"]
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-able form for ``--json``."""
+        return {"base": self.base, "head": self.head,
+                "rotations": [asdict(r) for r in self.rotations],
+                "findings": [asdict(f) for f in self.findings],
+                "ok": not self.errors}
+
+
+def _spec_of(doc: Any) -> dict[str, Any]:
+    if isinstance(doc, dict) and isinstance(doc.get("config"), dict):
+        spec = doc["config"].get(paths.SPEC_CONFIG_KEY)
+        if isinstance(spec, dict):
+            return spec
+    return {}
+
+
+def _secrets(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {f"{s.get('mount')}/{s.get('path')}": s for s in spec.get("static_secrets") or []
+            if isinstance(s, dict)}
+
+
+def _diff_paths(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for key in sorted(set(old) | set(new), key=str):
+            out.extend(_diff_paths(old.get(key), new.get(key), f"{prefix}.{key}" if prefix
+                                   else str(key)))
+        return out
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        out = []
+        for i, (a, b) in enumerate(zip(old, new, strict=True)):
+            out.extend(_diff_paths(a, b, f"{prefix}[{i}]"))
+        return out
+    return [] if old == new else [prefix or "(whole file)"]
+
+
+def _strip_rotation_fields(doc: Any, config_keys: set[str]) -> Any:
+    """Return ``doc`` without what a rotation may change: versions and provided ciphertexts."""
+    if not isinstance(doc, dict):
+        return doc
+    out = yaml.safe_load(yaml.safe_dump(doc))
+    config = out.get("config") if isinstance(out.get("config"), dict) else {}
+    for key in config_keys:
+        config.pop(f"tradepulse-vault:{key}", None)
+    spec = config.get(paths.SPEC_CONFIG_KEY)
+    if isinstance(spec, dict):
+        secrets = spec.get("static_secrets") or []
+        spec["static_secrets"] = sorted(
+            ({k: v for k, v in s.items() if k != "version"} for s in secrets
+             if isinstance(s, dict)),
+            key=lambda s: f"{s.get('mount')}/{s.get('path')}")
+    return out
+
+
+def _checks(stack: str, secret: str, data_path: str, new: int) -> list[str]:
+    return [
+        f"preflight --stack {stack}: live version of {secret} is {new - 1}, token may write "
+        f"{data_path}",
+        f"pulumi up --stack {stack}: writes version {new} with cas={new - 1}",
+        f"verify --stack {stack}: live version is {new} and the audit log has the write on "
+        f"{data_path}",
+    ]
+
+
+def plan_stack(
+    plan: Plan, stack: str, old_text: str | None, new_text: str | None, root: Path
+) -> None:
+    """Add the rotations and findings of one stack file's change to ``plan``."""
+    source = f"Pulumi.{stack}.yaml"
+    if new_text is None:
+        plan.findings.append(Finding(stack, "warning", f"{source} was deleted"))
+        return
+    try:
+        new_doc = yaml.safe_load(new_text)
+        parse_spec(_spec_of(new_doc), source=source, stack=stack,
+                   policy_dir=root / "policies" / "acl")
+    except (yaml.YAMLError, SpecError) as exc:
+        plan.findings.append(Finding(stack, "error", f"invalid stack file: {exc}"))
+        return
+    old_doc = yaml.safe_load(old_text) if old_text is not None else {}
+    old_secrets, new_secrets = _secrets(_spec_of(old_doc)), _secrets(_spec_of(new_doc))
+    old_config = old_doc.get("config", {}) if isinstance(old_doc, dict) else {}
+    new_config = new_doc.get("config", {})
+    config_keys: set[str] = set()
+    for secret_id, new in new_secrets.items():
+        old = old_secrets.get(secret_id)
+        if old is None:
+            plan.findings.append(Finding(stack, "warning", f"new secret {secret_id} (first "
+                                         "write creates it with cas=0 semantics)"))
+            continue
+        key = new.get("config_secret")
+        cipher_changed = False
+        if key:
+            config_keys.add(key)
+            cipher_changed = (old_config.get(f"tradepulse-vault:{key}")
+                              != new_config.get(f"tradepulse-vault:{key}"))
+        old_v, new_v = old.get("version"), new.get("version")
+        if new_v is None or old_v == new_v:
+            if cipher_changed:
+                plan.findings.append(Finding(
+                    stack, "error", f"{secret_id}: ciphertext of {key} changed without a "
+                    "version bump (the new value would never be written)"))
+            continue
+        if not isinstance(old_v, int) or new_v != old_v + 1:
+            plan.findings.append(Finding(
+                stack, "error", f"{secret_id}: version moved {old_v} -> {new_v}; a rotation "
+                "moves it by exactly +1"))
+            continue
+        if new.get("source") == "provided" and not cipher_changed:
+            plan.findings.append(Finding(
+                stack, "error", f"{secret_id}: version bumped but {key} ciphertext unchanged "
+                "(bump a provided secret with python -m rotation bump --value-stdin)"))
+        data_path = f"{new['mount']}/data/{new['path']}"
+        plan.rotations.append(Rotation(
+            stack=stack, secret=secret_id, data_path=data_path, source=str(new.get("source")),
+            old_version=old_v, new_version=new_v, cas=new_v - 1,
+            consumers=list(new.get("consumers", [])),
+            checks=_checks(stack, secret_id, data_path, new_v)))
+        if new.get("mirror_to_dr"):
+            plan.rotations.append(Rotation(
+                stack="dr", secret=secret_id, data_path=data_path, source="mirror",
+                old_version=old_v, new_version=new_v, cas=new_v - 1,
+                consumers=list(new.get("consumers", [])),
+                checks=_checks("dr", secret_id, data_path, new_v), follows="prod"))
+    for secret_id in sorted(set(old_secrets) - set(new_secrets)):
+        plan.findings.append(Finding(stack, "warning", f"secret {secret_id} removed from the "
+                                     "spec (Pulumi will delete it)"))
+    others = _diff_paths(_strip_rotation_fields(old_doc, config_keys),
+                         _strip_rotation_fields(new_doc, config_keys))
+    if others:
+        shown = ", ".join(others[:8]) + (f" (+{len(others) - 8} more)" if len(others) > 8 else "")
+        plan.findings.append(Finding(stack, "warning", f"not a rotation: {shown}"))
+
+
+def build_plan(root: Path, base: str, head: str | None) -> Plan:
+    """Compare every stack file at ``base`` with ``head`` (None: the working tree)."""
+    gitutil.rev_parse(root, base)
+    if head is not None:
+        gitutil.rev_parse(root, head)
+    plan = Plan(base=base, head=head or "working tree")
+    names = {p.name for p in root.glob(STACK_GLOB)}
+    names |= {n for n in _names_at(root, base)}
+    if head is not None:
+        names |= set(_names_at(root, head))
+    for name in sorted(names):
+        if name == "Pulumi.yaml":
+            continue
+        stack = name[len("Pulumi."):-len(".yaml")]
+        old_text = gitutil.show(root, base, name)
+        if head is None:
+            path = root / name
+            new_text = path.read_text(encoding="utf-8") if path.exists() else None
+        else:
+            new_text = gitutil.show(root, head, name)
+        if old_text == new_text:
+            continue
+        plan_stack(plan, stack, old_text, new_text, root)
+    return plan
+
+
+def _names_at(root: Path, rev: str) -> list[str]:
+    import subprocess
+
+    out = subprocess.run(["git", "-C", str(root), "ls-tree", "--name-only", rev],
+                         capture_output=True, text=True, check=False, timeout=30)
+    return [n for n in out.stdout.splitlines() if n.startswith("Pulumi.") and n.endswith(".yaml")]
+
+
+def render_markdown(plan: Plan) -> str:
+    """Return the plan as a pull-request comment (Markdown)."""
+    lines = [f"### Rotation plan ({plan.base} → {plan.head})", ""]
+    if plan.rotations:
+        lines += ["| stack | secret | version | CAS | consumers to reload |",
+                  "|---|---|---|---|---|"]
+        for r in plan.rotations:
+            note = f" (follows {r.follows})" if r.follows else ""
+            lines.append(f"| {r.stack} | `{r.secret}`{note} | {r.old_version} → "
+                         f"{r.new_version} | {r.cas} | {', '.join(r.consumers) or '—'} |")
+        lines += ["", "**Checks that will prove it**", ""]
+        for r in plan.rotations:
+            lines += [f"- `{r.stack}` `{r.secret}`:"] + [f"  - {c}" for c in r.checks]
+    else:
+        lines.append("No rotations in this diff.")
+    if plan.findings:
+        lines += ["", "**Findings**", ""]
+        lines += [f"- {'❌' if f.severity == 'error' else '⚠️'} `{f.stack}`: {f.message}"
+                  for f in plan.findings]
+    return "\n".join(lines) + "\n"

@@ -20,6 +20,8 @@ import yaml
 from infra import paths
 from infra.spec import SpecError, parse_spec
 from rotation import gitutil
+from rotation.errors import BadInput
+from rotation.stacks import StackTarget
 
 STACK_GLOB = "Pulumi.*.yaml"
 
@@ -251,3 +253,26 @@ def render_markdown(plan: Plan) -> str:
         lines += [f"- {'❌' if f.severity == 'error' else '⚠️'} `{f.stack}`: {f.message}"
                   for f in plan.findings]
     return "\n".join(lines) + "\n"
+
+
+def rotated_secrets(
+    root: Path, target: StackTarget, base: str | None, explicit: list[str]
+) -> list[str]:
+    """Return the secrets a rotation of ``target`` writes.
+
+    ``explicit`` (``--secret``) wins; otherwise the plan of ``base`` (default
+    ``HEAD~1`` when it exists) against the working tree, for this stack.
+    """
+    if explicit:
+        unknown = [s for s in explicit if target.spec.secret(s) is None]
+        if unknown:
+            raise BadInput(f"Pulumi.{target.name}.yaml: unknown secret(s) {unknown}")
+        return list(explicit)
+    if base is None:
+        try:
+            gitutil.rev_parse(root, "HEAD~1")
+        except BadInput:
+            return []
+        base = "HEAD~1"
+    plan = build_plan(root, base, None)
+    return [r.secret for r in plan.rotations if r.stack == target.name]

@@ -99,9 +99,10 @@ def vault_errors(address: str, what: str) -> Iterator[None]:
 
 def health(client: hvac.Client) -> dict[str, Any]:
     """Return ``sys/health`` without raising on sealed/standby status codes."""
+    # Every status answers 200 so the body (initialized/sealed/standby) is always read.
     response = client.sys.read_health_status(
-        method="GET", standby_ok=True, perf_standby_ok=True, sealed_code=200,
-        uninit_code=200, standby_code=200,
+        method="GET", standby_ok=True, sealed_code=200, uninit_code=200, standby_code=200,
+        performance_standby_code=200, dr_secondary_code=200,
     )
     if isinstance(response, dict):
         return response

@@ -1,0 +1,172 @@
+"""``preflight --stack ENV``: the runbook's pre-rotation checklist, as checks that can fail.
+
+1. Vault is initialized, unsealed and active (standby or sealed fails, exit 3).
+2. The caller's token has the capabilities the apply needs on every secret
+   the stack will write (``sys/capabilities-self``).
+3. Each rotated secret (the plan of ``--base``..working tree, or ``--secret``)
+   is live at exactly declared - 1; every other secret is in sync or one
+   behind. Anything else is a conflict: the message says when the live
+   version was written and how to merge. Live ahead on a secret this apply
+   does not write is reported as drift (a warning).
+4. No Pulumi update is running on the stack (the backend's lock objects).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any, TextIO
+
+from rotation.errors import BadInput, VaultUnavailable
+from rotation.live import SecretState, secret_states
+from rotation.locks import stack_locks
+from rotation.output import Result
+from rotation.planning import rotated_secrets
+from rotation.stacks import add_stack_arguments, repo_root, targets
+from rotation.vault import health, vault_errors
+
+NAME = "preflight"
+HELP = "check Vault health, token capabilities, live versions and the stack lock"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register preflight's arguments."""
+    add_stack_arguments(parser)
+    parser.add_argument("--base", help="revision before the rotation (default: HEAD~1 if it "
+                        "exists); its plan names the rotated secrets")
+    parser.add_argument("--secret", action="append", default=[],
+                        help="a rotated secret id (repeatable; replaces the plan)")
+    parser.add_argument("--backend", help="Pulumi backend URL for the lock check "
+                        "(default: $PULUMI_BACKEND_URL)")
+    parser.add_argument("--skip-lock-check", action="store_true",
+                        help="do not check the Pulumi lock (say why in the ticket)")
+
+
+def health_problems(status: dict[str, Any]) -> list[str]:
+    """Return why a ``sys/health`` answer is not initialized + unsealed + active."""
+    problems = []
+    if not status.get("initialized"):
+        problems.append("not initialized")
+    if status.get("sealed"):
+        problems.append("sealed")
+    if status.get("standby"):
+        problems.append("standby (not the active node)")
+    return problems
+
+
+def conflict_message(state: SecretState) -> str:
+    """Explain a live version that is neither the declared one nor the one before it."""
+    live, declared = state.live_version, state.declared
+    when = state.live.updated_time.isoformat() if state.live and state.live.updated_time else "?"
+    if live > declared:
+        return (f"{state.secret.id}: live version {live} (written {when}) is ahead of the "
+                f"declared {declared}: someone wrote it outside this repository. Merge: read "
+                f"the live value, fold its change into the rotation, then rebase the bump so "
+                f"the stack declares {live + 1}")
+    return (f"{state.secret.id}: live version {live} is {declared - live} behind the declared "
+            f"{declared}; a rotation moves exactly one version (apply the earlier bump first, "
+            "or import the secret)")
+
+
+def classify(
+    states: list[SecretState], rotated: set[str]
+) -> tuple[dict[str, str], list[str], list[str]]:
+    """Return each secret's state (in_sync/pending/drifted/conflict), failures and warnings."""
+    failures: list[str] = []
+    warnings: list[str] = []
+    classified: dict[str, str] = {}
+    for state in states:
+        live, declared = state.live_version, state.declared
+        if state.secret.id in rotated and live == declared:
+            classified[state.secret.id] = "conflict"
+            when = state.live.updated_time if state.live else None
+            failures.append(
+                f"{state.secret.id}: already at version {declared} (written {when}) before this "
+                "rotation was applied: someone wrote it outside this repository (or the "
+                "rotation was applied already: run verify). Merge: read the live value, fold "
+                f"its change in, rebase the bump to declare {live + 1}")
+        elif live == declared:
+            classified[state.secret.id] = "in_sync"
+        elif live == declared - 1:
+            classified[state.secret.id] = "pending"
+        elif live > declared and state.secret.id not in rotated:
+            classified[state.secret.id] = "drifted"
+            warnings.append(conflict_message(state) + " (this apply does not write it)")
+        else:
+            classified[state.secret.id] = "conflict"
+            failures.append(conflict_message(state))
+    return classified, failures, warnings
+
+
+def run(args: argparse.Namespace) -> Result:
+    """Run every pre-flight check; exit 1 with every failure listed, 3 if Vault cannot serve."""
+    target = targets(args)[0]
+    root = repo_root(args.repo)
+    client = target.client()
+    address = target.vault.address
+    with vault_errors(address, "reading sys/health"):
+        status = health(client)
+    problems = health_problems(status)
+    if problems:
+        raise VaultUnavailable(f"Vault at {address} is {', '.join(problems)}",
+                               hint="wait for or fix the active node; nothing was changed")
+    states = secret_states(client, address, root, target.spec)
+    rotated = set(rotated_secrets(root, target, args.base, args.secret))
+    classified, failures, warnings = classify(states, rotated)
+    pending = [s for s in states if classified[s.secret.id] == "pending"]
+    paths = sorted({s.secret.data_path for s in pending})
+    capabilities: dict[str, list[str]] = {}
+    if paths:
+        with vault_errors(address, "checking token capabilities"):
+            answer = client.adapter.post("/v1/sys/capabilities-self", json={"paths": paths})
+        data = answer.get("data", answer) if isinstance(answer, dict) else answer.json()
+        for path in paths:
+            caps = list(data.get(path, []))
+            capabilities[path] = caps
+            needed = "create" if any(s.live is None for s in pending
+                                     if s.secret.data_path == path) else "update"
+            if needed not in caps and "root" not in caps:
+                failures.append(f"token lacks {needed!r} on {path} (has {caps or ['deny']})")
+    lock: dict[str, Any] = {"checked": False}
+    lock_text = "not checked (--skip-lock-check)"
+    if not args.skip_lock_check:
+        backend = args.backend or os.environ.get("PULUMI_BACKEND_URL")
+        if not backend:
+            raise BadInput("no Pulumi backend to check the stack lock: pass --backend or set "
+                           "PULUMI_BACKEND_URL (or --skip-lock-check)")
+        found = stack_locks(backend, "tradepulse-vault", target.name)
+        lock = {"checked": True, "backend": found.backend, "locks": list(found.locks)}
+        lock_text = f"{len(found.locks)} held in {found.backend}"
+        if found.locks:
+            failures.append(f"a Pulumi update holds the lock on stack {target.name} "
+                            f"({found.locks[0]}); wait for it or `pulumi cancel`")
+    secrets = [{"secret": s.secret.id, "declared": s.declared, "live": s.live_version,
+                "state": classified[s.secret.id], "rotated": s.secret.id in rotated}
+               for s in states]
+    payload: dict[str, Any] = {
+        "ok": not failures,
+        "stack": target.name,
+        "vault": {"address": address, "initialized": status.get("initialized"),
+                  "sealed": status.get("sealed"), "standby": status.get("standby"),
+                  "version": status.get("version")},
+        "secrets": secrets,
+        "capabilities": capabilities,
+        "lock": lock,
+        "warnings": warnings,
+        "failures": failures,
+    }
+
+    def render(out: TextIO) -> None:
+        out.write(f"Vault {address}: initialized, unsealed, active "
+                  f"(version {status.get('version')})\n")
+        for entry in secrets:
+            out.write(f"  {entry['state']:<8} {entry['secret']} live={entry['live']} "
+                      f"declared={entry['declared']}\n")
+        out.write(f"pulumi lock: {lock_text}\n")
+        for warning in warnings:
+            out.write(f"WARN {warning}\n")
+        for failure in failures:
+            out.write(f"FAIL {failure}\n")
+        out.write("preflight passed\n" if not failures else "preflight FAILED\n")
+
+    return Result(payload, render, exit_code=1 if failures else 0)

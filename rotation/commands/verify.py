@@ -1,0 +1,175 @@
+"""``verify --stack ENV``: prove an applied rotation, with evidence for the ticket.
+
+* every static secret's live ``current_version`` equals its declared version;
+* each rotated secret (the plan of ``--base``..working tree, or ``--secret``)
+  has its write in the audit log: an update of its data path that returned the
+  declared version, with the request id;
+* each ``--expect-leases ROLE`` has live leases under
+  ``sys/leases/lookup/<mount>/creds/<role>``;
+* ``--watch DURATION`` (the runbook's 15-minute watch) keeps reading the audit
+  log and fails if a request on a rotated path or role fails in the window.
+
+Exit 1 with everything that is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, TextIO
+
+import hvac.exceptions
+
+from rotation.audit_log import AuditEvent, events_from_file, write_evidence
+from rotation.errors import BadInput
+from rotation.live import secret_states
+from rotation.output import Result, log
+from rotation.planning import rotated_secrets
+from rotation.stacks import StackTarget, add_stack_arguments, repo_root, targets
+from rotation.vault import vault_errors
+
+NAME = "verify"
+HELP = "check live versions, audit events and leases after pulumi up"
+_DURATION = re.compile(r"^(\d+)([smh]?)$")
+
+
+def parse_duration(text: str) -> float:
+    """Parse ``90``, ``30s``, ``15m`` or ``1h`` into seconds."""
+    match = _DURATION.match(text.strip())
+    if match is None:
+        raise BadInput(f"--watch: {text!r} is not a duration like 30s, 15m or 1h")
+    return int(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register verify's arguments."""
+    add_stack_arguments(parser)
+    parser.add_argument("--base", help="revision before the rotation (default: HEAD~1 if it "
+                        "exists); its plan names the rotated secrets")
+    parser.add_argument("--secret", action="append", default=[],
+                        help="a rotated secret id (repeatable; replaces the plan)")
+    parser.add_argument("--audit-log", type=Path,
+                        help="file-audit log to search (default: the stack's file device path)")
+    parser.add_argument("--expect-leases", action="append", default=[], metavar="ROLE",
+                        help="database role that must have live leases (repeatable)")
+    parser.add_argument("--watch", type=parse_duration, metavar="DURATION",
+                        help="keep watching the audit log for failures, e.g. 15m")
+
+
+def audit_log_path(args: argparse.Namespace, target: StackTarget) -> Path | None:
+    """Return ``--audit-log`` or the stack's first file audit device path, if readable."""
+    if args.audit_log is not None:
+        if not args.audit_log.is_file():
+            raise BadInput(f"--audit-log: {args.audit_log} is not a readable file")
+        return Path(args.audit_log)
+    for device in target.spec.audit.devices:
+        options = dict(device.options)
+        if device.type == "file" and Path(options.get("file_path", "")).is_file():
+            return Path(options["file_path"])
+    return None
+
+
+def live_leases(client: hvac.Client, mount: str, role: str) -> list[str]:
+    """Return the lease ids under ``sys/leases/lookup/<mount>/creds/<role>``."""
+    try:
+        answer = client.adapter.list(f"/v1/sys/leases/lookup/{mount}/creds/{role}")
+    except hvac.exceptions.InvalidPath:
+        return []
+    data = answer.get("data", {}) if isinstance(answer, dict) else answer.json()["data"]
+    return list(data.get("keys", []))
+
+
+def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one checklist
+    """Run the checks; with ``--watch`` keep watching the audit log."""
+    target = targets(args)[0]
+    root = repo_root(args.repo)
+    client = target.client()
+    address = target.vault.address
+    failures: list[str] = []
+    states = secret_states(client, address, root, target.spec)
+    for state in states:
+        if state.live_version != state.declared:
+            failures.append(f"{state.secret.id}: live version {state.live_version}, declared "
+                            f"{state.declared}")
+    rotated = rotated_secrets(root, target, args.base, args.secret)
+    log_path = audit_log_path(args, target)
+    evidence: dict[str, Any] = {}
+    offset = 0
+    events: list[AuditEvent] = []
+    if log_path is not None:
+        events, offset = events_from_file(log_path)
+    for secret_id in rotated:
+        secret = target.spec.secret(secret_id)
+        assert secret is not None
+        declared = next(s.declared for s in states if s.secret.id == secret_id)
+        if log_path is None:
+            failures.append(f"{secret_id}: no audit log to search (pass --audit-log)")
+            continue
+        found = write_evidence(events, secret.data_path, declared)
+        if found is None:
+            failures.append(f"{secret_id}: no audit event for the write of version {declared} "
+                            f"on {secret.data_path} in {log_path}")
+        else:
+            evidence[secret_id] = asdict(found)
+    leases: dict[str, int] = {}
+    database = target.spec.database
+    for role in args.expect_leases:
+        if database is None or role not in {r.name for r in database.roles}:
+            raise BadInput(f"Pulumi.{target.name}.yaml: --expect-leases {role!r} is not a "
+                           "database role of this stack")
+        with vault_errors(address, f"listing leases of {role}"):
+            found_leases = live_leases(client, database.mount, role)
+        leases[role] = len(found_leases)
+        if not found_leases:
+            failures.append(f"no live leases under sys/leases/lookup/{database.mount}/creds/"
+                            f"{role}")
+    watched: list[dict[str, Any]] = []
+    if args.watch and log_path is not None and not failures:
+        watch_paths = {target.spec.secret(s).data_path for s in rotated  # type: ignore[union-attr]
+                       if target.spec.secret(s) is not None}
+        if database is not None:
+            watch_paths |= {f"{database.mount}/creds/{r}" for r in args.expect_leases}
+        log.info("watching %s for failures on %d paths for %ss", log_path, len(watch_paths),
+                 args.watch)
+        deadline = time.monotonic() + args.watch
+        while time.monotonic() < deadline:
+            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+            new_events, offset = events_from_file(log_path, offset)
+            for event in new_events:
+                if event.error and event.path in watch_paths:
+                    watched.append(asdict(event))
+                    failures.append(f"{event.path}: request {event.request_id} failed at "
+                                    f"{event.time}: {event.error[:120]}")
+    versions = [{"secret": s.secret.id, "declared": s.declared, "live": s.live_version,
+                 "updated_time": s.live.updated_time.isoformat()
+                 if s.live and s.live.updated_time else None} for s in states]
+    payload: dict[str, Any] = {
+        "ok": not failures,
+        "stack": target.name,
+        "versions": versions,
+        "rotated": rotated,
+        "audit_log": str(log_path) if log_path else None,
+        "audit_evidence": evidence,
+        "leases": leases,
+        "watch_failures": watched,
+        "failures": failures,
+    }
+
+    def render(out: TextIO) -> None:
+        for entry in versions:
+            mark = "ok  " if entry["live"] == entry["declared"] else "FAIL"
+            out.write(f"{mark} {entry['secret']} live={entry['live']} "
+                      f"declared={entry['declared']}\n")
+        for secret_id, found in evidence.items():
+            out.write(f"audit: {secret_id} v{found['version']} written by request "
+                      f"{found['request_id']} at {found['time']}\n")
+        for role, count in leases.items():
+            out.write(f"leases: {role}: {count} live\n")
+        for failure in failures:
+            out.write(f"FAIL {failure}\n")
+        out.write("verify passed\n" if not failures else "verify FAILED\n")
+
+    return Result(payload, render, exit_code=1 if failures else 0)

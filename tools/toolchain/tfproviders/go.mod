@@ -4,9 +4,6 @@ module tradepulse.local/toolchain/tfproviders
 
 go 1.26.2
 
-// Copied from github.com/pulumi/pulumi-terraform-bridge/v3@v3.120.0 go.mod.
-replace github.com/hashicorp/terraform-plugin-sdk/v2 => github.com/pulumi/terraform-plugin-sdk/v2 v2.0.0-20250923233607-7f1981c8674a
-
 require (
 	github.com/hashicorp/terraform-plugin-framework v1.19.0
 	github.com/hashicorp/terraform-plugin-go v0.31.0

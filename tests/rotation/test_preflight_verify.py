@@ -1,6 +1,5 @@
 """preflight and verify against a real OpenBao dev server, with CAS writes like the program.
 
-
 Until a test runs the real engine (tests/e2e), the program's write is done
 here with hvac exactly as pulumi-vault does it: version N with ``cas = N-1``.
 """

@@ -249,3 +249,41 @@ def test_verify_expects_leases(vault: Any, stack_repo: Path,
         "no live leases under sys/leases/lookup/database/creds/tradepulse-execution"]
     code = main(["verify", *common(vault, stack_repo), "--expect-leases", "nope"])
     assert code == 2
+
+
+def test_record_holds_identifiers_and_evidence_never_values(
+    vault: Any, stack_repo: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    client = vault.client()
+    apply_like_pulumi(client, stack_repo, "local", value=CANARY)
+    assert main(["bump", "--stack", "local", SIGNING, "--repo", str(stack_repo)]) == 0
+    commit_all(stack_repo, "rotate")
+    capsys.readouterr()
+    apply_like_pulumi(client, stack_repo, "local", only=SIGNING, value=CANARY)
+    verify_out = tmp_path / "verify.json"
+    code, out, _ = cli(capsys, "verify", *common(vault, stack_repo), "--audit-log",
+                       audit_log(vault))
+    assert code == 0
+    verify_out.write_text(json.dumps(out))
+    dynamic = tmp_path / "dynamic.json"
+    dynamic.write_text(json.dumps({"username": "v-canary", "password": CANARY,
+                                   "lease_id": "database/creds/tradepulse-execution/abc",
+                                   "lease_duration": 300, "role": "tradepulse-execution"}))
+    code, out, err = cli(capsys, "record", *common(vault, stack_repo), "--operator", "Ada",
+                         "--pr", "#42", "--evidence", str(verify_out), "--dynamic-output",
+                         str(dynamic), "--date", "2026-11-27")
+    assert code == 0, err
+    record = (stack_repo / "reports/security/secret-rotations/2026-11-27.md").read_text()
+    assert f"| `{SIGNING}` | 1 → 2 | 2 |" in record
+    assert "- operator: Ada" in record and "- pull request: #42" in record
+    assert "request `" in record and "database/creds/tradepulse-execution/abc" in record
+    assert CANARY not in record and "v-canary" not in record
+    services = (stack_repo / "docs/services.md").read_text()
+    assert "| execution | local |" in services
+    # A second record the same day appends.
+    code, _, _ = cli(capsys, "record", *common(vault, stack_repo), "--secret", SIGNING,
+                     "--date", "2026-11-27")
+    assert code == 0
+    text = (stack_repo / "reports/security/secret-rotations/2026-11-27.md").read_text()
+    assert text.count("rotation recorded") == 2
+    assert CANARY not in text

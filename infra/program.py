@@ -23,6 +23,7 @@ from infra.components import (
     KvEngines,
     vault_provider,
 )
+from infra.components.secret_delivery import SecretDelivery, kubernetes_provider
 from infra.components.static_secrets import StaticSecrets
 from infra.policy_files import read_policies
 from infra.spec.model import EnvironmentSpec
@@ -42,6 +43,7 @@ class Deployment:
     kubernetes_auth: KubernetesAuth | None
     jwt_auth: JwtAuth | None
     static_secrets: StaticSecrets
+    delivery: SecretDelivery | None
 
 
 def database_secrets(spec: EnvironmentSpec, config: pulumi.Config) -> DatabaseSecrets | None:
@@ -111,6 +113,10 @@ def build(
             "static-secrets", spec.static_secrets, provided=provided or {}, source=spec.source,
             mirrors=mirrors, opts=pulumi.ResourceOptions(providers=[provider], depends_on=[kv]),
         ),
+        delivery=None if spec.delivery is None else SecretDelivery(
+            "delivery", spec,
+            opts=pulumi.ResourceOptions(providers=[kubernetes_provider(spec.delivery)]),
+        ),
     )
 
 
@@ -134,6 +140,8 @@ def export(spec: EnvironmentSpec, deployment: Deployment) -> None:
         pulumi.export("jwt_auth_path", deployment.jwt_auth.backend.path)
         pulumi.export("jwt_roles", deployment.jwt_auth.role_names)
     pulumi.export("static_secret_versions", deployment.static_secrets.versions)
+    if deployment.delivery is not None:
+        pulumi.export("delivery_resources", deployment.delivery.manifests)
     if any(s.mirror_to_dr for s in spec.static_secrets):
         # Secret output: the dr stack reads it through a StackReference.
         pulumi.export("dr_mirror", deployment.static_secrets.dr_mirror)

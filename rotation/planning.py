@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from infra import paths
-from infra.spec import SpecError, parse_spec
+from infra.spec import EnvironmentSpec, SpecError, parse_spec
 from rotation import gitutil
 from rotation.errors import BadInput
 from rotation.stacks import StackTarget
@@ -40,6 +40,7 @@ class Rotation:
     consumers: list[str]
     checks: list[str]
     follows: str | None = None
+    restarts: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -119,6 +120,20 @@ def _strip_rotation_fields(doc: Any, config_keys: set[str]) -> Any:
     return out
 
 
+def workloads(spec: EnvironmentSpec, consumers: list[str]) -> list[str]:
+    """Return what restarts when the consumers' secret changes (the blast radius)."""
+    out = []
+    for service in spec.services:
+        if service.name not in consumers:
+            continue
+        if service.kubernetes is not None:
+            w = service.kubernetes.workload
+            out.append(f"{service.kubernetes.namespace}/{w.kind}/{w.name}")
+        elif service.outside_cluster is not None:
+            out.append(f"host {service.outside_cluster.host} (reload by hand)")
+    return out
+
+
 def _checks(stack: str, secret: str, data_path: str, new: int) -> list[str]:
     return [
         f"preflight --stack {stack}: live version of {secret} is {new - 1}, token may write "
@@ -139,8 +154,8 @@ def plan_stack(
         return
     try:
         new_doc = yaml.safe_load(new_text)
-        parse_spec(_spec_of(new_doc), source=source, stack=stack,
-                   policy_dir=root / "policies" / "acl")
+        new_spec = parse_spec(_spec_of(new_doc), source=source, stack=stack,
+                              policy_dir=root / "policies" / "acl")
     except (yaml.YAMLError, SpecError) as exc:
         plan.findings.append(Finding(stack, "error", f"invalid stack file: {exc}"))
         return
@@ -178,11 +193,12 @@ def plan_stack(
                 stack, "error", f"{secret_id}: version bumped but {key} ciphertext unchanged "
                 "(bump a provided secret with python -m rotation bump --value-stdin)"))
         data_path = f"{new['mount']}/data/{new['path']}"
+        restarts = workloads(new_spec, list(new.get("consumers", [])))
         plan.rotations.append(Rotation(
             stack=stack, secret=secret_id, data_path=data_path, source=str(new.get("source")),
             old_version=old_v, new_version=new_v, cas=new_v - 1,
             consumers=list(new.get("consumers", [])),
-            checks=_checks(stack, secret_id, data_path, new_v)))
+            checks=_checks(stack, secret_id, data_path, new_v), restarts=restarts))
         if new.get("mirror_to_dr"):
             plan.rotations.append(Rotation(
                 stack="dr", secret=secret_id, data_path=data_path, source="mirror",
@@ -237,12 +253,13 @@ def render_markdown(plan: Plan) -> str:
     """Return the plan as a pull-request comment (Markdown)."""
     lines = [f"### Rotation plan ({plan.base} → {plan.head})", ""]
     if plan.rotations:
-        lines += ["| stack | secret | version | CAS | consumers to reload |",
-                  "|---|---|---|---|---|"]
+        lines += ["| stack | secret | version | CAS | consumers to reload | restarts |",
+                  "|---|---|---|---|---|---|"]
         for r in plan.rotations:
             note = f" (follows {r.follows})" if r.follows else ""
             lines.append(f"| {r.stack} | `{r.secret}`{note} | {r.old_version} → "
-                         f"{r.new_version} | {r.cas} | {', '.join(r.consumers) or '—'} |")
+                         f"{r.new_version} | {r.cas} | {', '.join(r.consumers) or '—'} | "
+                         f"{', '.join(r.restarts) or '—'} |")
         lines += ["", "**Checks that will prove it**", ""]
         for r in plan.rotations:
             lines += [f"- `{r.stack}` `{r.secret}`:"] + [f"  - {c}" for c in r.checks]

@@ -41,12 +41,15 @@ from infra.spec.model import (
     JwtRole,
     KubernetesAuth,
     KubernetesBinding,
+    KubernetesDelivery,
     KvMount,
     Limits,
+    OutsideCluster,
     SecretSource,
     Service,
     StaticSecret,
     VaultTarget,
+    Workload,
 )
 
 KeyPath = tuple[str | int, ...]
@@ -295,6 +298,16 @@ def _static_secret_problems(  # noqa: PLR0912 - one linear list of cross-checks 
                     (*where, "consumers", j),
                     f"service {consumer!r} cannot read {data_path} with policies "
                     f"{svc['policies']}"))
+    consumers = {c for s in data.get("static_secrets", []) for c in s["consumers"]}
+    for i, svc in enumerate(data["services"]):
+        needs = svc["name"] in consumers or bool(svc.get("database_roles"))
+        if needs and "kubernetes" not in svc and "outside_cluster" not in svc:
+            problems.append(Problem(
+                ("services", i), f"service {svc['name']!r} consumes secrets but has neither "
+                "kubernetes (Vault Secrets Operator) nor outside_cluster (secrets-issue-dynamic)"))
+        if "kubernetes" in svc and "delivery" not in data:
+            problems.append(Problem(("services", i, "kubernetes"), "a Kubernetes service needs "
+                                    "delivery.kubernetes (a context or a render_dir)"))
     ids = [f"{s['mount']}/{s['path']}" for s in data.get("static_secrets", [])]
     for name in sorted(_duplicates(ids)):
         problems.append(Problem(("static_secrets",), f"secret {name!r} is declared twice"))
@@ -368,7 +381,13 @@ def _build(data: Mapping[str, Any], source: str) -> EnvironmentSpec:
                 name=s["name"],
                 policies=tuple(s["policies"]),
                 kubernetes=None if "kubernetes" not in s else KubernetesBinding(
-                    **s["kubernetes"]
+                    namespace=s["kubernetes"]["namespace"],
+                    service_account=s["kubernetes"]["service_account"],
+                    workload=Workload(**s["kubernetes"]["workload"]),
+                ),
+                outside_cluster=None if "outside_cluster" not in s else OutsideCluster(
+                    host=s["outside_cluster"]["host"],
+                    output=s["outside_cluster"].get("output"),
                 ),
                 database_roles=tuple(s.get("database_roles", ())),
                 token_ttl_seconds=s["token_ttl_seconds"],
@@ -418,6 +437,20 @@ def _build(data: Mapping[str, Any], source: str) -> EnvironmentSpec:
             ),
         ),
         static_secrets=tuple(_build_secret(s) for s in data.get("static_secrets", [])),
+        delivery=_build_delivery(data.get("delivery")),
+    )
+
+
+def _build_delivery(d: Mapping[str, Any] | None) -> KubernetesDelivery | None:
+    if d is None:
+        return None
+    k8s = d["kubernetes"]
+    return KubernetesDelivery(
+        context=k8s.get("context"),
+        render_dir=k8s.get("render_dir"),
+        refresh_after_seconds=k8s.get("refresh_after_seconds", 60),
+        # Vault Secrets Operator's own default renewal point.
+        renewal_percent=k8s.get("renewal_percent", 67),
     )
 
 

@@ -88,11 +88,28 @@ class JwtIssuerKey:
 
 
 @dataclass(frozen=True)
+class Workload:
+    """The Deployment/StatefulSet/DaemonSet that restarts when its secrets change."""
+
+    kind: str
+    name: str
+
+
+@dataclass(frozen=True)
 class KubernetesBinding:
-    """The service account a service runs as."""
+    """The service account a service runs as, and the workload that uses it."""
 
     namespace: str
     service_account: str
+    workload: Workload
+
+
+@dataclass(frozen=True)
+class OutsideCluster:
+    """A service outside Kubernetes: credentials via ``secrets-issue-dynamic`` on its host."""
+
+    host: str
+    output: str | None
 
 
 @dataclass(frozen=True)
@@ -102,6 +119,7 @@ class Service:
     name: str
     policies: tuple[str, ...]
     kubernetes: KubernetesBinding | None
+    outside_cluster: OutsideCluster | None
     database_roles: tuple[str, ...]
     token_ttl_seconds: int
     token_max_ttl_seconds: int
@@ -221,6 +239,16 @@ class StaticSecret:
 
 
 @dataclass(frozen=True)
+class KubernetesDelivery:
+    """Where Vault Secrets Operator resources go: a cluster context or a render directory."""
+
+    context: str | None
+    render_dir: str | None
+    refresh_after_seconds: int
+    renewal_percent: int
+
+
+@dataclass(frozen=True)
 class EnvironmentSpec:
     """Everything one environment's Vault must contain."""
 
@@ -236,6 +264,7 @@ class EnvironmentSpec:
     auth: AuthMethods
     audit: Audit
     static_secrets: tuple[StaticSecret, ...]
+    delivery: KubernetesDelivery | None
 
     def secret(self, secret_id: str) -> StaticSecret | None:
         """Return the static secret ``<mount>/<path>``, or None."""

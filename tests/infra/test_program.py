@@ -139,6 +139,7 @@ def test_registers_exactly_what_the_spec_declares(stack: str, pulumi_mocks: Any)
     else:
         assert names(run, AUDIT, "path") == set(), "openbao must not create audit devices"
     assert len(run.mocks.of_type(PROVIDER)) == 1
+    assert len(run.mocks.of_type("pulumi:providers:kubernetes")) == 1
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -210,8 +211,9 @@ def test_every_vault_resource_is_a_component_child_using_the_stack_provider(
     for reg in run.mocks.resources:
         if reg.typ.startswith(("pulumi:", "tradepulse:")):
             continue
-        if not reg.typ.startswith("vault:"):  # random passwords use random's default provider
-            assert reg.typ == "random:index/randomPassword:RandomPassword", reg.typ
+        if not reg.typ.startswith("vault:"):
+            # random passwords use random's default provider; delivery uses the k8s provider
+            assert reg.typ.startswith(("random:", "kubernetes:")), reg.typ
             continue
         urn = next(u for u in run.urns if u.endswith(f"{reg.typ}::{reg.name}"))
         parent_type = urn.split("::")[2].split("$")[0]

@@ -46,6 +46,7 @@ def test_bump_is_planned_with_cas_consumers_checks_and_dr_follow(
     assert (prod["stack"], prod["secret"], prod["old_version"], prod["new_version"],
             prod["cas"]) == ("prod", SIGNING, 9, 10, 9)
     assert prod["consumers"] == ["execution"]
+    assert prod["restarts"] == ["trading/Deployment/execution-connector"]
     assert any("verify --stack prod" in c for c in prod["checks"])
     assert (dr["stack"], dr["follows"], dr["new_version"]) == ("dr", "prod", 10)
 
@@ -56,7 +57,8 @@ def test_markdown_for_the_pull_request(stack_repo: Path,
     capsys.readouterr()
     assert main(["plan", "--repo", str(stack_repo)]) == 0
     text = capsys.readouterr().out
-    row = "| staging | `secret/services/analytics/warehouse-hmac` | 1 → 2 | 1 | analytics |"
+    row = ("| staging | `secret/services/analytics/warehouse-hmac` | 1 → 2 | 1 | analytics | "
+           "analytics/Deployment/analytics-worker |")
     assert row in text
 
 

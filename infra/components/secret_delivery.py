@@ -1,0 +1,133 @@
+"""Delivery to workloads: service accounts and Vault Secrets Operator resources.
+
+For each service bound to Kubernetes: its ``ServiceAccount``, a
+``VaultConnection`` and ``VaultAuth`` (Kubernetes auth, the service's Vault
+role), a ``VaultStaticSecret`` per static secret it consumes (KV v2, HMAC on,
+``refreshAfter``, ``rolloutRestartTargets`` naming its workload) and a
+``VaultDynamicSecret`` per database role (``renewalPercent``, revoke on
+delete). A rotation is finished when these restart the workloads that read
+the secret; ``python -m rotation plan`` lists them from the same spec.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra.naming import kubernetes_role_name
+from infra.spec.model import EnvironmentSpec, KubernetesDelivery, Service, StaticSecret
+
+VSO_API_VERSION = "secrets.hashicorp.com/v1beta1"
+VAULT_CONNECTION = "vault"
+
+
+def static_secret_name(secret: StaticSecret) -> str:
+    """Return the Kubernetes Secret that holds a static secret (its last path segment)."""
+    return secret.path.rsplit("/", 1)[-1]
+
+
+def dynamic_secret_name(role: str) -> str:
+    """Return the Kubernetes Secret that holds a database role's credentials."""
+    return f"{role}-db-creds"
+
+
+def restart_targets(service: Service) -> list[dict[str, str]]:
+    """Return the rollout-restart targets of a service (its workload)."""
+    assert service.kubernetes is not None
+    return [{"kind": service.kubernetes.workload.kind, "name": service.kubernetes.workload.name}]
+
+
+def kubernetes_provider(delivery: KubernetesDelivery) -> k8s.Provider:
+    """Return the stack's Kubernetes provider: a cluster context, or a render directory."""
+    if delivery.render_dir is not None:
+        return k8s.Provider("kubernetes", render_yaml_to_directory=delivery.render_dir)
+    return k8s.Provider("kubernetes", context=delivery.context)
+
+
+class SecretDelivery(pulumi.ComponentResource):
+    """Declares every Kubernetes service's account and Vault Secrets Operator resources."""
+
+    resources: dict[str, k8s.core.v1.ServiceAccount | k8s.apiextensions.CustomResource]
+
+    def __init__(
+        self, name: str, spec: EnvironmentSpec, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("tradepulse:vault:SecretDelivery", name, None, opts)
+        assert spec.delivery is not None
+        self.resources = {}
+        self._spec = spec
+        for service in spec.services:
+            if service.kubernetes is not None:
+                self._service(service, spec.delivery)
+        self.manifests = sorted(self.resources)
+        self.register_outputs({"resources": self.manifests})
+
+    def _custom(self, key: str, kind: str, namespace: str, name: str,
+                body: dict[str, Any]) -> None:
+        self.resources[key] = k8s.apiextensions.CustomResource(
+            key,
+            api_version=VSO_API_VERSION,
+            kind=kind,
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=name, namespace=namespace,
+                labels={"app.kubernetes.io/managed-by": "tradepulse-vault"}),
+            spec=body,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _service(self, service: Service, delivery: KubernetesDelivery) -> None:
+        binding = service.kubernetes
+        assert binding is not None
+        auth = self._spec.auth.kubernetes
+        assert auth is not None
+        ns = binding.namespace
+        base = f"{service.name}"
+        self.resources[f"{base}-sa"] = k8s.core.v1.ServiceAccount(
+            f"{base}-sa",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=binding.service_account, namespace=ns),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self._custom(f"{base}-vault-connection", "VaultConnection", ns, VAULT_CONNECTION,
+                     {"address": self._spec.vault.address, "skipTLSVerify": False})
+        auth_name = f"{service.name}-vault-auth"
+        self._custom(f"{base}-vault-auth", "VaultAuth", ns, auth_name, {
+            "vaultConnectionRef": VAULT_CONNECTION,
+            "method": "kubernetes",
+            "mount": auth.path,
+            "kubernetes": {
+                "role": kubernetes_role_name(service.name),
+                "serviceAccount": binding.service_account,
+                "audiences": [auth.audience] if auth.audience else ["vault"],
+            },
+        })
+        for secret in self._consumed(service):
+            self._custom(f"{base}-static-{static_secret_name(secret)}", "VaultStaticSecret", ns,
+                         static_secret_name(secret), {
+                             "vaultAuthRef": auth_name,
+                             "mount": secret.mount,
+                             "type": "kv-v2",
+                             "path": secret.path,
+                             "refreshAfter": f"{delivery.refresh_after_seconds}s",
+                             "hmacSecretData": True,
+                             "destination": {"name": static_secret_name(secret), "create": True},
+                             "rolloutRestartTargets": restart_targets(service),
+                         })
+        database = self._spec.database
+        for role in service.database_roles:
+            assert database is not None
+            self._custom(f"{base}-dynamic-{role}", "VaultDynamicSecret", ns,
+                         dynamic_secret_name(role), {
+                             "vaultAuthRef": auth_name,
+                             "mount": database.mount,
+                             "path": f"creds/{role}",
+                             "renewalPercent": delivery.renewal_percent,
+                             "revoke": True,
+                             "destination": {"name": dynamic_secret_name(role), "create": True},
+                             "rolloutRestartTargets": restart_targets(service),
+                         })
+
+    def _consumed(self, service: Service) -> Sequence[StaticSecret]:
+        return [s for s in self._spec.static_secrets if service.name in s.consumers]

@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 DEPS_STAMP := $(VENV)/.deps-$(shell sha1sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps toolchain lint unit integration e2e test up down
+.PHONY: help setup system-deps toolchain lint unit integration e2e test up up-apply down
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -46,3 +46,14 @@ e2e: setup system-deps toolchain ## end-to-end tests with the real Pulumi engine
 test: setup system-deps toolchain lint ## everything CI runs: lint, unit, integration, e2e
 	source tools/toolchain/env.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+up: setup system-deps toolchain ## start local OpenBao + PostgreSQL and `pulumi up --stack local`
+	source tools/toolchain/env.sh
+	$(PY) tools/localenv.py up
+
+up-apply: setup ## re-apply the local stack after a bump (make up must be running)
+	source tools/toolchain/env.sh
+	$(PY) tools/localenv.py apply
+
+down: ## stop what `make up` started
+	$(PY) tools/localenv.py down

@@ -86,22 +86,30 @@ class OpenBaoServer:
                 self.process.wait()
 
 
-def start_openbao(
-    workdir: Path, *, extra_config: str = "", port: int | None = None
+def start_openbao(  # noqa: PLR0913 - keyword-only knobs of one server
+    workdir: Path, *, extra_config: str = "", port: int | None = None,
+    config_dir: Path | None = None, detach: bool = False,
 ) -> OpenBaoServer:
-    """Start an OpenBao dev server in ``workdir`` (its cwd: relative audit paths land there)."""
+    """Start an OpenBao dev server in ``workdir`` (its cwd: relative audit paths land there).
+
+    ``config_dir`` holds its config file and log (default: ``workdir``);
+    ``detach`` starts it in its own session so it outlives the caller.
+    """
     port = port or free_port()
     token = f"root-{secrets.token_hex(8)}"
     workdir.mkdir(parents=True, exist_ok=True)
-    config = workdir / "server.hcl"
+    config_dir = config_dir or workdir
+    config_dir.mkdir(parents=True, exist_ok=True)
+    config = config_dir / "server.hcl"
     config.write_text(extra_config)
-    log_path = workdir / "bao.log"
+    log_path = config_dir / "bao.log"
     log = log_path.open("wb")
     proc = subprocess.Popen(
         [bao_binary(), "server", "-dev", f"-dev-root-token-id={token}",
          f"-dev-listen-address=127.0.0.1:{port}", f"-config={config}", "-log-level=warn"],
         cwd=workdir, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         env={k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))},
+        start_new_session=detach,
     )
     server = OpenBaoServer(f"http://127.0.0.1:{port}", token, workdir, proc, log_path,
                            extra_config, port)

@@ -1,0 +1,284 @@
+"""The local environment: OpenBao + PostgreSQL on loopback and a Pulumi workspace for a stack.
+
+``make up`` / ``make down`` call this module; the end-to-end tests use the
+same :class:`Workspace` with servers they start themselves.
+
+A workspace is a small directory that Pulumi runs in: ``Pulumi.yaml`` (using
+the repository's ``.venv``), links to ``infra/`` and ``policies/``, and a copy
+of ``Pulumi.<stack>.yaml`` that Pulumi may write to (encryption salt, secret
+config) without touching the committed file. Re-syncing copies the committed
+spec in again and keeps the workspace-only keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SPEC_KEY = "tradepulse-vault:spec"
+LOCAL_DIR = REPO_ROOT / ".local"
+
+
+@dataclass
+class Workspace:
+    """A Pulumi project directory for one stack, with its own file backend and passphrase."""
+
+    root: Path
+    stack: str
+    backend_dir: Path
+    passphrase: str
+    vault_addr: str
+    vault_token: str
+
+    @property
+    def stack_file(self) -> Path:
+        """The workspace's copy of ``Pulumi.<stack>.yaml``."""
+        return self.root / f"Pulumi.{self.stack}.yaml"
+
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """Environment for pulumi: backend, passphrase, no update checks or downloads, Vault."""
+        env = dict(os.environ)
+        env.update({
+            "PULUMI_BACKEND_URL": f"file://{self.backend_dir}",
+            "PULUMI_CONFIG_PASSPHRASE": self.passphrase,
+            "PULUMI_SKIP_UPDATE_CHECK": "true",
+            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+            "PULUMI_SKIP_CONFIRMATIONS": "true",
+            "VAULT_ADDR": self.vault_addr,
+            "VAULT_TOKEN": self.vault_token,
+        })
+        env.update(extra or {})
+        return env
+
+    def pulumi(self, *args: str, check: bool = True, input_text: str | None = None,
+               extra_env: dict[str, str] | None = None,
+               timeout: float = 900) -> subprocess.CompletedProcess[str]:
+        """Run ``pulumi <args> --stack <stack>`` in the workspace."""
+        cmd = ["pulumi", *args, "--stack", self.stack, "--non-interactive"]
+        proc = subprocess.run(cmd, cwd=self.root, env=self.env(extra_env), text=True,
+                              capture_output=True, input=input_text, timeout=timeout,
+                              check=False)
+        if check and proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd[:3])} failed ({proc.returncode}):\n"
+                               f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+        return proc
+
+    def set_secret(self, key: str, value: str) -> None:
+        """``pulumi config set --secret`` with the value on stdin (never an argument)."""
+        self.pulumi("config", "set", "--secret", f"tradepulse-vault:{key}", input_text=value)
+
+
+def write_project(root: Path, venv: Path) -> None:
+    """Write ``Pulumi.yaml`` and link ``infra/`` and ``policies/`` into ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    project = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())
+    project["runtime"]["options"]["virtualenv"] = str(venv)
+    (root / "Pulumi.yaml").write_text(yaml.safe_dump(project, sort_keys=False))
+    for name in ("infra", "policies"):
+        link = root / name
+        if not link.exists():
+            link.symlink_to(REPO_ROOT / name, target_is_directory=True)
+
+
+def sync_stack_file(workspace: Workspace, spec_text: str,
+                    edit: Any = None) -> None:
+    """Copy a stack file's spec into the workspace, keeping workspace-only keys.
+
+    ``edit``, when given, is called with the parsed spec (a dict) to adapt it
+    (e.g. the test server's address) before it is written.
+    """
+    new = yaml.safe_load(spec_text)
+    if edit is not None:
+        edit(new["config"][SPEC_KEY])
+    path = workspace.stack_file
+    if path.exists():
+        old = yaml.safe_load(path.read_text()) or {}
+        for key in ("encryptionsalt", "encryptedkey", "secretsprovider"):
+            if key in old:
+                new[key] = old[key]
+        for key, value in (old.get("config") or {}).items():
+            if isinstance(value, dict) and "secure" in value:
+                new["config"].setdefault(key, value)
+    path.write_text(yaml.safe_dump(new, sort_keys=False))
+
+
+def init_workspace(root: Path, stack: str, *, backend_dir: Path, passphrase: str,
+                   vault_addr: str, vault_token: str, spec_text: str,
+                   edit: Any = None) -> Workspace:
+    """Create (or reuse) a workspace and its stack in a file backend."""
+    write_project(root, REPO_ROOT / ".venv")
+    backend_dir.mkdir(parents=True, exist_ok=True)
+    ws = Workspace(root, stack, backend_dir, passphrase, vault_addr, vault_token)
+    sync_stack_file(ws, spec_text, edit)
+    listed = subprocess.run(["pulumi", "stack", "ls", "--json"], cwd=root, env=ws.env(),
+                            capture_output=True, text=True, check=False)
+    names = {s.get("name") for s in json.loads(listed.stdout or "[]")} \
+        if listed.returncode == 0 else set()
+    if stack not in names and f"organization/tradepulse-vault/{stack}" not in names:
+        subprocess.run(["pulumi", "stack", "init", stack, "--secrets-provider", "passphrase",
+                        "--non-interactive"], cwd=root, env=ws.env(), capture_output=True,
+                       text=True, check=True)
+    return ws
+
+
+# ----------------------------------------------------------------------------- make up/down
+
+
+def _state() -> dict[str, Any]:
+    path = LOCAL_DIR / "run.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
+def up() -> int:
+    """Start OpenBao (with the local audit stanzas) and PostgreSQL, then ``pulumi up``."""
+    sys.path.insert(0, str(REPO_ROOT))
+    from infra.audit_config import render_audit_hcl
+    from infra.spec import load_stack_file
+    from tests.servers import start_openbao, start_postgres
+
+    if shutil.which("pulumi") is None:
+        print("error: pulumi not on PATH; run `make toolchain` (make up does)", file=sys.stderr)
+        return 2
+    state = _state()
+    if state.get("openbao_pid") and _alive(state["openbao_pid"]):
+        print("local environment already running; `make down` first", file=sys.stderr)
+        return 1
+    spec = load_stack_file(REPO_ROOT / "Pulumi.local.yaml")
+    LOCAL_DIR.mkdir(exist_ok=True)
+    (LOCAL_DIR / "openbao").mkdir(exist_ok=True)
+    pg_dir = LOCAL_DIR / "postgres"
+    if pg_dir.exists():
+        shutil.rmtree(pg_dir)
+    pg_dir.mkdir()
+    pg_dir.chmod(0o755)
+    LOCAL_DIR.chmod(0o755)
+    port = int(spec.vault.address.rsplit(":", 1)[1])
+    bao = start_openbao(REPO_ROOT, extra_config=render_audit_hcl(spec.audit.devices),
+                        port=port, config_dir=LOCAL_DIR / "openbao", detach=True)
+    pg = start_postgres(pg_dir)
+    _write_private(LOCAL_DIR / "run.json", json.dumps({
+        "openbao_pid": bao.process.pid, "openbao_addr": bao.address,
+        "postgres_datadir": str(pg.datadir), "postgres_bin": str(pg.pg_bin),
+        "postgres_run_as": pg.run_as, "postgres_port": pg.port,
+    }))
+    _write_private(LOCAL_DIR / "env", f"export VAULT_ADDR={bao.address}\n"
+                   f"export VAULT_TOKEN={bao.root_token}\n")
+    passphrase_file = LOCAL_DIR / "pulumi-passphrase"
+    if not passphrase_file.exists():
+        _write_private(passphrase_file, secrets.token_urlsafe(24))
+    ws = init_workspace(LOCAL_DIR / "workspace", "local", backend_dir=LOCAL_DIR / "state",
+                        passphrase=passphrase_file.read_text().strip(),
+                        vault_addr=bao.address, vault_token=bao.root_token,
+                        spec_text=(REPO_ROOT / "Pulumi.local.yaml").read_text())
+    assert spec.database is not None
+    conn = spec.database.connection
+    ws.set_secret(conn.url_secret, pg.connection_url_template())
+    ws.set_secret(conn.username_secret, pg.superuser)
+    ws.set_secret(conn.password_secret, pg.password)
+    for secret in spec.static_secrets:
+        if secret.config_secret:
+            ws.set_secret(secret.config_secret, json.dumps(
+                {k: secrets.token_urlsafe(24) for k in secret.keys}))
+    started = time.monotonic()
+    proc = ws.pulumi("up", "--yes", "--skip-preview", check=False)
+    sys.stderr.write(proc.stderr[-2000:])
+    if proc.returncode != 0:
+        print(proc.stdout[-4000:])
+        print("error: pulumi up --stack local failed (servers left running; make down "
+              "stops them)", file=sys.stderr)
+        return 1
+    outputs = json.loads(ws.pulumi("stack", "output", "--json").stdout)
+    print(f"pulumi up --stack local converged in {time.monotonic() - started:.0f}s\n")
+    print(f"OpenBao:     {bao.address}  (audit log .local/openbao/audit.log)")
+    print(f"PostgreSQL:  127.0.0.1:{pg.port}")
+    for key in ("kv_mounts", "policies", "database_roles", "kubernetes_roles", "jwt_roles",
+                "audit_devices", "static_secret_versions", "delivery_resources"):
+        if key in outputs:
+            print(f"{key + ':':<24} {json.dumps(outputs[key])}")
+    print("\nManifests for review: build/manifests/local/ (Vault Secrets Operator resources)")
+    print("\nFirst rotation:\n  source .local/env\n"
+          "  .venv/bin/python -m rotation bump --stack local "
+          "secret/services/execution/session-signing-key --allow-dirty\n"
+          "  make up-apply        # pulumi up the bump\n"
+          "  .venv/bin/python -m rotation verify --stack local --secret "
+          "secret/services/execution/session-signing-key --audit-log .local/openbao/audit.log\n"
+          "\nStop everything: make down")
+    return 0
+
+
+def apply() -> int:
+    """Re-sync the committed local stack file into the workspace and ``pulumi up``."""
+    state = _state()
+    if not state:
+        print("error: nothing running; `make up` first", file=sys.stderr)
+        return 1
+    env_text = (LOCAL_DIR / "env").read_text()
+    token = env_text.split("VAULT_TOKEN=", 1)[1].strip()
+    ws = Workspace(LOCAL_DIR / "workspace", "local", LOCAL_DIR / "state",
+                   (LOCAL_DIR / "pulumi-passphrase").read_text().strip(),
+                   state["openbao_addr"], token)
+    sync_stack_file(ws, (REPO_ROOT / "Pulumi.local.yaml").read_text())
+    proc = ws.pulumi("up", "--yes", "--skip-preview", check=False)
+    print(proc.stdout[-6000:])
+    return 0 if proc.returncode == 0 else 1
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def down() -> int:
+    """Stop what ``make up`` started; keep nothing but the passphrase."""
+    state = _state()
+    if state.get("openbao_pid") and _alive(state["openbao_pid"]):
+        os.kill(state["openbao_pid"], signal.SIGTERM)
+    if state.get("postgres_datadir"):
+        cmd = [str(Path(state["postgres_bin"]) / "pg_ctl"), "-D", state["postgres_datadir"],
+               "-m", "fast", "-w", "stop"]
+        if state.get("postgres_run_as"):
+            cmd = ["runuser", "-u", state["postgres_run_as"], "--", *cmd]
+        subprocess.run(cmd, capture_output=True, check=False)
+    for name in ("run.json", "env", "state", "workspace", "postgres"):
+        path = LOCAL_DIR / name
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists():
+            path.unlink()
+    print("local environment stopped")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python tools/localenv.py up|apply|down``."""
+    parser = argparse.ArgumentParser(prog="tools/localenv.py")
+    parser.add_argument("action", choices=["up", "apply", "down"])
+    args = parser.parse_args(argv)
+    return {"up": up, "apply": apply, "down": down}[args.action]()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

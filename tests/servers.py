@@ -86,7 +86,7 @@ class OpenBaoServer:
                 self.process.wait()
 
 
-def start_openbao(  # noqa: PLR0913 - keyword-only knobs of one server
+def start_openbao(
     workdir: Path, *, extra_config: str = "", port: int | None = None,
     config_dir: Path | None = None, detach: bool = False,
 ) -> OpenBaoServer:

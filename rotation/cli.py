@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -36,6 +37,11 @@ class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of exiting, so usage errors get exit code 2 and JSON."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        # argparse quotes offending values; a secret pasted on the command line by
+        # mistake must not be echoed back, so values are redacted.
+        if message.startswith("unrecognized arguments"):
+            message = "unrecognized arguments (not shown)"
+        message = re.sub(r"'[^']*'", "'…'", message) if "invalid" in message else message
         raise errors.BadInput(f"{self.prog}: {message}")
 
 

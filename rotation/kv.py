@@ -7,6 +7,7 @@ declared versions. Secret data is never read here.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -40,7 +41,7 @@ def parse_time(value: object) -> datetime | None:
     text = value.replace("Z", "+00:00")
     if "." in text:
         head, rest = text.split(".", 1)
-        digits = "".join(ch for ch in rest if ch.isdigit())
+        digits = "".join(itertools.takewhile(str.isdigit, rest))
         tz = rest[len(digits):]
         text = f"{head}.{digits[:6]}{tz}"
     return datetime.fromisoformat(text)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TextIO
 
 from infra import paths
-from infra.components.static_secrets import SecretValueError, check_keys
+from infra.secret_values import SecretValueError, check_keys
 from infra.spec.model import StaticSecret
 from rotation import gitutil
 from rotation.errors import BadInput

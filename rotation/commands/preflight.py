@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> Result:
     if problems:
         raise VaultUnavailable(f"Vault at {address} is {', '.join(problems)}",
                                hint="wait for or fix the active node; nothing was changed")
-    states = secret_states(client, address, root, target.spec)
+    states = secret_states(root, target)
     rotated = set(rotated_secrets(root, target, args.base, args.secret))
     classified, failures, warnings = classify(states, rotated)
     pending = [s for s in states if classified[s.secret.id] == "pending"]

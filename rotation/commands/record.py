@@ -130,8 +130,7 @@ def run(args: argparse.Namespace) -> Result:
                        "--secret)")
     evidence = [line for path in args.evidence for line in evidence_lines(path)]
     dynamic = dynamic_lines(args.dynamic_output) if args.dynamic_output else []
-    states = {s.secret.id: s for s in secret_states(target.client(), target.vault.address,
-                                                    root, target.spec)}
+    states = {s.secret.id: s for s in secret_states(root, target)}
     now = datetime.now(UTC).replace(microsecond=0)
     day = args.date or now.date().isoformat()
     if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", day):

@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one che
     client = target.client()
     address = target.vault.address
     failures: list[str] = []
-    states = secret_states(client, address, root, target.spec)
+    states = secret_states(root, target)
     for state in states:
         if state.live_version != state.declared:
             failures.append(f"{state.secret.id}: live version {state.live_version}, declared "

@@ -1,0 +1,171 @@
+"""``due``: static secrets by rotation due date, soonest first; exit 1 if any is overdue.
+
+A secret's last rotation is the creation time of its live ``current_version``
+(from KV v2 metadata; ``updated_time`` only if that version's time is absent).
+``updated_time`` alone would also move on a metadata-only write
+(``custom_metadata``, ``max_versions``) that rotates nothing, hiding an overdue
+secret. Due date = last rotation + ``rotation_interval_seconds``; a dr mirror
+inherits its origin's (prod's) interval. Metadata reads are concurrent
+(shared with ``drift``); values are never read.
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime, timedelta
+from typing import Any, TextIO
+
+from rich.table import Table
+
+from rotation import stacks
+from rotation.commands.drift import declared_secrets, text_console
+from rotation.errors import BadInput
+from rotation.kv import LiveMetadata
+from rotation.live import Declared, read_live
+from rotation.output import Result
+
+NAME = "due"
+HELP = "list static secrets by rotation due date (soonest first); exit 1 if any is overdue"
+
+OVERDUE = "overdue"
+OK = "ok"
+MISSING = "missing"
+NO_INTERVAL = "no_interval"
+
+DESCRIPTION = """\
+List every static secret of the stack(s) by rotation due date, soonest first.
+
+last rotated = creation time of the live current version (KV v2 metadata; a
+metadata-only write does not count as a rotation). due = last rotated +
+rotation_interval_seconds (a dr mirror inherits prod's interval). States:
+overdue (past due; overdue-by shown), ok (due-in shown), missing (not in Vault:
+never rotated here - run `drift`), no_interval. Missing secrets are listed after
+the dated ones and do not change the exit code (drift reports them).
+
+Exit 1 if any secret is overdue at --now (default: the current time, UTC).
+"""
+
+
+def parse_now(text: str | None) -> datetime:
+    """Parse ``--now`` (ISO 8601; naive means UTC) or return the current UTC time."""
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadInput(f"--now {text!r} is not an ISO 8601 timestamp",
+                       hint="e.g. --now 2026-01-31T12:00:00Z") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def format_duration(seconds: float) -> str:
+    """Render a duration for people, two largest units: ``70d 3h``, ``30d``, ``4h 12m``."""
+    rest = int(abs(seconds))
+    parts: list[str] = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, rest = divmod(rest, size)
+        if count or (parts and len(parts) < 2):
+            parts.append(f"{count}{unit}")
+        if len(parts) == 2:
+            break
+    while len(parts) > 1 and parts[-1].startswith("0"):
+        parts.pop()
+    return " ".join(parts) or "0s"
+
+
+def last_rotated(meta: LiveMetadata) -> datetime | None:
+    """Return the creation time of the current version (fallback: ``updated_time``)."""
+    return meta.version_times.get(meta.current_version) or meta.updated_time
+
+
+def due_row(d: Declared, meta: LiveMetadata | None, now: datetime) -> dict[str, Any]:
+    """One JSON-able row: when ``d`` was last rotated, when it is due, and its state."""
+    row: dict[str, Any] = {
+        "stack": d.stack, "id": d.secret.id, "mount": d.secret.mount, "path": d.secret.path,
+        "mirror_of": d.secret.mirror_of, "interval_seconds": d.interval_seconds,
+        "interval_from": d.interval_in, "live_version": None, "last_rotated": None,
+        "due_at": None, "overdue_by_seconds": None, "due_in_seconds": None,
+    }
+    rotated = last_rotated(meta) if meta is not None and meta.current_version else None
+    if meta is None or meta.current_version == 0 or rotated is None:
+        row.update(state=MISSING, note="not in Vault (see drift)")
+        return row
+    row["live_version"] = meta.current_version
+    row["last_rotated"] = rotated.isoformat()
+    if d.interval_seconds is None:
+        row.update(state=NO_INTERVAL, note="no rotation interval declared")
+        return row
+    due_at = rotated + timedelta(seconds=d.interval_seconds)
+    left = (due_at - now).total_seconds()
+    row["due_at"] = due_at.isoformat()
+    if left < 0:
+        row.update(state=OVERDUE, overdue_by_seconds=int(-left),
+                   note=f"OVERDUE by {format_duration(-left)}")
+    else:
+        row.update(state=OK, due_in_seconds=int(left), note=f"due in {format_duration(left)}")
+    return row
+
+
+def _order(row: dict[str, Any]) -> tuple[int, datetime, str, str]:
+    rank = {OVERDUE: 0, OK: 0, MISSING: 1, NO_INTERVAL: 2}[row["state"]]
+    due_at = datetime.fromisoformat(row["due_at"]) if row["due_at"] else datetime.max.replace(
+        tzinfo=UTC)
+    return (rank, due_at, row["stack"], row["id"])
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register due's arguments."""
+    parser.description = DESCRIPTION
+    stacks.add_stack_arguments(parser, allow_all=True)
+    parser.add_argument("--now", help="evaluate at this ISO 8601 time instead of now "
+                        "(naive = UTC), e.g. to see what falls due before a freeze")
+
+
+def run(args: argparse.Namespace) -> Result:
+    """Compute due dates for every static secret; exit 1 if any is overdue."""
+    now = parse_now(args.now)
+    targets, declared = declared_secrets(args)
+    live = read_live(declared, description="due: reading KV metadata")
+    rows = sorted((due_row(d, live.get(d.key), now) for d in declared), key=_order)
+    counts = {s: sum(1 for r in rows if r["state"] == s)
+              for s in (OVERDUE, OK, MISSING, NO_INTERVAL)}
+    ok = counts[OVERDUE] == 0
+    payload = {
+        "ok": ok,
+        "now": now.isoformat(),
+        "stacks": [{"stack": t.name, "address": t.vault.address} for t in targets],
+        "summary": counts,
+        "secrets": rows,
+    }
+
+    def render(out: TextIO) -> None:
+        console = text_console(out)
+        table = Table(title=f"rotation due dates at {now.isoformat(timespec='seconds')}",
+                      title_justify="left")
+        for column in ("stack", "secret", "version", "last rotated", "interval", "due at",
+                       "status"):
+            table.add_column(column, no_wrap=column != "status")
+        for row in rows:
+            interval = (format_duration(row["interval_seconds"])
+                        if row["interval_seconds"] is not None else "-")
+            if row["mirror_of"]:
+                interval += f" (from {row['mirror_of']})"
+            table.add_row(
+                row["stack"], row["id"], str(row["live_version"] or "-"),
+                _short(row["last_rotated"]), interval, _short(row["due_at"]),
+                f"{row['state']}: {row['note']}" if row["state"] in (MISSING, NO_INTERVAL)
+                else row["note"],
+                style=("red" if row["state"] in (OVERDUE, MISSING) else None)
+                if out.isatty() else None,
+            )
+        console.print(table)
+        verdict = "FAIL" if not ok else "ok"
+        console.print(f"due {verdict}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+
+    return Result(payload, render, exit_code=0 if ok else 1)
+
+
+def _short(iso: str | None) -> str:
+    if iso is None:
+        return "-"
+    return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")

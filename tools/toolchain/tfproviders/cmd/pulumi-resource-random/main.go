@@ -10,7 +10,7 @@
 package main
 
 import (
-	"github.com/hashicorp/terraform-plugin-framework/providerserver"
+	pfbridge "github.com/pulumi/pulumi-terraform-bridge/v3/pkg/pf/tfbridge"
 	"github.com/terraform-providers/terraform-provider-random/pulumiexport"
 
 	"tradepulse.local/toolchain/tfproviders/internal/bridgemain"
@@ -20,8 +20,8 @@ import (
 var Version = "0.0.0-dev"
 
 func main() {
-	server := providerserver.NewProtocol6(pulumiexport.New())()
 	bridgemain.Main(bridgemain.Spec{
-		Name: "random", Version: Version, DisplayName: "random", Prefix: "random", Server: server,
+		Name: "random", Version: Version, DisplayName: "random", Prefix: "random",
+		P: pfbridge.ShimProvider(pulumiexport.New()),
 	})
 }

@@ -2,10 +2,8 @@
 // pulumi-terraform-bridge, generating the Pulumi package schema in-process on demand
 // (GetSchema) instead of embedding a pre-generated schema file.
 //
-// The upstream provider is handed over as a plain tfprotov6.ProviderServer and wrapped
-// with the bridge's protocol-level shim (pkg/pf/proto), the same mechanism the bridge's
-// own "any Terraform provider" (dynamic) provider uses. This works for SDKv2,
-// plugin-framework and muxed providers alike.
+// The upstream provider is handed over as a bridge shim.Provider (for a
+// plugin-framework provider: pfbridge.ShimProvider(p)).
 package bridgemain
 
 import (
@@ -13,12 +11,11 @@ import (
 	"encoding/json"
 	"io"
 
-	"github.com/pulumi/pulumi-terraform-bridge/v3/pkg/pf/proto"
 	pfbridge "github.com/pulumi/pulumi-terraform-bridge/v3/pkg/pf/tfbridge"
 	"github.com/pulumi/pulumi-terraform-bridge/v3/pkg/tfbridge"
 	"github.com/pulumi/pulumi-terraform-bridge/v3/pkg/tfbridge/tokens"
 	"github.com/pulumi/pulumi-terraform-bridge/v3/pkg/tfgen"
-	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
+	shim "github.com/pulumi/pulumi-terraform-bridge/v3/pkg/tfshim"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/diag"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/diag/colors"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource/plugin"
@@ -30,9 +27,12 @@ type Spec struct {
 	Name        string // Pulumi package name, e.g. "vault"
 	Version     string // Pulumi package version (no leading v), e.g. "7.14.0"
 	DisplayName string
-	Prefix      string            // Terraform resource prefix, e.g. "vault"
+	Prefix      string // Terraform resource prefix, e.g. "vault"
+	// Prefix stripped from TF names before camel-casing them into token names:
+	// "" keeps it (random_password -> random:index/randomPassword:RandomPassword, as pulumi-random does).
+	TokenPrefix string
 	Modules     map[string]string // TF module prefix (after Prefix_) -> Pulumi module; empty = single "index" module
-	Server      tfprotov6.ProviderServer
+	P           shim.Provider
 	// Optional hook to adjust the computed ProviderInfo (token overrides, config defaults...).
 	Customize func(*tfbridge.ProviderInfo)
 }
@@ -40,7 +40,7 @@ type Spec struct {
 // Info builds the bridge ProviderInfo for s.
 func Info(ctx context.Context, s Spec) (tfbridge.ProviderInfo, error) {
 	prov := tfbridge.ProviderInfo{
-		P:              proto.New(ctx, s.Server),
+		P:              s.P,
 		Name:           s.Name,
 		Version:        s.Version,
 		DisplayName:    s.DisplayName,
@@ -51,9 +51,9 @@ func Info(ctx context.Context, s Spec) (tfbridge.ProviderInfo, error) {
 	makeStandard := tokens.MakeStandard(s.Name)
 	var strategy tokens.Strategy
 	if len(s.Modules) == 0 {
-		strategy = tokens.SingleModule(s.Prefix+"_", "index", makeStandard)
+		strategy = tokens.SingleModule(s.TokenPrefix, "index", makeStandard)
 	} else {
-		strategy = tokens.MappedModules(s.Prefix+"_", "index", s.Modules, makeStandard)
+		strategy = tokens.MappedModules(s.TokenPrefix, "index", s.Modules, makeStandard)
 	}
 	if s.Customize != nil {
 		s.Customize(&prov)

@@ -1,0 +1,151 @@
+"""The real engine on the parts whose plugins we can build: delivery, config secrets, locks.
+
+The vault plugin cannot be built from what the Go module proxy serves (see
+tools/toolchain/README.md), so these programs use our delivery component
+(pulumi-kubernetes, rendered to YAML) and the real CLI's config encryption,
+but no Vault resource.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import REPO_ROOT
+from tools.localenv import Workspace, init_workspace
+
+pytestmark = pytest.mark.e2e
+
+DELIVERY_PROGRAM = '''\
+"""e2e: the delivery component of one stack, rendered by the real kubernetes provider."""
+import dataclasses
+import os
+import time
+from pathlib import Path
+
+import pulumi
+
+from infra.components.secret_delivery import SecretDelivery, kubernetes_provider
+from infra.spec import load_stack_file
+
+spec = load_stack_file(Path(os.environ["E2E_STACK_FILE"]))
+delivery = dataclasses.replace(spec.delivery, render_dir=os.environ["E2E_RENDER_DIR"])
+spec = dataclasses.replace(spec, delivery=delivery)
+component = SecretDelivery("delivery", spec,
+                           opts=pulumi.ResourceOptions(providers=[kubernetes_provider(delivery)]))
+pulumi.export("delivery_resources", component.manifests)
+time.sleep(float(os.environ.get("E2E_SLEEP", "0")))
+'''
+
+
+def delivery_workspace(tmp: Path, stack: str = "local") -> tuple[Workspace, dict[str, str]]:
+    ws = init_workspace(tmp / "ws", stack, backend_dir=tmp / "state", passphrase="e2e",
+                        vault_addr="http://127.0.0.1:1", vault_token="unused",
+                        spec_text=(REPO_ROOT / f"Pulumi.{stack}.yaml").read_text())
+    main = tmp / "ws" / "delivery"
+    main.mkdir()
+    (main / "__main__.py").write_text(DELIVERY_PROGRAM)
+    project = yaml.safe_load((ws.root / "Pulumi.yaml").read_text())
+    project["main"] = "delivery/"
+    (ws.root / "Pulumi.yaml").write_text(yaml.safe_dump(project))
+    env = {"E2E_STACK_FILE": str(REPO_ROOT / f"Pulumi.{stack}.yaml"),
+           "E2E_RENDER_DIR": str(tmp / "manifests")}
+    return ws, env
+
+
+def test_delivery_renders_vso_manifests_and_converges(engine: str, tmp_path: Path) -> None:
+    ws, env = delivery_workspace(tmp_path)
+    ws.pulumi("up", "--yes", "--skip-preview", extra_env=env)
+    ws.pulumi("preview", "--expect-no-changes", extra_env=env)
+    files = sorted((tmp_path / "manifests").rglob("*.yaml"))
+    docs = [yaml.safe_load(f.read_text()) for f in files]
+    kinds: dict[str, list[dict[str, Any]]] = {}
+    for doc in docs:
+        kinds.setdefault(doc["kind"], []).append(doc)
+    assert {k: len(v) for k, v in kinds.items()} == {
+        "ServiceAccount": 3, "VaultConnection": 3, "VaultAuth": 3,
+        "VaultStaticSecret": 4, "VaultDynamicSecret": 3}
+    for kind in ("VaultConnection", "VaultAuth", "VaultStaticSecret", "VaultDynamicSecret"):
+        for doc in kinds[kind]:
+            assert doc["apiVersion"] == "secrets.hashicorp.com/v1beta1"
+            assert doc["metadata"]["namespace"] in {"trading", "market-data", "analytics"}
+    static = {d["metadata"]["namespace"] + "/" + d["metadata"]["name"]: d["spec"]
+              for d in kinds["VaultStaticSecret"]}
+    broker = static["trading/broker-api"]
+    assert broker == {
+        "vaultAuthRef": "execution-vault-auth", "mount": "secret", "type": "kv-v2",
+        "path": "services/execution/broker-api", "refreshAfter": "60s", "hmacSecretData": True,
+        "destination": {"name": "broker-api", "create": True},
+        "rolloutRestartTargets": [{"kind": "Deployment", "name": "execution-connector"}]}
+    dynamic = {d["metadata"]["namespace"]: d["spec"] for d in kinds["VaultDynamicSecret"]}
+    assert dynamic["market-data"]["path"] == "creds/tradepulse-ingestion"
+    assert dynamic["market-data"]["renewalPercent"] == 67 and dynamic["market-data"]["revoke"]
+    assert dynamic["market-data"]["rolloutRestartTargets"] == [
+        {"kind": "StatefulSet", "name": "ingestion"}]
+    accounts = {(d["metadata"]["namespace"], d["metadata"]["name"])
+                for d in kinds["ServiceAccount"]}
+    assert ("trading", "execution-connector") in accounts
+
+
+def test_bump_of_a_provided_secret_stores_ciphertext_with_the_real_cli(
+    engine: str, tmp_path: Path
+) -> None:
+    """bump --value-stdin runs `pulumi config set --secret`; only ciphertext lands in the file."""
+    from tests.e2e.conftest import git_init
+
+    canary = "CANARY-e2e-provided-6d1f"
+    ws, _ = delivery_workspace(tmp_path)
+    ws.set_secret("brokerApiCredentials", json.dumps({"API_KEY": "a", "API_SECRET": "b"}))
+    git_init(ws.root)
+    value = json.dumps({"API_KEY": canary, "API_SECRET": canary + "-2"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "rotation", "bump", "--stack", "local",
+         "secret/services/execution/broker-api", "--repo", str(ws.root), "--value-stdin",
+         "--json"],
+        input=value, capture_output=True, text=True, cwd=ws.root, env=ws.env(), check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert canary not in proc.stdout + proc.stderr
+    out = json.loads(proc.stdout)
+    assert (out["old_version"], out["new_version"], out["value_stored"]) == (1, 2, True)
+    text = ws.stack_file.read_text()
+    assert canary not in text and "secure:" in text
+    got = ws.pulumi("config", "get", "tradepulse-vault:brokerApiCredentials").stdout.strip()
+    assert json.loads(got) == json.loads(value)
+    plan = subprocess.run([sys.executable, "-m", "rotation", "plan", "--json", "--repo",
+                           str(ws.root)], capture_output=True, text=True, env=ws.env(),
+                          check=False)
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    planned = json.loads(plan.stdout)
+    assert [r["secret"] for r in planned["rotations"]] == ["secret/services/execution/broker-api"]
+    assert planned["findings"] == []
+
+
+def test_preflight_sees_the_lock_of_a_running_update(engine: str, tmp_path: Path) -> None:
+    """A real `pulumi up` holds the backend lock; preflight's lock check reports it."""
+    from rotation.locks import stack_locks
+
+    ws, env = delivery_workspace(tmp_path)
+    env["E2E_SLEEP"] = "20"
+    proc = subprocess.Popen(["pulumi", "up", "--yes", "--skip-preview", "--stack", "local",
+                             "--non-interactive"], cwd=ws.root, env=ws.env(env),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    backend = f"file://{ws.backend_dir}"
+    try:
+        deadline = time.monotonic() + 60
+        held: tuple[str, ...] = ()
+        while time.monotonic() < deadline and not held:
+            held = stack_locks(backend, "tradepulse-vault", "local").locks
+            time.sleep(0.2)
+        assert held, "no lock seen while pulumi up ran"
+        assert held[0].startswith(".pulumi/locks/organization/tradepulse-vault/local/")
+    finally:
+        output, _ = proc.communicate(timeout=180)
+    assert proc.returncode == 0, output[-3000:]
+    assert stack_locks(backend, "tradepulse-vault", "local").locks == ()

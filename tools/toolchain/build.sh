@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# Builds the offline Pulumi toolchain (pulumi CLI, python language host, provider plugins
+# kubernetes / random; vault is NOT buildable unpatched, see README.md) from Go modules
+# into a cache OUTSIDE the repository:
+#   ${TRADEPULSE_TOOLCHAIN_DIR:-$HOME/.cache/tradepulse-vault/toolchain}
+# Idempotent: each component has a stamp (pinned versions + hash of its build inputs +
+# Go version); a re-run with nothing changed exits in well under 2 s.
+# Then:  source tools/toolchain/env.sh
+#
+# Usage: tools/toolchain/build.sh [--force] [component...]
+#   components: pulumi language-python kubernetes random (default: all)
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=versions.env
+. "$HERE/versions.env"
+
+CACHE="${TRADEPULSE_TOOLCHAIN_DIR:-$HOME/.cache/tradepulse-vault/toolchain}"
+BIN="$CACHE/bin"
+STAMPS="$CACHE/stamps"
+export PULUMI_HOME="$CACHE/pulumi-home"
+export PULUMI_SKIP_UPDATE_CHECK=true
+export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
+
+FORCE=0
+COMPONENTS=()
+for a in "$@"; do
+  case "$a" in
+    --force) FORCE=1 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    pulumi|language-python|kubernetes|random) COMPONENTS+=("$a") ;;
+    *) echo "build.sh: unknown argument: $a" >&2; exit 2 ;;
+  esac
+done
+[ ${#COMPONENTS[@]} -gt 0 ] || COMPONENTS=(pulumi language-python kubernetes random)
+
+if ! command -v go >/dev/null 2>&1; then
+  if [ -x /usr/local/go/bin/go ]; then PATH="/usr/local/go/bin:$PATH"; else
+    echo "build.sh: go not found (need Go >= 1.26)" >&2; exit 1; fi
+fi
+GO_VERSION="$(go env GOVERSION)"
+# Never fetch another Go toolchain; build with the committed go.sum files only.
+export GOTOOLCHAIN=local
+export GOFLAGS="${GOFLAGS:+$GOFLAGS }-mod=readonly"
+
+# Hash of a component's build inputs: the given files/dirs (sorted), versions.env,
+# this script and the Go version. Generated embed files are excluded.
+inputs_hash() {
+  {
+    echo "go=$GO_VERSION"
+    find "$HERE/versions.env" "$HERE/build.sh" "$@" -type f \
+      ! -name '*-embed.json' ! -name '.gitignore' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
+  } | sha256sum | cut -d' ' -f1
+}
+
+declare -A OUTPUTS=(
+  [pulumi]="$BIN/pulumi"
+  [language-python]="$BIN/pulumi-language-python"
+  [kubernetes]="$PULUMI_HOME/plugins/resource-kubernetes-v$KUBERNETES_VERSION/pulumi-resource-kubernetes"
+  [random]="$PULUMI_HOME/plugins/resource-random-v$RANDOM_VERSION/pulumi-resource-random"
+)
+declare -A INPUTS=(
+  [pulumi]="$HERE/pulumi"
+  [language-python]="$HERE/language-python"
+  [kubernetes]="$HERE/kubernetes"
+  [random]="$HERE/tfproviders"
+)
+stamp_value() { echo "$1 $(inputs_hash ${INPUTS[$1]})"; }
+up_to_date() {
+  [ "$FORCE" = 0 ] && [ -x "${OUTPUTS[$1]}" ] && [ -f "$STAMPS/$1" ] &&
+    [ "$(cat "$STAMPS/$1")" = "$(stamp_value "$1")" ]
+}
+
+# Fast path: everything current -> no logging, no go invocations beyond `go env`.
+todo=()
+for c in "${COMPONENTS[@]}"; do up_to_date "$c" || todo+=("$c"); done
+if [ ${#todo[@]} -eq 0 ]; then
+  echo "toolchain up to date in $CACHE (pulumi v$PULUMI_VERSION;" \
+    "kubernetes $KUBERNETES_VERSION, random $RANDOM_VERSION)" >&2
+  exit 0
+fi
+
+mkdir -p "$BIN" "$STAMPS" "$PULUMI_HOME" "$CACHE/build" "$CACHE/src"
+LOG="$CACHE/build.log"
+exec > >(tee -a "$LOG") 2>&1
+echo "=== $(date -u +%FT%TZ) build.sh: building ${todo[*]} into $CACHE ($GO_VERSION)" >&2
+
+LDF_PULUMI="-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$PULUMI_VERSION"
+
+install_plugin() { # name version binary
+  "$BIN/pulumi" plugin rm resource "$1" "$2" --yes >/dev/null 2>&1 || true
+  "$BIN/pulumi" plugin install resource "$1" "$2" --file "$3"
+}
+
+build_pulumi() {
+  (cd "$HERE/pulumi" && go build -trimpath -ldflags "-s -w $LDF_PULUMI" \
+    -o "$BIN/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi)
+}
+
+build_language-python() {
+  (cd "$HERE/language-python" && go build -trimpath -ldflags "-s -w $LDF_PULUMI" \
+    -o "$BIN/pulumi-language-python" .)
+  local sdk
+  sdk="$(cd "$HERE/language-python" && go list -m -f '{{.Dir}}' github.com/pulumi/pulumi/sdk/v3)"
+  install -m 0755 "$sdk/python/cmd/pulumi-language-python-exec" "$BIN/pulumi-language-python-exec"
+}
+
+build_kubernetes() {
+  local mod
+  mod="$(cd "$HERE/kubernetes" && go list -m -f '{{.Dir}}' github.com/pulumi/pulumi-kubernetes/provider/v4)"
+  # Upstream's main embeds generated files absent from the module zip: provide them
+  # (minified) from the module's committed schema.json / terraform-mapping.json.
+  python3 -c 'import json,sys; json.dump(json.load(open(sys.argv[1])), open(sys.argv[2],"w"), separators=(",",":"))' \
+    "$mod/cmd/pulumi-resource-kubernetes/schema.json" "$HERE/kubernetes/schema-embed.json"
+  python3 -c 'import json,sys; json.dump(json.load(open(sys.argv[1])), open(sys.argv[2],"w"), separators=(",",":"))' \
+    "$mod/cmd/pulumi-resource-kubernetes/terraform-mapping.json" "$HERE/kubernetes/terraform-mapping-embed.json"
+  (cd "$HERE/kubernetes" && go build -trimpath \
+    -ldflags "-s -w -X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version=$KUBERNETES_VERSION" \
+    -o "$CACHE/build/pulumi-resource-kubernetes" .)
+  install_plugin kubernetes "$KUBERNETES_VERSION" "$CACHE/build/pulumi-resource-kubernetes"
+}
+
+build_random() {
+  # terraform-provider-random's provider is in an internal package: build from a copy of
+  # the (go.sum-verified) module in the cache plus one added file exporting it, wired in
+  # with a generated -modfile (the committed go.mod/go.sum stay untouched).
+  local mod src="$CACHE/src/terraform-provider-random@$TF_RANDOM_PSEUDO"
+  mod="$(cd "$HERE/tfproviders" && go mod download -json "$TF_RANDOM_MODULE@$TF_RANDOM_PSEUDO" >/dev/null &&
+    go list -m -f '{{.Dir}}' "$TF_RANDOM_MODULE")"
+  rm -rf "$src" && cp -r "$mod" "$src" && chmod -R u+w "$src"
+  mkdir -p "$src/pulumiexport"
+  cp "$HERE/tfproviders/overlay/random/export.go" "$src/pulumiexport/export.go"
+  cp "$HERE/tfproviders/go.mod" "$CACHE/src/random.mod"
+  cp "$HERE/tfproviders/go.sum" "$CACHE/src/random.sum"
+  (cd "$HERE/tfproviders" && go mod edit -modfile="$CACHE/src/random.mod" -replace "$TF_RANDOM_MODULE=$src")
+  (cd "$HERE/tfproviders" && go build -modfile="$CACHE/src/random.mod" -trimpath \
+    -ldflags "-s -w -X main.Version=$RANDOM_VERSION" \
+    -o "$CACHE/build/pulumi-resource-random" ./cmd/pulumi-resource-random)
+  install_plugin random "$RANDOM_VERSION" "$CACHE/build/pulumi-resource-random"
+}
+
+# Plugins are installed with the CLI, so make sure it exists first.
+if [[ " ${todo[*]} " =~ \ (kubernetes|random)\  ]] && ! [[ " ${todo[*]} " == *" pulumi "* ]] &&
+  ! [ -x "$BIN/pulumi" ]; then
+  todo=(pulumi "${todo[@]}")
+fi
+
+total_start=$SECONDS
+for c in pulumi language-python kubernetes random; do
+  [[ " ${todo[*]} " == *" $c "* ]] || continue
+  start=$SECONDS
+  echo "--- building $c" >&2
+  rm -f "$STAMPS/$c"
+  "build_$c"
+  stamp_value "$c" > "$STAMPS/$c"
+  echo "--- $c: $((SECONDS - start)) s" >&2
+done
+rm -rf "$CACHE/build"
+echo "=== done in $((SECONDS - total_start)) s; now: source tools/toolchain/env.sh" >&2

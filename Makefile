@@ -47,12 +47,12 @@ test: setup system-deps toolchain lint ## everything CI runs: lint, unit, integr
 	source tools/toolchain/env.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-up: setup system-deps toolchain ## start local OpenBao + PostgreSQL and `pulumi up --stack local`
-	source tools/toolchain/env.sh
+up: setup system-deps ## start local OpenBao + PostgreSQL and `pulumi up --stack local`
+	if [ -z "$${TRADEPULSE_SYSTEM_PULUMI:-}" ]; then bash tools/toolchain/build.sh && source tools/toolchain/env.sh; fi
 	$(PY) tools/localenv.py up
 
 up-apply: setup ## re-apply the local stack after a bump (make up must be running)
-	source tools/toolchain/env.sh
+	if [ -z "$${TRADEPULSE_SYSTEM_PULUMI:-}" ]; then source tools/toolchain/env.sh; fi
 	$(PY) tools/localenv.py apply
 
 down: ## stop what `make up` started

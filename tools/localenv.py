@@ -136,6 +136,28 @@ def init_workspace(root: Path, stack: str, *, backend_dir: Path, passphrase: str
 
 # ----------------------------------------------------------------------------- make up/down
 
+VAULT_PLUGIN_MISSING = """\
+make up: the Pulumi vault provider plugin (pulumi-resource-vault 7.14.0) is not installed.
+It cannot be built from the Go modules this machine reaches: the Go module proxy refuses
+github.com/pulumi/pulumi-vault/provider/v7 (403), and the upstream terraform-provider-vault
+it serves needs a newer pulumi-terraform-bridge than the proxy has (tools/toolchain/README.md,
+"Known gaps"). Nothing was started.
+
+What runs today: `make test` (unit tests under Pulumi mocks, integration tests against a real
+OpenBao and PostgreSQL, and real-engine tests of delivery, config secrets and locks).
+With internet access: install Pulumi normally, `pulumi plugin install resource vault 7.14.0`,
+and run `TRADEPULSE_SYSTEM_PULUMI=1 make up`."""
+
+
+def installed_plugins() -> set[str]:
+    """Names of the resource plugins the ``pulumi`` on PATH has installed."""
+    listed = subprocess.run(["pulumi", "plugin", "ls", "--json"], capture_output=True,
+                            text=True, check=False)
+    if listed.returncode != 0:
+        return set()
+    return {p["name"] for p in json.loads(listed.stdout or "[]")}
+
+
 
 def _state() -> dict[str, Any]:
     path = LOCAL_DIR / "run.json"
@@ -149,6 +171,19 @@ def _write_private(path: Path, text: str) -> None:
         handle.write(text)
 
 
+def set_stack_secrets(ws: Workspace, spec: Any, pg: Any) -> None:
+    """Store the database connection and fresh provided-secret values as config secrets."""
+    assert spec.database is not None
+    conn = spec.database.connection
+    ws.set_secret(conn.url_secret, pg.connection_url_template())
+    ws.set_secret(conn.username_secret, pg.superuser)
+    ws.set_secret(conn.password_secret, pg.password)
+    for secret in spec.static_secrets:
+        if secret.config_secret:
+            ws.set_secret(secret.config_secret, json.dumps(
+                {k: secrets.token_urlsafe(24) for k in secret.keys}))
+
+
 def up() -> int:
     """Start OpenBao (with the local audit stanzas) and PostgreSQL, then ``pulumi up``."""
     sys.path.insert(0, str(REPO_ROOT))
@@ -159,6 +194,9 @@ def up() -> int:
     if shutil.which("pulumi") is None:
         print("error: pulumi not on PATH; run `make toolchain` (make up does)", file=sys.stderr)
         return 2
+    if "vault" not in installed_plugins():
+        print(VAULT_PLUGIN_MISSING, file=sys.stderr)
+        return 3
     state = _state()
     if state.get("openbao_pid") and _alive(state["openbao_pid"]):
         print("local environment already running; `make down` first", file=sys.stderr)
@@ -190,15 +228,7 @@ def up() -> int:
                         passphrase=passphrase_file.read_text().strip(),
                         vault_addr=bao.address, vault_token=bao.root_token,
                         spec_text=(REPO_ROOT / "Pulumi.local.yaml").read_text())
-    assert spec.database is not None
-    conn = spec.database.connection
-    ws.set_secret(conn.url_secret, pg.connection_url_template())
-    ws.set_secret(conn.username_secret, pg.superuser)
-    ws.set_secret(conn.password_secret, pg.password)
-    for secret in spec.static_secrets:
-        if secret.config_secret:
-            ws.set_secret(secret.config_secret, json.dumps(
-                {k: secrets.token_urlsafe(24) for k in secret.keys}))
+    set_stack_secrets(ws, spec, pg)
     started = time.monotonic()
     proc = ws.pulumi("up", "--yes", "--skip-preview", check=False)
     sys.stderr.write(proc.stderr[-2000:])

@@ -8,16 +8,24 @@
    behind. Anything else is a conflict: the message says when the live
    version was written and how to merge. Live ahead on a secret this apply
    does not write is reported as drift (a warning).
-4. No Pulumi update is running on the stack (the backend's lock objects).
+4. Every enabled audit device is logging (a file device whose file does not
+   grow after an audited request is failing: Vault stops serving once no
+   device can log).
+5. No Pulumi update is running on the stack (the backend's lock objects).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import asdict
+from pathlib import Path
 from typing import Any, TextIO
 
-from rotation.errors import BadInput, VaultUnavailable
+import hvac
+
+from rotation.audit_probe import probe_audit_devices
+from rotation.errors import BadInput, CheckFailed, VaultUnavailable
 from rotation.live import SecretState, secret_states
 from rotation.locks import stack_locks
 from rotation.output import Result
@@ -38,6 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a rotated secret id (repeatable; replaces the plan)")
     parser.add_argument("--backend", help="Pulumi backend URL for the lock check "
                         "(default: $PULUMI_BACKEND_URL)")
+    parser.add_argument("--server-dir", type=Path,
+                        help="the server's working directory, for relative audit file paths")
     parser.add_argument("--skip-lock-check", action="store_true",
                         help="do not check the Pulumi lock (say why in the ticket)")
 
@@ -98,6 +108,25 @@ def classify(
     return classified, failures, warnings
 
 
+def audit_check(client: hvac.Client, address: str, server_dir: Path | None,
+                failures: list[str], warnings: list[str]) -> list[dict[str, str]]:
+    """Probe the audit devices; a failing one is a pre-flight failure."""
+    try:
+        with vault_errors(address, "probing audit devices"):
+            statuses = probe_audit_devices(client, server_dir)
+    except CheckFailed as exc:
+        warnings.append(f"audit devices not checked: {exc} (listing them needs sudo)")
+        return []
+    if not statuses:
+        failures.append("no audit device is enabled: every rotation must be audited")
+    for status in statuses:
+        if status.state == "failing":
+            failures.append(
+                f"audit device {status.path} is failing ({status.detail}): Vault refuses "
+                "requests once no audit device can log; fix it before rotating")
+    return [asdict(s) for s in statuses]
+
+
 def run(args: argparse.Namespace) -> Result:
     """Run every pre-flight check; exit 1 with every failure listed, 3 if Vault cannot serve."""
     target = targets(args)[0]
@@ -127,6 +156,7 @@ def run(args: argparse.Namespace) -> Result:
                                      if s.secret.data_path == path) else "update"
             if needed not in caps and "root" not in caps:
                 failures.append(f"token lacks {needed!r} on {path} (has {caps or ['deny']})")
+    audit = audit_check(client, address, args.server_dir, failures, warnings)
     lock: dict[str, Any] = {"checked": False}
     lock_text = "not checked (--skip-lock-check)"
     if not args.skip_lock_check:
@@ -151,6 +181,7 @@ def run(args: argparse.Namespace) -> Result:
                   "version": status.get("version")},
         "secrets": secrets,
         "capabilities": capabilities,
+        "audit_devices": audit,
         "lock": lock,
         "warnings": warnings,
         "failures": failures,
@@ -162,6 +193,9 @@ def run(args: argparse.Namespace) -> Result:
         for entry in secrets:
             out.write(f"  {entry['state']:<8} {entry['secret']} live={entry['live']} "
                       f"declared={entry['declared']}\n")
+        for device in audit:
+            out.write(f"audit device {device['path']} ({device['type']}): {device['state']} "
+                      f"- {device['detail']}\n")
         out.write(f"pulumi lock: {lock_text}\n")
         for warning in warnings:
             out.write(f"WARN {warning}\n")

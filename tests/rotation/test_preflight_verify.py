@@ -287,3 +287,38 @@ def test_record_holds_identifiers_and_evidence_never_values(
     text = (stack_repo / "reports/security/secret-rotations/2026-11-27.md").read_text()
     assert text.count("rotation recorded") == 2
     assert CANARY not in text
+
+
+def test_preflight_reports_a_failing_audit_device(vault: Any, stack_repo: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    args = [*common(vault, stack_repo), "--skip-lock-check", "--server-dir", str(vault.workdir)]
+    code, out, _ = cli(capsys, "preflight", *args)
+    assert code == 0, out
+    assert out["audit_devices"] == [{
+        "path": "file-local", "type": "file", "state": "logging",
+        "detail": str(vault.workdir / ".local/openbao/audit.log")}]
+    # The log file disappears under the server (a full disk, a rotated-away path): the
+    # device no longer lands anything where the SIEM reads it.
+    log = vault.workdir / ".local" / "openbao" / "audit.log"
+    log.unlink()
+    log.mkdir()
+    code, out, _ = cli(capsys, "preflight", *args)
+    assert code == 1
+    assert any(f.startswith("audit device file-local is failing") and
+               "Vault refuses requests once no audit device can log" in f
+               for f in out["failures"])
+
+
+def test_preflight_without_sudo_says_audit_devices_were_not_checked(
+    vault: Any, stack_repo: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client = vault.client()
+    client.sys.create_or_update_acl_policy(
+        name="rotation-operator", policy=(paths.POLICY_DIR / "rotation-operator.hcl").read_text())
+    token = client.auth.token.create(policies=["rotation-operator"], ttl="10m")
+    monkeypatch.setenv("VAULT_TOKEN", token["auth"]["client_token"])
+    code, out, _ = cli(capsys, "preflight", *common(vault, stack_repo), "--skip-lock-check")
+    assert code == 0
+    assert out["audit_devices"] == []
+    assert any("audit devices not checked" in w for w in out["warnings"])

@@ -42,6 +42,8 @@ class Workspace:
     passphrase: str
     vault_addr: str
     vault_token: str
+    backend_url: str | None = None  # default: file://<backend_dir>
+    base_env: dict[str, str] | None = None  # e.g. AWS settings for s3:// and awskms://
 
     @property
     def stack_file(self) -> Path:
@@ -51,8 +53,9 @@ class Workspace:
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         """Environment for pulumi: backend, passphrase, no update checks or downloads, Vault."""
         env = dict(os.environ)
+        env.update(self.base_env or {})
         env.update({
-            "PULUMI_BACKEND_URL": f"file://{self.backend_dir}",
+            "PULUMI_BACKEND_URL": self.backend_url or f"file://{self.backend_dir}",
             "PULUMI_CONFIG_PASSPHRASE": self.passphrase,
             "PULUMI_SKIP_UPDATE_CHECK": "true",
             "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
@@ -115,22 +118,25 @@ def sync_stack_file(workspace: Workspace, spec_text: str,
     path.write_text(yaml.safe_dump(new, sort_keys=False))
 
 
-def init_workspace(root: Path, stack: str, *, backend_dir: Path, passphrase: str,
-                   vault_addr: str, vault_token: str, spec_text: str,
-                   edit: Any = None) -> Workspace:
-    """Create (or reuse) a workspace and its stack in a file backend."""
+def init_workspace(
+    root: Path, stack: str, *, backend_dir: Path, passphrase: str, vault_addr: str,
+    vault_token: str, spec_text: str, edit: Any = None, backend_url: str | None = None,
+    secrets_provider: str = "passphrase", base_env: dict[str, str] | None = None,
+) -> Workspace:
+    """Create (or reuse) a workspace and its stack (file backend unless ``backend_url``)."""
     write_project(root, REPO_ROOT / ".venv")
     backend_dir.mkdir(parents=True, exist_ok=True)
-    ws = Workspace(root, stack, backend_dir, passphrase, vault_addr, vault_token)
+    ws = Workspace(root, stack, backend_dir, passphrase, vault_addr, vault_token, backend_url,
+                   base_env)
     sync_stack_file(ws, spec_text, edit)
     listed = subprocess.run(["pulumi", "stack", "ls", "--json"], cwd=root, env=ws.env(),
                             capture_output=True, text=True, check=False)
     names = {s.get("name") for s in json.loads(listed.stdout or "[]")} \
         if listed.returncode == 0 else set()
     if stack not in names and f"organization/tradepulse-vault/{stack}" not in names:
-        subprocess.run(["pulumi", "stack", "init", stack, "--secrets-provider", "passphrase",
-                        "--non-interactive"], cwd=root, env=ws.env(), capture_output=True,
-                       text=True, check=True)
+        subprocess.run(["pulumi", "stack", "init", stack, "--secrets-provider",
+                        secrets_provider, "--non-interactive"], cwd=root, env=ws.env(),
+                       capture_output=True, text=True, check=True)
     return ws
 
 

@@ -46,10 +46,11 @@ time.sleep(float(os.environ.get("E2E_SLEEP", "0")))
 '''
 
 
-def delivery_workspace(tmp: Path, stack: str = "local") -> tuple[Workspace, dict[str, str]]:
+def delivery_workspace(tmp: Path, stack: str = "local",
+                       **backend: Any) -> tuple[Workspace, dict[str, str]]:
     ws = init_workspace(tmp / "ws", stack, backend_dir=tmp / "state", passphrase="e2e",
                         vault_addr="http://127.0.0.1:1", vault_token="unused",
-                        spec_text=(REPO_ROOT / f"Pulumi.{stack}.yaml").read_text())
+                        spec_text=(REPO_ROOT / f"Pulumi.{stack}.yaml").read_text(), **backend)
     main = tmp / "ws" / "delivery"
     main.mkdir()
     (main / "__main__.py").write_text(DELIVERY_PROGRAM)
@@ -188,3 +189,63 @@ def test_preflight_sees_the_lock_of_a_running_update(engine: str, tmp_path: Path
         output, _ = proc.communicate(timeout=180)
     assert proc.returncode == 0, output[-3000:]
     assert stack_locks(backend, "tradepulse-vault", "local").locks == ()
+
+
+def test_prod_backend_s3_and_aws_kms_secrets_against_moto(
+    engine: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """prod's real configuration: state in S3, secrets under an AWS KMS key (moto on loopback)."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from rotation.locks import stack_locks
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+               "AWS_REGION": "eu-west-1", "AWS_ENDPOINT_URL": endpoint}
+        for name, value in aws.items():  # preflight's lock check runs in this process
+            monkeypatch.setenv(name, value)
+        clients = {"endpoint_url": endpoint, "region_name": "eu-west-1",
+                   "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+        s3 = boto3.client("s3", **clients)
+        s3.create_bucket(Bucket="tradepulse-pulumi-state",
+                         CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        kms = boto3.client("kms", **clients)
+        key = kms.create_key()["KeyMetadata"]["KeyId"]
+        kms.create_alias(AliasName="alias/tradepulse-vault-prod", TargetKeyId=key)
+        provider = yaml.safe_load((REPO_ROOT / "Pulumi.prod.yaml").read_text())["secretsprovider"]
+        assert provider == "awskms://alias/tradepulse-vault-prod?region=eu-west-1"
+        backend_url = (f"s3://tradepulse-pulumi-state?endpoint={host}:{port}&disableSSL=true"
+                       "&s3ForcePathStyle=true&region=eu-west-1")
+        ws, env = delivery_workspace(tmp_path, "prod", backend_url=backend_url,
+                                     secrets_provider=provider, base_env=aws)
+        canary = "CANARY-kms-root-pw-19ab"
+        ws.set_secret("databaseRootPassword", canary)
+        text = ws.stack_file.read_text()
+        assert canary not in text and "encryptedkey:" in text and "secure: v1:" in text
+        got = ws.pulumi("config", "get", "tradepulse-vault:databaseRootPassword").stdout.strip()
+        assert got == canary
+        env["E2E_SLEEP"] = "8"
+        proc = subprocess.Popen(["pulumi", "up", "--yes", "--skip-preview", "--stack", "prod",
+                                 "--non-interactive"], cwd=ws.root, env=ws.env(env),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        seen: tuple[str, ...] = ()
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and not seen and time.monotonic() < deadline:
+            seen = stack_locks(backend_url, "tradepulse-vault", "prod").locks
+            time.sleep(0.3)
+        output, _ = proc.communicate(timeout=180)
+        assert proc.returncode == 0, output[-3000:]
+        assert seen and seen[0].startswith(".pulumi/locks/organization/tradepulse-vault/prod/")
+        keys = {o["Key"] for o in s3.list_objects_v2(Bucket="tradepulse-pulumi-state")["Contents"]}
+        assert ".pulumi/stacks/tradepulse-vault/prod.json" in keys
+        state = s3.get_object(Bucket="tradepulse-pulumi-state",
+                              Key=".pulumi/stacks/tradepulse-vault/prod.json")["Body"].read()
+        assert canary.encode() not in state
+        ws.pulumi("preview", "--expect-no-changes", extra_env=env | {"E2E_SLEEP": "0"})
+    finally:
+        server.stop()

@@ -32,6 +32,7 @@ toolchain: ## build or reuse the Pulumi CLI + plugins (cache outside the repo)
 lint: setup ## ruff and mypy (strict on infra/ and rotation/)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	MYPYPATH=policies/guard $(VENV)/bin/mypy --strict -p tradepulse_guard
 
 unit: setup ## unit tests only (Pulumi mocks, no servers)
 	$(PY) -m pytest -m "not integration and not e2e" $(PYTEST_ARGS)

@@ -106,7 +106,8 @@ def start_openbao(
     log = log_path.open("wb")
     proc = subprocess.Popen(
         [bao_binary(), "server", "-dev", f"-dev-root-token-id={token}",
-         f"-dev-listen-address=127.0.0.1:{port}", f"-config={config}", "-log-level=warn"],
+         f"-dev-listen-address=127.0.0.1:{port}", f"-config={config}", "-log-level=warn",
+         "-dev-no-store-token"],
         cwd=workdir, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         env={k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))},
         start_new_session=detach,

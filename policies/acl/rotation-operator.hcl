@@ -37,3 +37,9 @@ path "sys/capabilities-self" {
 path "sys/mounts" {
   capabilities = ["read"]
 }
+
+# The Vault provider (pulumi up) starts by creating a short-lived child token;
+# a child token can only carry a subset of this token's own policies.
+path "auth/token/create" {
+  capabilities = ["update"]
+}

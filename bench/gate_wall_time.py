@@ -1,0 +1,92 @@
+"""Wall time of the offline gate (`python -m rotation gate`) on this repository.
+
+Prints the median of several in-process runs with a cold secret-scan cache
+(what a fresh CI checkout pays) and with a warm one (a local re-run), one
+end-to-end CLI run (interpreter start included), and each as a ratio to a
+baseline measured in the same process: loading and validating the four stack
+files, the least any gate must do. Ratios survive a busy machine better than
+seconds do. Target: the cold gate under 10 s.
+
+    .venv/bin/python bench/gate_wall_time.py [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from infra.spec import load_stack_file  # noqa: E402
+from rotation.gates.offline import run_gate  # noqa: E402
+from rotation.gates.secret_scan import CACHE_ENV, tracked_files  # noqa: E402
+
+TARGET_SECONDS = 10.0
+
+
+def median_seconds(fn: Callable[[], object], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def baseline() -> None:
+    for stack in ("prod", "staging", "dr", "local"):
+        load_stack_file(REPO / f"Pulumi.{stack}.yaml")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3, help="runs per measurement (median)")
+    args = parser.parse_args()
+    files = tracked_files(REPO)
+    lines = sum(len((REPO / f).read_bytes().splitlines()) for f in files)
+    baseline()  # warm imports and the schema validator, as the gate's own first step does
+
+    def cold() -> None:
+        report = run_gate(REPO, "HEAD", None, cache=False)
+        if not report.ok:
+            raise SystemExit(f"the gate fails on this repository: {report.to_json()['failed']}")
+
+    with tempfile.TemporaryDirectory(prefix="gate-bench-") as cache:
+        os.environ[CACHE_ENV] = cache
+        base = median_seconds(baseline, max(args.runs, 5))
+        cold_s = median_seconds(cold, args.runs)
+        run_gate(REPO, "HEAD", None, cache=True)  # fill the cache
+        warm_s = median_seconds(lambda: run_gate(REPO, "HEAD", None, cache=True),
+                                max(args.runs, 5))
+        start = time.perf_counter()
+        cli = subprocess.run([sys.executable, "-m", "rotation", "gate", "--no-cache",
+                              "--repo", str(REPO)], cwd=REPO, capture_output=True, text=True,
+                             check=False)
+        cli_s = time.perf_counter() - start
+    if cli.returncode != 0:
+        print(cli.stdout + cli.stderr, file=sys.stderr)
+        return 1
+    print(f"gate wall time on {REPO.name}: {len(files)} tracked files, {lines} lines; "
+          f"median of {args.runs} runs (baseline and warm: {max(args.runs, 5)})")
+    print(f"  baseline: load + validate the 4 stack files        {base:6.2f} s")
+    print(f"  gate, cold scan cache (a fresh CI checkout)        {cold_s:6.2f} s  "
+          f"{cold_s / base:5.1f}x baseline")
+    print(f"  gate, warm scan cache (a local re-run)             {warm_s:6.2f} s  "
+          f"{warm_s / base:5.1f}x baseline")
+    print(f"  python -m rotation gate --no-cache (CLI, 1 run)    {cli_s:6.2f} s  "
+          f"{cli_s / base:5.1f}x baseline")
+    verdict = "PASS" if max(cold_s, cli_s) < TARGET_SECONDS else "FAIL"
+    print(f"target: cold gate < {TARGET_SECONDS:.0f} s -> {verdict}")
+    return 0 if verdict == "PASS" else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

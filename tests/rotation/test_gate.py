@@ -1,0 +1,445 @@
+"""``gate``: each offline check fails on a fixture that breaks it, and the real repository passes.
+
+Every failing fixture starts from the ``stack_repo`` copy (stack files and
+policies, committed), breaks one thing, and asserts that exactly the check
+responsible fails, with a message naming the file and what to do. Fake
+credentials are generated at run time, so no test file carries one.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import secrets
+import string
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rotation.cli import main
+from rotation.gates.offline import CHECK_NAMES
+from rotation.gates.secret_scan import scan_tree
+from tests.conftest import REPO_ROOT
+
+SIGNING = "secret/services/execution/session-signing-key"
+
+
+@pytest.fixture(autouse=True)
+def scan_cache(tmp_path_factory: pytest.TempPathFactory,
+               monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Keep the secret-scan cache out of the user's home (shared by these tests only)."""
+    monkeypatch.setenv("TRADEPULSE_GATE_CACHE", str(tmp_path_factory.getbasetemp() / "scan"))
+    yield
+
+
+def git(root: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True)
+
+
+def edit(root: Path, name: str, old: str, new: str) -> None:
+    path = root / name
+    text = path.read_text()
+    assert old in text, f"{name} no longer contains {old!r}"
+    path.write_text(text.replace(old, new, 1))
+
+
+def gate(capsys: pytest.CaptureFixture[str], root: Path, *extra: str) -> tuple[int, Any]:
+    code = main(["gate", "--json", "--repo", str(root), *extra])
+    out = capsys.readouterr().out
+    return code, json.loads(out)
+
+
+def by_name(report: Any) -> dict[str, Any]:
+    return {c["name"]: c for c in report["checks"]}
+
+
+def failed(report: Any) -> list[str]:
+    return [c["name"] for c in report["checks"] if not c["ok"]]
+
+
+def fake_aws_key() -> str:
+    return "AKIA" + "".join(random.choices(string.ascii_uppercase + string.digits, k=16))
+
+
+def fake_vault_token() -> str:
+    return "hvs." + secrets.token_urlsafe(27)
+
+
+# --- passing runs -----------------------------------------------------------------------
+
+
+def test_the_real_repository_passes(capsys: pytest.CaptureFixture[str]) -> None:
+    code, report = gate(capsys, REPO_ROOT)
+    assert code == 0, json.dumps([c for c in report["checks"] if not c["ok"]], indent=1)
+    assert report["ok"] and report["failed"] == []
+    assert [c["name"] for c in report["checks"]] == list(CHECK_NAMES)
+    checks = by_name(report)
+    assert checks["stack-files"]["summary"] == \
+        "4 of 4 stack files validate: dr, local, prod, staging"
+    assert "7 of 7 policies covered" in checks["acl-policies"]["summary"]
+    assert "2 dr mirror(s) of prod" in checks["dr-mirrors"]["summary"]
+
+
+def test_a_clean_copy_passes_with_a_readable_report(
+    stack_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["gate", "--repo", str(stack_repo)]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("gate passed, 0 warning(s), in ")
+    for name in CHECK_NAMES:
+        assert f"ok   {name}" in text
+
+
+def test_json_is_the_only_stdout_and_unknown_revisions_are_bad_input(
+    stack_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, report = gate(capsys, stack_repo)
+    assert code == 0 and report["base"] == "HEAD" and report["head"] == "working tree"
+    assert main(["gate", "--json", "--repo", str(stack_repo), "--base", "nope"]) == 2
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["error"] == f"unknown git revision 'nope' in {stack_repo}"
+
+
+# --- stack-files --------------------------------------------------------------------------
+
+
+def test_an_invalid_stack_file_fails_stack_files(
+    stack_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    edit(stack_repo, "Pulumi.staging.yaml", "    environment: staging\n",
+         "    environment: staging\n    colour: blue\n")
+    code, report = gate(capsys, stack_repo)
+    assert code == 1 and "stack-files" in failed(report)
+    assert by_name(report)["stack-files"]["errors"] == [
+        "Pulumi.staging.yaml: tradepulse-vault:spec.colour: unknown key"]
+    assert by_name(report)["stack-files"]["summary"].startswith("3 of 4 stack files validate")
+
+
+# --- acl-policies -------------------------------------------------------------------------
+
+
+def test_a_policy_that_does_not_parse_fails_acl_policies(
+    stack_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = stack_repo / "policies" / "acl" / "auditor.hcl"
+    path.write_text(path.read_text() + '\npath "sys/health" {\n  capabilities = ["peek"]\n}\n')
+    code, report = gate(capsys, stack_repo)
+    assert code == 1 and failed(report) == ["acl-policies"]
+    errors = by_name(report)["acl-policies"]["errors"]
+    assert errors == ["auditor.hcl: path \"sys/health\" has unknown capabilities ['peek']"]
+
+
+def test_a_policy_without_expectations_fails_acl_policies(
+    stack_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (stack_repo / "policies" / "acl" / "reporting.hcl").write_text(
+        'path "secret/data/services/reporting/*" {\n  capabilities = ["read"]\n}\n')
+    code, report = gate(capsys, stack_repo)
+    assert code == 1 and failed(report) == ["acl-policies"]
+    assert by_name(report)["acl-policies"]["errors"] == [
+        "reporting: reporting.hcl has no expectations in expectations.yaml; add what it must "
+        "allow and deny"]
+
+
+def test_an_invalid_capability_matrix_fails_acl_policies(
+    stack_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    edit(stack_repo, "policies/acl/expectations.yaml",
+         "{path: sys/mounts, capabilities: [read]}", "{path: sys/mounts, capabilities: [peek]}")
+    code, report = gate(capsys, stack_repo)
+    assert code == 1 and failed(report) == ["acl-policies"]
+    [error] = by_name(report)["acl-policies"]["errors"]
+    assert error.startswith("expectations.yaml: policies.rotation-operator.allow.")
+    assert "'peek' is not one of" in error
+
+
+# --- rotation-plan ------------------------------------------------------------------------
+
+
+def test_a_version_jump_fails_rotation_plan(
+    stack_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    edit(stack_repo, "Pulumi.prod.yaml", "        version: 9\n", "        version: 11\n")
+    code, report = gate(capsys, stack_repo)
+    assert code == 1 and failed(report) == ["rotation-plan"]
+    assert by_name(report)["rotation-plan"]["errors"] == [
+        f"prod: {SIGNING}: version moved 9 -> 11; a rotation moves it by exactly +1"]
+
+
+def test_a_ciphertext_change_without_a_bump_fails_rotation_plan(
+    stack_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = stack_repo / "Pulumi.prod.yaml"
+    old_cipher = "v1:" + secrets.token_urlsafe(24)
+    path.write_text(path.read_text() + "  tradepulse-vault:brokerApiCredentials:\n"
+                    f"    secure: {old_cipher}\n")
+    git(stack_repo, "commit", "-qam", "provided secret ciphertext")
+    edit(stack_repo, "Pulumi.prod.yaml", old_cipher, "v1:" + secrets.token_urlsafe(24))
+    code, report = gate(capsys, stack_repo, "--base", "HEAD")
+    assert code == 1 and failed(report) == ["rotation-plan"]
+    assert by_name(report)["rotation-plan"]["errors"] == [
+        "prod: secret/services/execution/broker-api: ciphertext of brokerApiCredentials changed "
+        "without a version bump (the new value would never be written)"]
+
+
+def test_a_committed_range_is_planned_and_other_changes_are_warnings(
+    stack_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["bump", "--stack", "staging", SIGNING, "--repo", str(stack_repo)]) == 0
+    edit(stack_repo, "Pulumi.staging.yaml", "max_versions: 10", "max_versions: 12")
+    git(stack_repo, "commit", "-qam", "rotate and tune")
+    capsys.readouterr()
+    code, report = gate(capsys, stack_repo, "--base", "HEAD~1", "--head", "HEAD")
+    assert code == 0 and report["ok"]
+    plan = by_name(report)["rotation-plan"]
+    assert plan["notes"] == [f"rotation: staging {SIGNING} v5->v6"]
+    assert plan["warnings"] == ["staging: not a rotation: config.tradepulse-vault:spec."
+                                "kv_mounts[0].max_versions"]
+    assert main(["gate", "--repo", str(stack_repo), "--base", "HEAD~1", "--head", "HEAD"]) == 0
+    assert "WARN rotation-plan" in capsys.readouterr().out
+
+
+# --- secrets ------------------------------------------------------------------------------
+
+
+def test_a_tracked_token_fails_secrets_without_echoing_it(
+    stack_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    aws, vault_token = fake_aws_key(), fake_vault_token()
+    notes = stack_repo / "docs" / "notes.md"
+    notes.parent.mkdir()
+    notes.write_text(f"# Notes\n\nlogin with\n\n    export VAULT_TOKEN={vault_token}\n\n"
+                     f"aws key {aws}\n")
+    git(stack_repo, "add", "docs/notes.md")
+    code = main(["gate", "--repo", str(stack_repo)])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert vault_token not in captured.out + captured.err
+    assert aws not in captured.out + captured.err
+    code, report = gate(capsys, stack_repo)
+    errors = by_name(report)["secrets"]["errors"]
+    assert failed(report) == ["secrets"]
+    assert [e.split(": possible")[0] for e in errors] == [
+        "docs/notes.md:5: Vault Token", "docs/notes.md:7: AWS Access Key"]
+    assert all("add an allowlist entry with the reason" in e for e in errors)
+
+
+def test_an_untracked_file_is_not_the_tree(stack_repo: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    (stack_repo / "scratch.txt").write_text(f"key {fake_aws_key()}\n")
+    code, report = gate(capsys, stack_repo)
+    assert code == 0, "only tracked files are the tree (CI scans the committed head)"
+    assert "scratch.txt" not in json.dumps(report)
+
+
+def test_plain_project_config_fails_secrets_and_secure_ciphertext_passes(
+    stack_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = stack_repo / "Pulumi.staging.yaml"
+    original = path.read_text()
+    cipher = secrets.token_urlsafe(90)  # high entropy, like real KMS ciphertext
+    path.write_text(original + "  tradepulse-vault:databaseRootPassword:\n"
+                    f"    secure: {cipher}\n  tradepulse-vault:databaseRootUsername: "
+                    f"{{secure: {secrets.token_urlsafe(40)}}}\n")
+    code, report = gate(capsys, stack_repo)
+    assert code == 0, by_name(report)["secrets"]
+    plain = "".join(random.choices(string.ascii_lowercase, k=12))
+    path.write_text(original + f"  tradepulse-vault:databaseRootPassword: {plain}\n")
+    code, report = gate(capsys, stack_repo)
+    assert code == 1 and failed(report) == ["secrets"]
+    lines = path.read_text().splitlines()
+    keyword, structural = by_name(report)["secrets"]["errors"]
+    assert keyword.startswith(f"Pulumi.staging.yaml:{len(lines)}: Secret Keyword: possible")
+    assert structural == (
+        f"Pulumi.staging.yaml:{len(lines)}: Plain config value: project config other than the "
+        "spec must be `secure:` ciphertext (pulumi config set --secret)")
+    assert plain not in json.dumps(report)
+
+
+def test_inline_pragmas_do_not_silence_the_scan(
+    stack_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (stack_repo / "deploy.sh").write_text(
+        f"export AWS_ACCESS_KEY_ID={fake_aws_key()}  # pragma: allowlist secret\n")
+    git(stack_repo, "add", "deploy.sh")
+    code, report = gate(capsys, stack_repo)
+    assert code == 1
+    assert by_name(report)["secrets"]["errors"][0].startswith("deploy.sh:1: AWS Access Key:")
+
+
+def test_a_secret_in_a_yaml_block_scalar_is_found(
+    stack_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """detect-secrets' YAML parsing skips block scalars; the gate's raw pass does not."""
+    values = stack_repo / "deploy" / "values.yaml"
+    values.parent.mkdir()
+    values.write_text("service:\n  name: reporting\n  extra: |\n"
+                      f"    {secrets.token_urlsafe(48)}\n")
+    git(stack_repo, "add", "deploy/values.yaml")
+    code, report = gate(capsys, stack_repo)
+    assert code == 1
+    assert [e.split(": possible")[0] for e in by_name(report)["secrets"]["errors"]] == [
+        "deploy/values.yaml:4: Base64 High Entropy String"]
+
+
+def test_an_allowlist_entry_needs_a_reason(
+    stack_repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    allowlist = tmp_path / "allow.yaml"
+    allowlist.write_text("version: 1\nentries:\n  - paths: ['*']\n    line: '.*'\n")
+    code = main(["gate", "--json", "--repo", str(stack_repo), "--allowlist", str(allowlist)])
+    assert code == 2
+    assert json.loads(capsys.readouterr().out)["error"] == \
+        "allow.yaml: entries.0: 'reason' is a required property"
+
+
+def test_the_local_public_key_is_allowlisted_and_a_private_key_is_not(
+    stack_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The key's base64 lines look like secrets to the scanner...
+    bare = scan_tree(stack_repo, [], ["Pulumi.local.yaml"])
+    key_lines = [f.line for f in bare.findings if f.detector == "Base64 High Entropy String"]
+    assert len(key_lines) == 7 - 1  # the 6 full base64 lines of the PEM body
+    # ...and the allowlist's PEM PUBLIC KEY entry is what clears them.
+    code, report = gate(capsys, stack_repo)
+    assert code == 0
+    assert not any("Pulumi.local.yaml" in e for e in by_name(report)["secrets"]["errors"])
+    assert not any("PEM PUBLIC KEY" in n for n in by_name(report)["secrets"]["notes"])
+    # and a private key in the same place would be one (the label is assembled here so
+    # that this file itself holds no private-key marker)
+    private = "RSA " + "PRIVATE" + " KEY"
+    edit(stack_repo, "Pulumi.local.yaml", "-----BEGIN PUBLIC KEY-----",
+         f"-----BEGIN {private}-----")
+    edit(stack_repo, "Pulumi.local.yaml", "-----END PUBLIC KEY-----", f"-----END {private}-----")
+    code, report = gate(capsys, stack_repo)
+    assert code == 1
+    assert any(e.startswith("Pulumi.local.yaml:") and "Private Key" in e
+               for e in by_name(report)["secrets"]["errors"])
+
+
+# --- dr-mirrors ---------------------------------------------------------------------------
+
+
+def test_a_dr_mirror_prod_does_not_publish_fails_dr_mirrors(
+    stack_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    edit(stack_repo, "Pulumi.prod.yaml", "        consumers: [execution]\n        mirror_to_dr: "
+         "true\n", "        consumers: [execution]\n")
+    code, report = gate(capsys, stack_repo)
+    assert code == 1 and failed(report) == ["dr-mirrors"]
+    assert by_name(report)["dr-mirrors"]["errors"] == [
+        f"Pulumi.dr.yaml: {SIGNING} is mirror_of prod but Pulumi.prod.yaml does not publish it "
+        "(set mirror_to_dr: true there)"]
+
+
+def test_dr_behind_prod_fails_dr_mirrors(stack_repo: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    # prod publishes a secret dr declares as its own, and a new one dr does not have.
+    edit(stack_repo, "Pulumi.prod.yaml", "        consumers: [analytics]\n",
+         "        consumers: [analytics]\n        mirror_to_dr: true\n"
+         "      - mount: secret\n        path: services/ingestion/replay-key\n"
+         "        keys: [REPLAY_KEY]\n        version: 1\n        source: generated\n"
+         "        rotation_interval_seconds: 2592000\n        consumers: [ingestion]\n"
+         "        mirror_to_dr: true\n")
+    code, report = gate(capsys, stack_repo)
+    assert code == 1 and failed(report) == ["dr-mirrors"]
+    assert by_name(report)["dr-mirrors"]["errors"] == [
+        "Pulumi.prod.yaml: secret/services/analytics/warehouse-hmac is published to dr but "
+        "Pulumi.dr.yaml declares its own version 2 instead of mirror_of: prod",
+        "Pulumi.prod.yaml: secret/services/ingestion/replay-key is published to dr "
+        "(mirror_to_dr) but Pulumi.dr.yaml does not mirror it: dr is behind prod"]
+
+
+def test_dr_without_a_prod_policy_or_role_fails_dr_mirrors(
+    stack_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    edit(stack_repo, "Pulumi.dr.yaml", "      - break-glass\n", "")
+    edit(stack_repo, "Pulumi.dr.yaml", "          - name: ci-preview-dr\n",
+         "          - name: ci-look-dr\n")
+    code, report = gate(capsys, stack_repo)
+    assert code == 1 and failed(report) == ["dr-mirrors"]
+    assert by_name(report)["dr-mirrors"]["errors"] == [
+        "Pulumi.dr.yaml: lacks prod's ACL policy 'break-glass'",
+        "Pulumi.dr.yaml: lacks prod's JWT role 'ci-preview-dr'"]
+
+
+# --- the scanner's shortcuts lose nothing --------------------------------------------------
+
+
+def planted_corpus(root: Path) -> list[str]:
+    """Files with one of each credential the detectors know, generated now."""
+    def rand(n: int, alphabet: str = string.ascii_letters + string.digits) -> str:
+        return "".join(random.choices(alphabet, k=n))
+
+    def b64url(data: dict[str, str]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+    jwt = f"{b64url({'alg': 'HS256', 'typ': 'JWT'})}.{b64url({'sub': 'ops'})}.{rand(43)}"
+    entropy = base64.b64encode(secrets.token_bytes(33)).decode()
+    label = "RSA " + "PRIVATE" + " KEY"
+    (root / "app.py").write_text(
+        f'password = "{rand(14)}"\nAWS = "{fake_aws_key()}"\ntoken = "ghp_{rand(36)}"\n'
+        f'url = "postgresql://admin:{rand(12)}@db:5432/x"\n'
+        'template = "postgresql://{{username}}:{{password}}@db:5432/x"\n'
+        f'hook = "xoxb-{rand(10, string.digits)}-{rand(12, string.digits)}-{rand(24)}"\n'
+        f'jwt = "{jwt}"\nhexed = "{secrets.token_hex(20)}"\nblob = "{entropy}"\n'
+        f'vault = "{fake_vault_token()}"\npulumi = "pul-{secrets.token_hex(20)}"\n'
+        f'stripe = "sk_live_{rand(24)}"\nsecret = get_secret_key()\n')
+    (root / "values.yaml").write_text(
+        f"db:\n  password: {rand(16)}\n  url: postgresql://admin:{rand(12)}@db:5432/x\n"
+        f"key: |\n  -----BEGIN {label}-----\n  {entropy}\ntoken: {fake_vault_token()}\n")
+    (root / "notes.md").write_text(f"export VAULT_TOKEN={fake_vault_token()}\n")
+    return ["app.py", "values.yaml", "notes.md"]
+
+
+def test_the_gate_scanner_finds_all_that_detect_secrets_finds(tmp_path: Path) -> None:
+    from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
+    from detect_secrets.core.scan import scan_file
+    from detect_secrets.settings import transient_settings
+
+    from rotation.gates import secret_scan
+
+    names = planted_corpus(tmp_path)
+    ours = [{"name": n, "path": f"file://{secret_scan.PLUGIN_FILE}"}
+            for n in ("VaultTokenDetector", "PulumiAccessTokenDetector")]
+    config = {
+        "plugins_used": [*secret_scan.HEURISTIC_PLUGINS,
+                         *({"name": n} for n in secret_scan.PATTERN_PLUGINS), *ours],
+        "filters_used": [f for f in secret_scan.FILTERS if "quiet" not in f["path"]]
+        + [{"path": "detect_secrets.filters.heuristic.is_indirect_reference"}],
+    }
+    plain: set[tuple[str, int, str]] = set()
+    with transient_settings(config):  # detect-secrets' own scanner, every line, every plugin
+        get_mapping_from_secret_type_to_class.cache_clear()
+        for name in names:
+            plain |= {(name, s.line_number, s.type) for s in scan_file(str(tmp_path / name))}
+    get_mapping_from_secret_type_to_class.cache_clear()
+    gate_found = {(f.path, f.line, f.detector)
+                  for f in secret_scan.detect(tmp_path, names, [], None)}
+    assert len(plain) >= 15
+    # Everything detect-secrets reports, the gate reports; the one difference is
+    # detect-secrets putting the YAML block's private key on its `key: |` line.
+    assert plain - gate_found == {("values.yaml", 4, "Private Key")}
+    assert gate_found - plain == {("values.yaml", 5, "Private Key"),
+                                  ("values.yaml", 6, "Base64 High Entropy String")}
+    assert ("app.py", 5, "Basic Auth Credentials") not in gate_found  # the {{password}} template
+
+
+def test_a_malformed_scan_cache_is_ignored(stack_repo: Path, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from rotation.gates import secret_scan
+
+    monkeypatch.setenv("TRADEPULSE_GATE_CACHE", str(tmp_path))
+    (tmp_path / f"{secret_scan.scanner_fingerprint()}.json").write_text('{"k": "not hits"}')
+    (stack_repo / "deploy.sh").write_text(f"AWS_ACCESS_KEY_ID={fake_aws_key()}\n")
+    git(stack_repo, "add", "deploy.sh")
+    code, report = gate(capsys, stack_repo)
+    assert code == 1 and failed(report) == ["secrets"]
+    cached = json.loads((tmp_path / f"{secret_scan.scanner_fingerprint()}.json").read_text())
+    assert "k" not in cached and all(isinstance(v, list) for v in cached.values())
+    assert main(["gate", "--json", "--no-cache", "--repo", str(stack_repo)]) == 1

@@ -45,11 +45,21 @@ class _Parser(argparse.ArgumentParser):
         raise errors.BadInput(f"{self.prog}: {message}")
 
 
+def _common_flags(default: object) -> _Parser:
+    flags = _Parser(add_help=False)
+    flags.add_argument("--json", action="store_true", default=default,
+                       help="print only JSON on stdout")
+    flags.add_argument("-v", "--verbose", action="store_true", default=default,
+                       help="debug logs on stderr")
+    return flags
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the top-level parser with every subcommand registered."""
-    common = _Parser(add_help=False)
-    common.add_argument("--json", action="store_true", help="print only JSON on stdout")
-    common.add_argument("-v", "--verbose", action="store_true", help="debug logs on stderr")
+    common = _common_flags(default=False)
+    # The subcommands accept the same flags; SUPPRESS keeps their defaults from
+    # overwriting a --json/-v given before the subcommand.
+    sub_common = _common_flags(default=argparse.SUPPRESS)
     parser = _Parser(
         prog="python -m rotation",
         description="Rotate TradePulse's Vault secrets through reviewed stack-file diffs.",
@@ -63,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for module in _commands():
         cmd = sub.add_parser(
-            module.NAME, help=module.HELP, description=module.HELP, parents=[common],
+            module.NAME, help=module.HELP, description=module.HELP, parents=[sub_common],
             epilog=errors.EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         module.add_arguments(cmd)

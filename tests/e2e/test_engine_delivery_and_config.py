@@ -249,3 +249,23 @@ def test_prod_backend_s3_and_aws_kms_secrets_against_moto(
         ws.pulumi("preview", "--expect-no-changes", extra_env=env | {"E2E_SLEEP": "0"})
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(("stack", "passes"), [("staging", True), ("prod", False)])
+def test_policy_pack_runs_in_a_real_preview(engine: str, tmp_path: Path, stack: str,
+                                            passes: bool) -> None:
+    """`pulumi preview --policy-pack` with our CrossGuard pack, on the delivery program.
+
+    Without the vault plugin the program declares no vault.Audit, so prod (which must
+    have two audit devices) is refused by the pack while staging passes.
+    """
+    ws, env = delivery_workspace(tmp_path, stack)
+    pack = str(REPO_ROOT / "policies" / "guard" / "run-pack")
+    proc = ws.pulumi("preview", "--policy-pack", pack, check=False, extra_env=env)
+    output = proc.stdout + proc.stderr
+    if passes:
+        assert proc.returncode == 0, output[-3000:]
+        assert "mandatory" not in output
+    else:
+        assert proc.returncode != 0
+        assert "prod-dr-two-audit-devices" in output and "mandatory" in output

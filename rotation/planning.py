@@ -11,6 +11,8 @@ whether a ``secure:`` ciphertext changed.
 
 from __future__ import annotations
 
+import argparse
+import copy
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ import yaml
 
 from infra import paths
 from infra.spec import EnvironmentSpec, SpecError, parse_spec
+from infra.spec.loader import safe_load_yaml
 from rotation import gitutil
 from rotation.errors import BadInput
 from rotation.stacks import StackTarget
@@ -106,7 +109,7 @@ def _strip_rotation_fields(doc: Any, config_keys: set[str]) -> Any:
     """Return ``doc`` without what a rotation may change: versions and provided ciphertexts."""
     if not isinstance(doc, dict):
         return doc
-    out = yaml.safe_load(yaml.safe_dump(doc))
+    out: Any = copy.deepcopy(doc)  # plain YAML data: what a dump+load round trip gave
     config = out.get("config") if isinstance(out.get("config"), dict) else {}
     for key in config_keys:
         config.pop(f"tradepulse-vault:{key}", None)
@@ -153,13 +156,13 @@ def plan_stack(
         plan.findings.append(Finding(stack, "warning", f"{source} was deleted"))
         return
     try:
-        new_doc = yaml.safe_load(new_text)
+        new_doc = safe_load_yaml(new_text)
         new_spec = parse_spec(_spec_of(new_doc), source=source, stack=stack,
                               policy_dir=root / "policies" / "acl")
     except (yaml.YAMLError, SpecError) as exc:
         plan.findings.append(Finding(stack, "error", f"invalid stack file: {exc}"))
         return
-    old_doc = yaml.safe_load(old_text) if old_text is not None else {}
+    old_doc = safe_load_yaml(old_text) if old_text is not None else {}
     old_secrets, new_secrets = _secrets(_spec_of(old_doc)), _secrets(_spec_of(new_doc))
     old_config = old_doc.get("config", {}) if isinstance(old_doc, dict) else {}
     new_config = new_doc.get("config", {})
@@ -270,6 +273,14 @@ def render_markdown(plan: Plan) -> str:
         lines += [f"- {'❌' if f.severity == 'error' else '⚠️'} `{f.stack}`: {f.message}"
                   for f in plan.findings]
     return "\n".join(lines) + "\n"
+
+
+def add_rotated_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--base`` and ``--secret``: how a command learns which secrets were rotated."""
+    parser.add_argument("--base", help="revision before the rotation (default: HEAD~1 if it "
+                        "exists); its plan names the rotated secrets")
+    parser.add_argument("--secret", action="append", default=[],
+                        help="a rotated secret id (repeatable; replaces the plan)")
 
 
 def rotated_secrets(

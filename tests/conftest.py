@@ -100,11 +100,6 @@ def audit_answer(devices: dict[str, str]) -> dict[str, Any]:
 
 
 @pytest.fixture
-def repo_root() -> Iterator[Path]:
-    yield REPO_ROOT
-
-
-@pytest.fixture
 def openbao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A fresh OpenBao dev server for one test, with the local stack's audit stanzas."""
     from infra.audit_config import render_audit_hcl

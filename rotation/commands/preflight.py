@@ -29,7 +29,7 @@ from rotation.errors import BadInput, CheckFailed, VaultUnavailable
 from rotation.live import SecretState, secret_states
 from rotation.locks import stack_locks
 from rotation.output import Result
-from rotation.planning import rotated_secrets
+from rotation.planning import add_rotated_arguments, rotated_secrets
 from rotation.stacks import add_stack_arguments, repo_root, targets
 from rotation.vault import health, vault_errors
 
@@ -40,10 +40,7 @@ HELP = "check Vault health, token capabilities, live versions and the stack lock
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register preflight's arguments."""
     add_stack_arguments(parser)
-    parser.add_argument("--base", help="revision before the rotation (default: HEAD~1 if it "
-                        "exists); its plan names the rotated secrets")
-    parser.add_argument("--secret", action="append", default=[],
-                        help="a rotated secret id (repeatable; replaces the plan)")
+    add_rotated_arguments(parser)
     parser.add_argument("--backend", help="Pulumi backend URL for the lock check "
                         "(default: $PULUMI_BACKEND_URL)")
     parser.add_argument("--server-dir", type=Path,

@@ -24,7 +24,7 @@ from rotation.atomic import write_text_atomic
 from rotation.errors import BadInput
 from rotation.live import secret_states
 from rotation.output import Result
-from rotation.planning import rotated_secrets
+from rotation.planning import add_rotated_arguments, rotated_secrets
 from rotation.stacks import add_stack_arguments, repo_root, targets
 
 NAME = "record"
@@ -41,8 +41,7 @@ _SAFE = re.compile(r"[^\w .:/@+=,()#-]")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register record's arguments."""
     add_stack_arguments(parser)
-    parser.add_argument("--base", help="revision before the rotation (default: HEAD~1)")
-    parser.add_argument("--secret", action="append", default=[], help="rotated secret id")
+    add_rotated_arguments(parser)
     parser.add_argument("--operator", help="who rotated (default: git config user.name)")
     parser.add_argument("--pr", help="pull request reference, e.g. #123")
     parser.add_argument("--ticket", help="rotation ticket reference")

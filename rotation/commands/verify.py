@@ -27,7 +27,7 @@ from rotation.audit_log import AuditEvent, events_from_file, write_evidence
 from rotation.errors import BadInput
 from rotation.live import secret_states
 from rotation.output import Result, log
-from rotation.planning import rotated_secrets
+from rotation.planning import add_rotated_arguments, rotated_secrets
 from rotation.stacks import StackTarget, add_stack_arguments, repo_root, targets
 from rotation.vault import vault_errors
 
@@ -47,10 +47,7 @@ def parse_duration(text: str) -> float:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register verify's arguments."""
     add_stack_arguments(parser)
-    parser.add_argument("--base", help="revision before the rotation (default: HEAD~1 if it "
-                        "exists); its plan names the rotated secrets")
-    parser.add_argument("--secret", action="append", default=[],
-                        help="a rotated secret id (repeatable; replaces the plan)")
+    add_rotated_arguments(parser)
     parser.add_argument("--audit-log", type=Path,
                         help="file-audit log to search (default: the stack's file device path)")
     parser.add_argument("--expect-leases", action="append", default=[], metavar="ROLE",

@@ -12,14 +12,9 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-
-from tests.conftest import REPO_ROOT
-from tools.localenv import Workspace, init_workspace
 
 REQUIRED_PLUGINS = {"kubernetes", "random"}
 
@@ -46,14 +41,6 @@ def engine() -> str:
     return found
 
 
-def local_spec_editor(server: Any, render_dir: Path) -> Callable[[dict[str, Any]], None]:
-    """Point the local spec at the test's server and render directory."""
-    def edit(spec: dict[str, Any]) -> None:
-        spec["vault"]["address"] = server.address
-        spec["delivery"]["kubernetes"]["render_dir"] = str(render_dir)
-    return edit
-
-
 def git_init(root: Path) -> None:
     """Make the workspace a git checkout so bump/plan/verify see diffs."""
     git = ["git", "-C", str(root)]
@@ -63,57 +50,3 @@ def git_init(root: Path) -> None:
     (root / ".gitignore").write_text("infra\npolicies\n")
     subprocess.run([*git, "add", "-A"], check=True)
     subprocess.run([*git, "commit", "-q", "-m", "workspace"], check=True)
-
-
-def make_workspace(tmp: Path, server: Any, postgres: Any, *, stack: str = "local",
-                   spec_text: str | None = None,
-                   edit: Callable[[dict[str, Any]], None] | None = None) -> Workspace:
-    """A workspace for ``stack`` with its database and provided secrets set as config."""
-    from infra.spec import load_stack_file
-
-    render_dir = tmp / "manifests"
-    ws = init_workspace(
-        tmp / "ws", stack, backend_dir=tmp / "state", passphrase="e2e-passphrase",
-        vault_addr=server.address, vault_token=server.root_token,
-        spec_text=spec_text or (REPO_ROOT / "Pulumi.local.yaml").read_text(),
-        edit=edit or local_spec_editor(server, render_dir),
-    )
-    spec = load_stack_file(ws.stack_file, policy_dir=REPO_ROOT / "policies" / "acl")
-    assert spec.database is not None
-    conn = spec.database.connection
-    ws.set_secret(conn.url_secret, postgres.connection_url_template())
-    ws.set_secret(conn.username_secret, postgres.superuser)
-    ws.set_secret(conn.password_secret, postgres.password)
-    for secret in spec.static_secrets:
-        if secret.config_secret:
-            ws.set_secret(secret.config_secret, json.dumps({k: f"initial-{k}" for k in
-                                                            secret.keys}))
-    return ws
-
-
-@pytest.fixture(scope="module")
-def module_openbao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """An OpenBao dev server shared by one test module (the local audit stanzas loaded)."""
-    from infra.audit_config import render_audit_hcl
-    from infra.spec import load_stack_file
-    from tests.servers import start_openbao
-
-    workdir = tmp_path_factory.mktemp("openbao-e2e")
-    (workdir / ".local" / "openbao").mkdir(parents=True)
-    spec = load_stack_file(REPO_ROOT / "Pulumi.local.yaml")
-    server = start_openbao(workdir, extra_config=render_audit_hcl(spec.audit.devices))
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def preview_steps(ws: Workspace) -> list[dict[str, Any]]:
-    """``pulumi preview --json``'s steps (op, urn, ...)."""
-    proc = ws.pulumi("preview", "--json", "--diff")
-    return list(json.loads(proc.stdout).get("steps", []))
-
-
-def changed(steps: list[dict[str, Any]]) -> dict[str, str]:
-    """``{urn: op}`` for every step that is not ``same``."""
-    return {s["urn"]: s["op"] for s in steps if s.get("op") not in {"same", "read"}}

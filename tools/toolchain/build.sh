@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the offline Pulumi toolchain (pulumi CLI, python language host, provider plugins
-# kubernetes / random; vault is NOT buildable unpatched, see README.md) from Go modules
+# kubernetes / random / vault) from Go modules
 # into a cache OUTSIDE the repository:
 #   ${TRADEPULSE_TOOLCHAIN_DIR:-$HOME/.cache/tradepulse-vault/toolchain}
 # Idempotent: each component has a stamp (pinned versions + hash of its build inputs +
@@ -8,7 +8,7 @@
 # Then:  source tools/toolchain/env.sh
 #
 # Usage: tools/toolchain/build.sh [--force] [component...]
-#   components: pulumi language-python kubernetes random (default: all)
+#   components: pulumi language-python kubernetes random vault (default: all)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -28,11 +28,11 @@ for a in "$@"; do
   case "$a" in
     --force) FORCE=1 ;;
     -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
-    pulumi|language-python|kubernetes|random) COMPONENTS+=("$a") ;;
+    pulumi|language-python|kubernetes|random|vault) COMPONENTS+=("$a") ;;
     *) echo "build.sh: unknown argument: $a" >&2; exit 2 ;;
   esac
 done
-[ ${#COMPONENTS[@]} -gt 0 ] || COMPONENTS=(pulumi language-python kubernetes random)
+[ ${#COMPONENTS[@]} -gt 0 ] || COMPONENTS=(pulumi language-python kubernetes random vault)
 
 if ! command -v go >/dev/null 2>&1; then
   if [ -x /usr/local/go/bin/go ]; then PATH="/usr/local/go/bin:$PATH"; else
@@ -58,12 +58,14 @@ declare -A OUTPUTS=(
   [language-python]="$BIN/pulumi-language-python"
   [kubernetes]="$PULUMI_HOME/plugins/resource-kubernetes-v$KUBERNETES_VERSION/pulumi-resource-kubernetes"
   [random]="$PULUMI_HOME/plugins/resource-random-v$RANDOM_VERSION/pulumi-resource-random"
+  [vault]="$PULUMI_HOME/plugins/resource-vault-v$VAULT_VERSION/pulumi-resource-vault"
 )
 declare -A INPUTS=(
   [pulumi]="$HERE/pulumi"
   [language-python]="$HERE/language-python"
   [kubernetes]="$HERE/kubernetes"
   [random]="$HERE/tfproviders"
+  [vault]="$HERE/vault"
 )
 stamp_value() { echo "$1 $(inputs_hash ${INPUTS[$1]})"; }
 up_to_date() {
@@ -76,7 +78,7 @@ todo=()
 for c in "${COMPONENTS[@]}"; do up_to_date "$c" || todo+=("$c"); done
 if [ ${#todo[@]} -eq 0 ]; then
   echo "toolchain up to date in $CACHE (pulumi v$PULUMI_VERSION;" \
-    "kubernetes $KUBERNETES_VERSION, random $RANDOM_VERSION)" >&2
+    "kubernetes $KUBERNETES_VERSION, random $RANDOM_VERSION, vault $VAULT_VERSION)" >&2
   exit 0
 fi
 
@@ -139,14 +141,31 @@ build_random() {
   install_plugin random "$RANDOM_VERSION" "$CACHE/build/pulumi-resource-random"
 }
 
+build_vault() {
+  # Upstream terraform-provider-vault (SDKv2 part) + bridge, with the Terraform plugin
+  # libraries pinned by replace directives in vault/go.mod (no upstream file changed).
+  local d="$HERE/vault" out="$CACHE/build/pulumi-resource-vault" got
+  local ldf="-s -w -X main.Version=$VAULT_VERSION"
+  got="$(cd "$d" && go list -m -f '{{.Version}}' "$TF_VAULT_MODULE")"
+  [ "$got" = "$TF_VAULT_PSEUDO" ] || {
+    echo "build.sh: vault/go.mod has $TF_VAULT_MODULE $got, versions.env says $TF_VAULT_PSEUDO" >&2; return 1; }
+  # The binary generates its own Pulumi schema (-gen-schema), which is then embedded:
+  # build, generate, rebuild (the second build only relinks).
+  [ -f "$d/schema-embed.json" ] || echo '{}' > "$d/schema-embed.json"
+  (cd "$d" && go build -trimpath -ldflags "$ldf" -o "$out" .)
+  "$out" -gen-schema "$d/schema-embed.json"
+  (cd "$d" && go build -trimpath -ldflags "$ldf" -o "$out" .)
+  install_plugin vault "$VAULT_VERSION" "$out"
+}
+
 # Plugins are installed with the CLI, so make sure it exists first.
-if [[ " ${todo[*]} " =~ \ (kubernetes|random)\  ]] && ! [[ " ${todo[*]} " == *" pulumi "* ]] &&
+if [[ " ${todo[*]} " =~ \ (kubernetes|random|vault)\  ]] && ! [[ " ${todo[*]} " == *" pulumi "* ]] &&
   ! [ -x "$BIN/pulumi" ]; then
   todo=(pulumi "${todo[@]}")
 fi
 
 total_start=$SECONDS
-for c in pulumi language-python kubernetes random; do
+for c in pulumi language-python kubernetes random vault; do
   [[ " ${todo[*]} " == *" $c "* ]] || continue
   start=$SECONDS
   echo "--- building $c" >&2

@@ -1,4 +1,4 @@
-// Our own Pulumi provider main(s) for bridged Terraform providers (random; vault: see ../README.md).
+// Our own Pulumi provider main(s) for bridged Terraform providers (random; vault is in ../vault).
 // Built by ../build.sh; see cmd/*/main.go.
 module tradepulse.local/toolchain/tfproviders
 

@@ -37,6 +37,10 @@ class KubernetesAuth(pulumi.ComponentResource):
             resource_name("auth-config", spec.path),
             backend=self.backend.path,
             kubernetes_host=spec.host,
+            # Outside the cluster Vault has no pod service-account files to read:
+            # the CA comes from the spec and the reviewer JWT from the client.
+            kubernetes_ca_cert=spec.ca_cert,
+            disable_local_ca_jwt=spec.ca_cert is not None or None,
             opts=child,
         )
         self.roles = {}

@@ -132,6 +132,7 @@ class KubernetesAuth:
     path: str
     host: str
     audience: str | None
+    ca_cert: str | None
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ def test_each_static_secret_is_written_with_cas_one_below_its_version(
     for secret in spec.static_secrets:
         version = secret.version or mirrored[secret.id]["version"]
         assert written[secret.id]["cas"] == version - 1, secret.id
+        assert written[secret.id]["options"] == {"cas": str(version - 1)}, secret.id
         assert json.loads(written[secret.id]["dataJson"]).keys() == set(secret.keys)
         assert written[secret.id]["deleteAllVersions"] is False
 

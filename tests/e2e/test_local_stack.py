@@ -1,0 +1,237 @@
+"""`pulumi up --stack local` for real: the whole program against OpenBao and PostgreSQL.
+
+One module-scoped workspace walks the life of the stack in order: apply,
+idempotence, what the live server holds (read with hvac, not through Pulumi),
+a rotation (bump -> preview diff -> up -> verify -> record), an out-of-band
+write that makes the next apply fail, and destroy.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import hvac
+import hvac.exceptions
+import pytest
+
+from infra.audit_config import render_audit_hcl
+from infra.spec import load_stack_file
+from tests.conftest import REPO_ROOT
+from tests.e2e.conftest import git_init
+from tests.servers import start_openbao
+from tools.localenv import Workspace, init_workspace
+
+pytestmark = pytest.mark.e2e
+
+SIGNING = "secret/services/execution/session-signing-key"
+HMAC = "secret/services/analytics/warehouse-hmac"
+CANARY = "CANARY-out-of-band-4e7d"
+
+
+@pytest.fixture(scope="module")
+def stack(engine: str, tmp_path_factory: pytest.TempPathFactory,
+          postgres: Any) -> Iterator[tuple[Workspace, Any]]:
+    """A workspace for the local stack, applied once against a fresh OpenBao."""
+    tmp = tmp_path_factory.mktemp("local-stack")
+    spec = load_stack_file(REPO_ROOT / "Pulumi.local.yaml")
+    workdir = tmp / "openbao"
+    (workdir / ".local" / "openbao").mkdir(parents=True)
+    server = start_openbao(workdir, extra_config=render_audit_hcl(spec.audit.devices))
+    # Dev mode mounts secret/ itself; the local stack declares (and owns) it.
+    server.client().sys.disable_secrets_engine("secret")
+
+    def edit(data: dict[str, Any]) -> None:
+        data["vault"]["address"] = server.address
+        data["delivery"]["kubernetes"]["render_dir"] = str(tmp / "manifests")
+
+    ws = init_workspace(tmp / "ws", "local", backend_dir=tmp / "state",
+                        passphrase="e2e-passphrase", vault_addr=server.address,
+                        vault_token=server.root_token,
+                        spec_text=(REPO_ROOT / "Pulumi.local.yaml").read_text(), edit=edit)
+    assert spec.database is not None
+    conn = spec.database.connection
+    ws.set_secret(conn.url_secret, postgres.connection_url_template())
+    ws.set_secret(conn.username_secret, postgres.superuser)
+    ws.set_secret(conn.password_secret, postgres.password)
+    for secret in spec.static_secrets:
+        if secret.config_secret:
+            ws.set_secret(secret.config_secret,
+                          json.dumps({k: f"initial-{k}" for k in secret.keys}))
+    git_init(ws.root)
+    try:
+        ws.pulumi("up", "--yes", "--skip-preview")
+        yield ws, server
+    finally:
+        server.stop()
+
+
+def rotation_cli(ws: Workspace, server: Any, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "rotation", *args], capture_output=True,
+                          text=True, cwd=ws.root, env=ws.env(), check=False)
+
+
+def test_apply_is_idempotent(stack: tuple[Workspace, Any]) -> None:
+    ws, _ = stack
+    proc = ws.pulumi("preview", "--expect-no-changes", check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+
+
+def test_live_server_holds_exactly_the_declared_configuration(
+    stack: tuple[Workspace, Any],
+) -> None:
+    ws, server = stack
+    spec = load_stack_file(ws.stack_file, policy_dir=REPO_ROOT / "policies" / "acl")
+    client: hvac.Client = server.client()
+    mounts = client.sys.list_mounted_secrets_engines()["data"]
+    assert mounts["secret/"]["type"] == "kv" and mounts["secret/"]["options"]["version"] == "2"
+    assert mounts["database/"]["type"] == "database"
+    kv_config = client.secrets.kv.v2.read_configuration(mount_point="secret")["data"]
+    assert kv_config["cas_required"] is True and kv_config["max_versions"] == 5
+    auths = client.sys.list_auth_methods()["data"]
+    assert auths["kubernetes/"]["type"] == "kubernetes" and auths["jwt-ci/"]["type"] == "jwt"
+    policies = set(client.sys.list_acl_policies()["data"]["keys"]) - {"default", "root"}
+    assert policies == set(spec.policies)
+    audit = client.sys.list_enabled_audit_devices()["data"]
+    assert {k.rstrip("/"): v["type"] for k, v in audit.items()} == {"file-local": "file"}
+    assert spec.database is not None
+    roles = client.secrets.database.list_roles(mount_point="database")["data"]["keys"]
+    assert set(roles) == {r.name for r in spec.database.roles}
+    k8s_roles = client.adapter.list("/v1/auth/kubernetes/role")["data"]["keys"]
+    assert set(k8s_roles) == {s.name for s in spec.services}
+    execution = client.adapter.get("/v1/auth/kubernetes/role/execution")["data"]
+    assert execution["bound_service_account_names"] == ["execution-connector"]
+    assert execution["bound_service_account_namespaces"] == ["trading"]
+    assert execution["token_policies"] == ["tradepulse-execution"]
+    jwt_roles = client.adapter.list("/v1/auth/jwt-ci/role")["data"]["keys"]
+    assert jwt_roles == ["ci-rotate-local"]
+    key = client.adapter.get("/v1/identity/oidc/key/tradepulse-adapters")["data"]
+    assert key["rotation_period"] == 86400
+    headers = client.adapter.get("/v1/sys/config/auditing/request-headers")["data"]["headers"]
+    assert set(headers) == {"x-request-id"}
+    for secret in spec.static_secrets:
+        meta = client.secrets.kv.v2.read_secret_metadata(path=secret.path, mount_point="secret")
+        assert meta["data"]["current_version"] == secret.version, secret.id
+    creds = client.secrets.database.generate_credentials("tradepulse-execution",
+                                                         mount_point="database")
+    client.sys.revoke_lease(creds["lease_id"])
+
+
+def test_manifests_are_rendered_for_review(stack: tuple[Workspace, Any]) -> None:
+    ws, _ = stack
+    rendered = sorted(p.name for p in (ws.root.parent / "manifests").rglob("*.yaml"))
+    assert any("vaultstaticsecret-trading-session-signing-key" in n for n in rendered)
+    assert sum("serviceaccount" in n for n in rendered) == 3
+
+
+def test_rotation_bump_preview_up_verify_record(stack: tuple[Workspace, Any]) -> None:
+    ws, server = stack
+    bump = rotation_cli(ws, server, "bump", "--stack", "local", SIGNING, "--repo", str(ws.root))
+    assert bump.returncode == 0, bump.stderr
+    subprocess.run(["git", "-C", str(ws.root), "commit", "-qam", "rotate signing key"],
+                   check=True)
+    preview = json.loads(ws.pulumi("preview", "--json", "--diff").stdout)
+    changed = {s["urn"].rsplit("::", 1)[1]: s["op"] for s in preview["steps"]
+               if s["op"] not in {"same", "read"}}
+    assert set(changed) == {"value-secret-services-execution-session-signing-key-signing_key",
+                            "secret-secret-services-execution-session-signing-key"}, changed
+    assert changed["secret-secret-services-execution-session-signing-key"] == "update"
+    ws.pulumi("up", "--yes", "--skip-preview")
+    audit_log = str(server.workdir / ".local" / "openbao" / "audit.log")
+    verify = rotation_cli(ws, server, "verify", "--json", "--stack", "local", "--repo",
+                          str(ws.root), "--audit-log", audit_log)
+    report = json.loads(verify.stdout)
+    assert verify.returncode == 0, report
+    assert report["rotated"] == [SIGNING]
+    assert report["audit_evidence"][SIGNING]["version"] == 2
+    record = rotation_cli(ws, server, "record", "--stack", "local", "--repo", str(ws.root),
+                          "--operator", "E2E", "--date", "2026-11-27")
+    assert record.returncode == 0, record.stderr
+    text = (ws.root / "reports/security/secret-rotations/2026-11-27.md").read_text()
+    assert f"| `{SIGNING}` | 1 → 2 | 2 |" in text
+    live = server.client().secrets.kv.v2.read_secret_version(
+        path="services/execution/session-signing-key", mount_point="secret",
+        raise_on_deleted_version=True)["data"]["data"]["SIGNING_KEY"]
+    assert live not in text and live not in verify.stdout + record.stdout
+
+
+def test_out_of_band_write_fails_the_apply_and_survives(stack: tuple[Workspace, Any]) -> None:
+    ws, server = stack
+    client: hvac.Client = server.client()
+    path = "services/analytics/warehouse-hmac"
+    client.secrets.kv.v2.create_or_update_secret(path=path, secret={"HMAC_KEY": CANARY}, cas=1,
+                                                 mount_point="secret")
+    bump = rotation_cli(ws, server, "bump", "--stack", "local", HMAC, "--repo", str(ws.root))
+    assert bump.returncode == 0, bump.stderr
+    proc = ws.pulumi("up", "--yes", "--skip-preview", check=False)
+    assert proc.returncode != 0
+    assert "check-and-set" in proc.stdout + proc.stderr
+    assert CANARY not in proc.stdout + proc.stderr
+    live = client.secrets.kv.v2.read_secret_version(path=path, mount_point="secret",
+                                                    raise_on_deleted_version=True)["data"]
+    assert live["data"] == {"HMAC_KEY": CANARY} and live["metadata"]["version"] == 2
+
+
+def test_destroy_leaves_none_of_our_configuration(stack: tuple[Workspace, Any]) -> None:
+    ws, server = stack
+    ws.pulumi("destroy", "--yes")
+    client: hvac.Client = server.client()
+    mounts = set(client.sys.list_mounted_secrets_engines()["data"])
+    assert not mounts & {"secret/", "database/"}
+    auths = set(client.sys.list_auth_methods()["data"])
+    assert not auths & {"kubernetes/", "jwt-ci/"}
+    assert set(client.sys.list_acl_policies()["data"]["keys"]) == {"default", "root"}
+    with pytest.raises(hvac.exceptions.InvalidPath):
+        client.adapter.get("/v1/identity/oidc/key/tradepulse-adapters")
+    # Audit devices belong to the server config on OpenBao: they stay.
+    assert "file-local/" in client.sys.list_enabled_audit_devices()["data"]
+
+
+def test_vault_flavour_creates_audit_devices_through_the_api(
+    engine: str, tmp_path: Path, postgres: Any
+) -> None:
+    """The `vault` flavour's path: vault.Audit created through the API and checked."""
+    workdir = tmp_path / "openbao"
+    workdir.mkdir()
+    server = start_openbao(workdir, extra_config="unsafe_allow_api_audit_creation = true\n")
+    try:
+        server.client().sys.disable_secrets_engine("secret")
+        audit_dir = tmp_path / "audit"
+        audit_dir.mkdir()
+
+        def edit(data: dict[str, Any]) -> None:
+            data["vault"]["address"] = server.address
+            data["vault"]["flavour"] = "vault"
+            data["delivery"]["kubernetes"]["render_dir"] = str(tmp_path / "manifests")
+            data["audit"]["devices"] = [
+                {"path": "file-primary", "type": "file",
+                 "options": {"file_path": str(audit_dir / "primary.log")}},
+                {"path": "file-secondary", "type": "file",
+                 "options": {"file_path": str(audit_dir / "secondary.log")}},
+            ]
+
+        ws = init_workspace(tmp_path / "ws", "local", backend_dir=tmp_path / "state",
+                            passphrase="e2e", vault_addr=server.address,
+                            vault_token=server.root_token,
+                            spec_text=(REPO_ROOT / "Pulumi.local.yaml").read_text(), edit=edit)
+        ws.set_secret("databaseConnectionUrl", postgres.connection_url_template())
+        ws.set_secret("databaseRootUsername", postgres.superuser)
+        ws.set_secret("databaseRootPassword", postgres.password)
+        for key, keys in (("brokerApiCredentials", ["API_KEY", "API_SECRET"]),
+                          ("marketDataFeedCredentials", ["FEED_TOKEN"])):
+            ws.set_secret(key, json.dumps({k: "v" for k in keys}))
+        ws.pulumi("up", "--yes", "--skip-preview")
+        audit = server.client().sys.list_enabled_audit_devices()["data"]
+        assert {k.rstrip("/"): v["options"]["file_path"] for k, v in audit.items()} == {
+            "file-primary": str(audit_dir / "primary.log"),
+            "file-secondary": str(audit_dir / "secondary.log")}
+        assert (audit_dir / "primary.log").stat().st_size > 0
+        ws.pulumi("preview", "--expect-no-changes")
+        ws.pulumi("destroy", "--yes")
+        assert server.client().sys.list_enabled_audit_devices()["data"] == {}
+    finally:
+        server.stop()

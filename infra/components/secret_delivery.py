@@ -12,12 +12,14 @@ the secret; ``python -m rotation plan`` lists them from the same spec.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.naming import kubernetes_role_name
+from infra.paths import project_root
 from infra.spec.model import EnvironmentSpec, KubernetesDelivery, Service, StaticSecret
 
 VSO_API_VERSION = "secrets.hashicorp.com/v1beta1"
@@ -40,10 +42,17 @@ def restart_targets(service: Service) -> list[dict[str, str]]:
     return [{"kind": service.kubernetes.workload.kind, "name": service.kubernetes.workload.name}]
 
 
+def render_directory(delivery: KubernetesDelivery) -> str:
+    """Return the render directory, a relative one taken from the Pulumi project root."""
+    assert delivery.render_dir is not None
+    path = Path(delivery.render_dir)
+    return str(path if path.is_absolute() else project_root() / path)
+
+
 def kubernetes_provider(delivery: KubernetesDelivery) -> k8s.Provider:
     """Return the stack's Kubernetes provider: a cluster context, or a render directory."""
     if delivery.render_dir is not None:
-        return k8s.Provider("kubernetes", render_yaml_to_directory=delivery.render_dir)
+        return k8s.Provider("kubernetes", render_yaml_to_directory=render_directory(delivery))
     return k8s.Provider("kubernetes", context=delivery.context)
 
 

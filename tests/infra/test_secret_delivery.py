@@ -141,7 +141,8 @@ def test_a_service_outside_the_cluster_gets_no_vso_resources(
 def test_kubernetes_provider_renders_for_local_and_targets_a_context_elsewhere(
     pulumi_mocks: Any
 ) -> None:
-    for stack, key, want in (("local", "renderYamlToDirectory", "build/manifests/local"),
+    for stack, key, want in (("local", "renderYamlToDirectory",
+                              str(paths.REPO_ROOT / "build/manifests/local")),
                              ("prod", "context", "tradepulse-prod-eks")):
         run: MockRun = pulumi_mocks(stack)
         evaluate(run, spec_for(stack))

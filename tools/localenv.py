@@ -144,15 +144,9 @@ def init_workspace(
 
 VAULT_PLUGIN_MISSING = """\
 make up: the Pulumi vault provider plugin (pulumi-resource-vault 7.14.0) is not installed.
-It cannot be built from the Go modules this machine reaches: the Go module proxy refuses
-github.com/pulumi/pulumi-vault/provider/v7 (403), and the upstream terraform-provider-vault
-it serves needs a newer pulumi-terraform-bridge than the proxy has (tools/toolchain/README.md,
-"Known gaps"). Nothing was started.
-
-What runs today: `make test` (unit tests under Pulumi mocks, integration tests against a real
-OpenBao and PostgreSQL, and real-engine tests of delivery, config secrets and locks).
-With internet access: install Pulumi normally, `pulumi plugin install resource vault 7.14.0`,
-and run `TRADEPULSE_SYSTEM_PULUMI=1 make up`."""
+Run `make toolchain` (tools/toolchain/build.sh builds it), or with internet access install
+Pulumi normally, `pulumi plugin install resource vault 7.14.0`, and run
+`TRADEPULSE_SYSTEM_PULUMI=1 make up`. Nothing was started."""
 
 
 def installed_plugins() -> set[str]:

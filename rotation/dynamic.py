@@ -264,6 +264,10 @@ class LeaseGone(Exception):
 # -- the journal of issued-but-not-handed-over leases -------------------------------------
 
 
+_JOURNAL_HINT = ("make the --output file's directory writable and run again; a lease this run "
+                 "issued and could not hand over is revoked (see the log)")
+
+
 class LeaseJournal:
     """Lease ids issued but not yet handed over, on disk (mode 0600, ids only).
 
@@ -282,8 +286,9 @@ class LeaseJournal:
         except FileNotFoundError:
             return []
         except OSError as exc:
-            raise CheckFailed(f"{self.path}: cannot read the lease journal ({exc.strerror})"
-                              ) from None
+            # The output location stopped being usable: bad input (exit 2), as for the file.
+            raise BadInput(f"{self.path}: cannot read the lease journal ({exc.strerror})",
+                           hint=_JOURNAL_HINT) from None
         try:
             doc = json.loads(raw)
             ids = doc["pending"]
@@ -302,8 +307,8 @@ class LeaseJournal:
                 with contextlib.suppress(FileNotFoundError):
                     self.path.unlink()
         except OSError as exc:
-            raise CheckFailed(f"{self.path}: cannot write the lease journal ({exc.strerror})"
-                              ) from None
+            raise BadInput(f"{self.path}: cannot write the lease journal ({exc.strerror})",
+                           hint=_JOURNAL_HINT) from None
 
     def add(self, lease_id: str) -> None:
         """Record ``lease_id`` as issued and not handed over."""

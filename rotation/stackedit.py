@@ -138,7 +138,13 @@ def _prove_only_version_changed(
 ) -> None:
     expected = safe_load_yaml(old_text)  # a fresh parse, edited in place: no copy needed
     after = safe_load_yaml(new_text)
-    expected["config"][paths.SPEC_CONFIG_KEY]["static_secrets"][index]["version"] = new_version
+    node = expected["config"][paths.SPEC_CONFIG_KEY]["static_secrets"][index]
+    # The loader (PyYAML, YAML 1.1) must read the old version as new - 1 too: a literal
+    # like 010 is 10 to ruamel but 8 to PyYAML, and bumping it would jump by three.
+    if node.get("version") != new_version - 1 or isinstance(node.get("version"), bool):
+        raise BadInput(f"{source}: static_secrets[{index}].version is not a plain decimal "
+                       "integer; write it as one (e.g. 10, not 010)")
+    node["version"] = new_version
     if after != expected:
         raise BadInput(f"{source}: the edit would change more than the version; nothing written")
 

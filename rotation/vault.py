@@ -72,7 +72,9 @@ def vault_errors(address: str, what: str) -> Iterator[None]:
     except hvac.exceptions.Forbidden as exc:
         raise CheckFailed(
             f"permission denied while {what}: {_first_error(exc)}",
-            hint="check the token's policies with `vault token capabilities <path>`",
+            # Vault answers 403 for an expired or revoked token too, not only for a policy.
+            hint="check the token's policies with `vault token capabilities <path>`; if it "
+                 "expired or was revoked (`vault token lookup`), log in again",
         ) from None
     except hvac.exceptions.Unauthorized as exc:
         raise CheckFailed(
@@ -93,7 +95,11 @@ def vault_errors(address: str, what: str) -> Iterator[None]:
             ) from None
         raise VaultUnavailable(
             f"Vault at {address} failed while {what}: {message}",
-            hint="retry; escalate if it persists past 5 minutes",
+            # Vault answers "internal error" to every audited request once no audit
+            # device can log: that is the first thing to rule out.
+            hint="retry; if every request fails, check the server log for audit device "
+                 "errors (Vault refuses all requests once no audit device can log: full "
+                 "disk, unwritable audit file); escalate if it persists past 5 minutes",
         ) from None
 
 

@@ -119,6 +119,29 @@ def update_services_doc(root: Path, stack: str, services: dict[str, str]) -> Pat
     return path
 
 
+def _reason(exc: OSError | UnicodeDecodeError) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8"
+    return exc.strerror or type(exc).__name__
+
+
+def write_record(root: Path, day: str, lines: list[str]) -> Path:
+    """Append ``lines`` to the day's record; :class:`BadInput` (nothing written) if it cannot."""
+    record_path = root / RECORD_DIR / f"{day}.md"
+    try:
+        record_path.parent.mkdir(parents=True, exist_ok=True)
+        existing = record_path.read_text(encoding="utf-8") if record_path.exists() else (
+            f"# Secret rotations {day}\n")
+        write_text_atomic(record_path,
+                          existing.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n", mode=0o644)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"cannot write the record {RECORD_DIR / f'{day}.md'} ({_reason(exc)}); "
+                       "nothing was written",
+                       hint=f"make {RECORD_DIR} a writable directory (and the record UTF-8), "
+                            "then run record again") from None
+    return record_path
+
+
 def run(args: argparse.Namespace) -> Result:
     """Write the record and update the services' rotation dates."""
     target = targets(args)[0]
@@ -166,13 +189,17 @@ def run(args: argparse.Namespace) -> Result:
         lines += ["", "**Pre-flight and verification evidence**", "", *evidence]
     if dynamic:
         lines += ["", "**secrets-issue-dynamic (credentials omitted)**", "", *dynamic]
-    record_path = root / RECORD_DIR / f"{day}.md"
-    record_path.parent.mkdir(parents=True, exist_ok=True)
-    existing = record_path.read_text(encoding="utf-8") if record_path.exists() else (
-        f"# Secret rotations {day}\n")
-    write_text_atomic(record_path, existing.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n",
-                      mode=0o644)
-    doc = update_services_doc(root, target.name, services)
+    record_path = write_record(root, day, lines)
+    record_rel = record_path.relative_to(root)
+    try:
+        doc = update_services_doc(root, target.name, services)
+    except (OSError, UnicodeDecodeError) as exc:
+        # The record is complete; say so, so that a rerun does not append it twice.
+        raise BadInput(f"wrote the record {record_rel}, but cannot update {SERVICES_DOC} "
+                       f"({_reason(exc)}); the last-rotation table was not changed",
+                       hint=f"fix {SERVICES_DOC} and add the rows by hand, or remove the "
+                            f"section just appended to {record_rel} and run record again"
+                       ) from None
     payload = {"ok": True, "record": str(record_path.relative_to(root)),
                "services_doc": str(doc.relative_to(root)), "entries": entries,
                "operator": operator, "commit": commit}

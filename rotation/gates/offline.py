@@ -3,7 +3,8 @@
 Five checks, each independent, run in seconds with no Vault and no Pulumi CLI:
 
 ``stack-files``
-    every ``Pulumi.<stack>.yaml`` validates (schema and cross-references).
+    every ``Pulumi.<stack>.yaml`` validates (schema and cross-references), and
+    prod and dr declare at least two audit devices.
 ``acl-policies``
     every ``policies/acl/*.hcl`` parses as an ACL policy, and the capability
     matrix (``expectations.yaml``) is valid and covers every policy file.
@@ -29,12 +30,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from infra import paths
 from infra.policy_files import PolicyParseError, parse_policy
 from infra.spec import EnvironmentSpec, SpecError, load_stack_file
 from rotation import gitutil
 from rotation.gates import capabilities, dr, secret_scan
 from rotation.planning import build_plan
 
+# Held to the production rules, as in the CrossGuard pack (policies/guard/tradepulse_guard/
+# facts.py): one failing audit device must not be able to stop Vault.
+STRICT_ENVIRONMENTS = frozenset({"prod", "dr"})
+MIN_AUDIT_DEVICES = 2
 CHECK_NAMES = ("stack-files", "acl-policies", "rotation-plan", "secrets", "dr-mirrors")
 MAX_SHOWN = 40  # per list in the text report; --json has everything
 
@@ -128,6 +134,15 @@ def check_stack_files(root: Path) -> tuple[CheckResult, dict[str, EnvironmentSpe
             specs[stack] = load_stack_file(path, policy_dir=root / "policies" / "acl")
         except SpecError as exc:
             result.errors.extend(str(exc).splitlines())
+            continue
+        devices = specs[stack].audit.devices
+        if specs[stack].environment in STRICT_ENVIRONMENTS and len(devices) < MIN_AUDIT_DEVICES:
+            result.errors.append(
+                f"{path.name}: {paths.SPEC_CONFIG_KEY}.audit.devices: "
+                f"{specs[stack].environment} declares {len(devices)} audit device(s) "
+                f"({', '.join(d.path for d in devices) or 'none'}); it needs at least "
+                f"{MIN_AUDIT_DEVICES}, because Vault refuses every request once no device can "
+                "log: add a second device")
     result.summary = (f"{len(specs)} of {len(files)} stack files validate"
                       + (f": {', '.join(sorted(specs))}" if specs else ""))
     return result, specs
@@ -147,6 +162,9 @@ def check_acl_policies(root: Path) -> CheckResult:
             parsed += 1
         except PolicyParseError as exc:
             result.errors.append(str(exc))
+        except UnicodeDecodeError as exc:
+            result.errors.append(f"{path.name}: not UTF-8 text (byte {exc.start}); save the "
+                                 "policy as UTF-8")
     covered = "no capability matrix"
     try:
         matrix = capabilities.load_expectations(policy_dir / "expectations.yaml")

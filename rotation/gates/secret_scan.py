@@ -313,7 +313,9 @@ def pattern_plugins() -> tuple[RegexBasedDetector, ...]:
 
     from rotation.gates.secret_plugins import PulumiAccessTokenDetector, VaultTokenDetector
 
-    by_name = {c.__name__: c for c in get_mapping_from_secret_type_to_class().values()}
+    # detect-secrets' mapping is untyped; name its values' type here.
+    mapping: dict[str, Any] = dict(get_mapping_from_secret_type_to_class())
+    by_name = {plugin.__name__: plugin for plugin in mapping.values()}
     missing = [n for n in PATTERN_PLUGINS if n not in by_name]
     if missing:
         raise RuntimeError(f"detect-secrets has no plugins {missing}: check its version")

@@ -1,0 +1,73 @@
+"""Every benchmark under ``bench/`` runs at a tiny size, so none of them can rot.
+
+The assertions are about the output's structure (its table, its ratios, the
+checks it makes on itself), never about timings.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+
+def run_bench(script: str, *args: str) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, str(REPO_ROOT / "bench" / script), *args, "--json"],
+                         cwd=REPO_ROOT, capture_output=True, text=True, check=False,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["machine"] and "CPUs" in report["machine"]
+    assert report["rows"] and all(len(r) == len(report["headers"]) for r in report["rows"])
+    assert report["notes"]
+    return dict(report)
+
+
+def test_program_scale_compares_the_program_with_its_floor() -> None:
+    report = run_bench("program_scale.py", "--sizes", "2,3", "--runs", "1")
+    assert [r[0] for r in report["rows"]] == [2, 3]
+    for result in report["results"]:
+        # Same resources on both sides (the benchmark checks the digests itself).
+        assert result["resources"] > 30
+        assert result["program_s"] > 0 and result["floor_s"] > 0
+        assert result["ratio"] == pytest.approx(result["program_s"] / result["floor_s"])
+        assert result["program_peak_mib"] > 0
+    assert any("per resource" in note for note in report["notes"])
+
+
+def test_rotation_edits_bumps_and_plans() -> None:
+    report = run_bench("rotation_edits.py", "--bump-services", "2", "--bumps", "3",
+                       "--plan-services", "2", "--plan-bumps", "4", "--runs", "1")
+    assert [r[0].split(" ")[0] for r in report["rows"]] == ["bump", "plan"]
+    assert report["bump_median_s"] > 0 and report["plan_median_s"] > 0
+    assert "4 rotations" in " ".join(report["notes"])
+
+
+def test_gate_scale_times_the_gate_on_a_generated_repository() -> None:
+    report = run_bench("gate_scale.py", "--services", "3", "--runs", "1", "--skip-this-repo")
+    (result,) = report["results"]
+    assert result["repository"] == "generated, 3 services"
+    assert result["seconds"] > 0 and result["baseline_s"] > 0
+    assert result["exit_codes"] and all(code in (0, 1) for code in result["exit_codes"])
+
+
+@pytest.mark.integration
+def test_live_scan_against_a_real_openbao() -> None:
+    if shutil.which("wrk") is None:
+        pytest.skip("wrk is not installed (apt-get install -y wrk)")
+    report = run_bench("live_scan.py", "--secrets", "20", "--runs", "1", "--bao-sample", "2",
+                       "--wrk-seconds", "1", "--wrk-connections", "4")
+    labels = [r[0] for r in report["rows"]]
+    assert labels[0].startswith("rotation drift") and labels[1].startswith("rotation verify")
+    assert any(label.startswith("(a) bao") for label in labels)
+    assert any(label.startswith("(b) sequential hvac") for label in labels)
+    assert any(label.startswith("(c) wrk") for label in labels)
+    assert all(r[1] == 20 for r in report["rows"])
+    assert {(c["scan"], c["baseline"]) for c in report["ratios"]} == {
+        (scan, base) for scan in ("drift", "verify", "read_live") for base in "abc"}

@@ -290,7 +290,8 @@ def test_spec_loader_on_a_mutated_real_spec_only_raises_spec_error(path: list[in
 
 _VERSION_TOKENS = st.one_of(
     st.integers(0, 10**9).map(str),
-    st.sampled_from(["0x1F", "+5", "05", "010", "0010", "1_000", "5.0", '"5"', "'5'", "!!int 3", "&v 4",
+    st.sampled_from(["0x1F", "+5", "05", "010", "0010", "1_000", "5.0", '"5"', "'5'",
+                     "!!int 3", "&v 4",
                      "~", "null", "[1]", "{a: 1}", "1e3", "0o17", "-1", "true", "", "  7",
                      "8 # note", "9 #", "3\n        # a comment line", "|\n          4"]),
 )

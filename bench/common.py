@@ -222,3 +222,18 @@ def git_init(root: Path) -> None:
     subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
     subprocess.run([*git, "add", "-A"], check=True)
     subprocess.run([*git, "commit", "-q", "-m", "fleet"], check=True)
+
+
+def run_cli(*argv: str) -> dict[str, Any]:
+    """Run ``python -m rotation`` in-process with ``--json``; return its JSON (exit must be 0)."""
+    import contextlib
+    import io
+
+    from rotation.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main([*argv, "--json"])
+    if code != 0:
+        raise SystemExit(f"rotation {argv[0]} exited {code}: {out.getvalue()[-2000:]}")
+    return dict(json.loads(out.getvalue()))

@@ -23,9 +23,6 @@ Targets: ours >= 100x faster than (a), >= 3x faster than (b), within 2.5x of (c)
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
-import json
 import os
 import re
 import shutil
@@ -41,7 +38,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import requests
 import requests.adapters
-from common import REPO, SECRETS_PER_SERVICE, emit, git_init, median, timed, write_fleet_repo
+from common import (
+    REPO,
+    SECRETS_PER_SERVICE,
+    emit,
+    git_init,
+    median,
+    run_cli,
+    timed,
+    write_fleet_repo,
+)
 
 TARGET_VS_BAO = 100.0
 TARGET_VS_HVAC = 3.0
@@ -63,18 +69,6 @@ def seed(address: str, token: str, paths: list[str]) -> float:
     with ThreadPoolExecutor(max_workers=32) as pool:
         list(pool.map(put, paths))
     return time.perf_counter() - start
-
-
-def run_cli(*argv: str) -> dict[str, Any]:
-    """Run ``python -m rotation`` in-process with ``--json``; return its JSON (exit must be 0)."""
-    from rotation.cli import main
-
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = main([*argv, "--json"])
-    if code != 0:
-        raise SystemExit(f"rotation {argv[0]} exited {code}: {out.getvalue()[-2000:]}")
-    return dict(json.loads(out.getvalue()))
 
 
 def bao_loop(address: str, token: str, paths: list[str]) -> list[float]:

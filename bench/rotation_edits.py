@@ -21,13 +21,9 @@ each bump and each plan under 1 s.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
-import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -38,6 +34,7 @@ from common import (
     emit,
     git_init,
     median,
+    run_cli,
     secret_path,
     service_name,
     timed,
@@ -45,18 +42,6 @@ from common import (
 )
 
 TARGET_SECONDS = 1.0
-
-
-def cli(*argv: str) -> dict[str, Any]:
-    """Run ``python -m rotation`` in-process with ``--json``; return its JSON (exit must be 0)."""
-    from rotation.cli import main
-
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = main([*argv, "--json"])
-    if code != 0:
-        raise SystemExit(f"rotation {argv[0]} exited {code}: {out.getvalue()[-2000:]}")
-    return dict(json.loads(out.getvalue()))
 
 
 def generated_ids(services: int, count: int) -> list[str]:
@@ -97,9 +82,9 @@ def main() -> int:
         git_init(root)
         before = versions(root)
         ids = generated_ids(args.bump_services, args.bumps)
-        cli("bump", "--stack", "prod", "--repo", str(root), "--allow-dirty", ids[-1])  # warm-up
+        run_cli("bump", "--stack", "prod", "--repo", str(root), "--allow-dirty", ids[-1])  # warm-up
         before[ids[-1]] += 1
-        bump_times = [timed(lambda sid=sid: cli("bump", "--stack", "prod", "--repo", str(root),
+        bump_times = [timed(lambda sid=sid: run_cli("bump", "--stack", "prod", "--repo", str(root),
                                                  "--allow-dirty", sid)) for sid in ids]
         after = versions(root)
         moved = {sid for sid in before if after[sid] != before[sid]}
@@ -119,11 +104,12 @@ def main() -> int:
         stack.write_text(stack.read_text(encoding="utf-8").splitlines(keepends=True)[0]
                          + yaml.safe_dump(doc, sort_keys=False, width=120), encoding="utf-8")
         plan_secrets = len(doc["config"][SPEC_KEY]["static_secrets"])
-        report = cli("plan", "--repo", str(proot))
+        report = run_cli("plan", "--repo", str(proot))
         if len(report["rotations"]) != len(wanted) or report["findings"]:
             raise SystemExit(f"plan found {len(report['rotations'])} rotations and findings "
                              f"{report['findings'][:3]}; expected {len(wanted)} and none")
-        plan_times = [timed(lambda: cli("plan", "--repo", str(proot))) for _ in range(args.runs)]
+        plan_times = [timed(lambda: run_cli("plan", "--repo", str(proot)))
+                      for _ in range(args.runs)]
         plan_base = baseline(proot, args.runs)
     bump_med = median(bump_times)
     plan_med = median(plan_times)

@@ -13,9 +13,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -126,34 +124,16 @@ class FaultProxy(TcpProxy):
         """Run ``hook`` before request ``number`` (1-based) is forwarded."""
         self._hooks[number] = hook
 
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
-        try:
-            to_server = dst.getpeername()[1] == self.upstream[1]
-        except OSError:
-            to_server = False
-        try:
-            while chunk := src.recv(65536):
-                if self.delay:
-                    time.sleep(self.delay)
-                if to_server:
-                    for _ in range(chunk.count(b" HTTP/1.1\r\n")):
-                        with self._count_lock:
-                            self.requests += 1
-                            hook = self._hooks.pop(self.requests, None)
-                        if hook is not None:
-                            hook()
-                dst.sendall(chunk)
-        except OSError:
-            pass
-        finally:
-            with self._lock:
-                self._open.discard(src)
-                self._open.discard(dst)
-            for sock in (src, dst):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-                with contextlib.suppress(OSError):
-                    sock.close()
+    def _before_forward(self, chunk: bytes, to_server: bool) -> None:
+        if self.delay:
+            time.sleep(self.delay)
+        if to_server:
+            for _ in range(chunk.count(b" HTTP/1.1\r\n")):
+                with self._count_lock:
+                    self.requests += 1
+                    hook = self._hooks.pop(self.requests, None)
+                if hook is not None:
+                    hook()
 
 
 def wait_token_gone(root_client: hvac.Client, token: str, timeout: float = 30) -> None:

@@ -72,9 +72,17 @@ class TcpProxy:
             for src, dst in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
 
+    def _before_forward(self, chunk: bytes, to_server: bool) -> None:
+        """Subclasses may delay or observe each chunk here (``to_server``: client -> Vault)."""
+
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         try:
+            to_server = dst.getpeername()[1] == self.upstream[1]
+        except OSError:
+            to_server = False
+        try:
             while chunk := src.recv(65536):
+                self._before_forward(chunk, to_server)
                 dst.sendall(chunk)
         except OSError:
             pass

@@ -129,11 +129,17 @@ def read_snapshot(client: hvac.Client, mount: str, path: str) -> Snapshot:
         except hvac.exceptions.InvalidPath:
             response = None
         if response is None:
-            # Absent, or a destroyed current version (hvac raises for those too).
+            # Absent, a destroyed current version (hvac raises for those too), or a
+            # secret another writer created between this read and the next.
             meta = read_metadata(client, mount, path)
             if meta is None or meta.current_version == 0:
                 return Snapshot(0, {})
-            _refuse_deleted(where, meta.current_version)
+            try:
+                response = client.secrets.kv.v2.read_secret_version(
+                    path=path, version=meta.current_version, mount_point=mount,
+                    raise_on_deleted_version=False)
+            except hvac.exceptions.InvalidPath:
+                _refuse_deleted(where, meta.current_version)
     data = response["data"]
     version = int(data["metadata"]["version"])
     if data.get("data") is None:

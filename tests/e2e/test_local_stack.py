@@ -24,7 +24,7 @@ from infra.spec import load_stack_file
 from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import git_init
 from tests.servers import start_openbao
-from tools.localenv import Workspace, init_workspace
+from tools.localenv import Workspace, init_workspace, set_stack_secrets
 
 pytestmark = pytest.mark.e2e
 
@@ -53,15 +53,7 @@ def stack(engine: str, tmp_path_factory: pytest.TempPathFactory,
                         passphrase="e2e-passphrase", vault_addr=server.address,
                         vault_token=server.root_token,
                         spec_text=(REPO_ROOT / "Pulumi.local.yaml").read_text(), edit=edit)
-    assert spec.database is not None
-    conn = spec.database.connection
-    ws.set_secret(conn.url_secret, postgres.connection_url_template())
-    ws.set_secret(conn.username_secret, postgres.superuser)
-    ws.set_secret(conn.password_secret, postgres.password)
-    for secret in spec.static_secrets:
-        if secret.config_secret:
-            ws.set_secret(secret.config_secret,
-                          json.dumps({k: f"initial-{k}" for k in secret.keys}))
+    set_stack_secrets(ws, spec, postgres)
     git_init(ws.root)
     try:
         ws.pulumi("up", "--yes", "--skip-preview")
@@ -218,12 +210,7 @@ def test_vault_flavour_creates_audit_devices_through_the_api(
                             passphrase="e2e", vault_addr=server.address,
                             vault_token=server.root_token,
                             spec_text=(REPO_ROOT / "Pulumi.local.yaml").read_text(), edit=edit)
-        ws.set_secret("databaseConnectionUrl", postgres.connection_url_template())
-        ws.set_secret("databaseRootUsername", postgres.superuser)
-        ws.set_secret("databaseRootPassword", postgres.password)
-        for key, keys in (("brokerApiCredentials", ["API_KEY", "API_SECRET"]),
-                          ("marketDataFeedCredentials", ["FEED_TOKEN"])):
-            ws.set_secret(key, json.dumps({k: "v" for k in keys}))
+        set_stack_secrets(ws, load_stack_file(REPO_ROOT / "Pulumi.local.yaml"), postgres)
         ws.pulumi("up", "--yes", "--skip-preview")
         audit = server.client().sys.list_enabled_audit_devices()["data"]
         assert {k.rstrip("/"): v["options"]["file_path"] for k, v in audit.items()} == {

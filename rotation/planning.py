@@ -21,7 +21,7 @@ import yaml
 
 from infra import paths
 from infra.spec import EnvironmentSpec, SpecError, parse_spec
-from infra.spec.loader import safe_load_yaml
+from infra.spec.yamlload import safe_load_yaml
 from rotation import gitutil
 from rotation.errors import BadInput
 from rotation.stacks import StackTarget

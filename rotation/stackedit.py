@@ -18,7 +18,7 @@ import yaml
 
 from infra import paths
 from infra.spec import SpecError, parse_spec
-from infra.spec.loader import safe_load_yaml
+from infra.spec.yamlload import safe_load_yaml
 from rotation.atomic import write_text_atomic
 from rotation.errors import BadInput
 

@@ -14,17 +14,15 @@ problems at once, so a reviewer fixes a bad spec in one round.
 
 from __future__ import annotations
 
-import functools
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-import jsonschema
 import yaml
 
 from infra import paths
+from infra.spec import schema
 from infra.spec.model import (
     Audit,
     AuditDevice,
@@ -51,6 +49,7 @@ from infra.spec.model import (
     VaultTarget,
     Workload,
 )
+from infra.spec.yamlload import safe_load_yaml
 
 KeyPath = tuple[str | int, ...]
 
@@ -90,45 +89,16 @@ def format_key_path(path: KeyPath) -> str:
     return out
 
 
-def _inline_refs(node: Any, defs: Mapping[str, Any]) -> Any:
-    """Return ``node`` with every local ``#/$defs/<name>`` reference replaced by its target.
-
-    jsonschema resolves a ``$ref`` on every visit through its registry, which was
-    half the validation time of a 1000-service spec; the schema's references are
-    local and acyclic, so they are resolved once here. A ``$ref`` whose siblings
-    share a keyword with its target keeps both through ``allOf`` (same semantics).
-    """
-    if isinstance(node, list):
-        return [_inline_refs(item, defs) for item in node]
-    if not isinstance(node, dict):
-        return node
-    out = {key: _inline_refs(value, defs) for key, value in node.items()}
-    ref = out.get("$ref")
-    if isinstance(ref, str) and ref.startswith("#/$defs/") and ref[8:] in defs:
-        target = _inline_refs(defs[ref[8:]], defs)
-        del out["$ref"]
-        if isinstance(target, dict) and not set(target) & set(out):
-            out.update(target)
-        else:
-            out["allOf"] = [*out.get("allOf", []), target]
-    return out
-
-
-@functools.cache
-def _validator() -> jsonschema.Draft202012Validator:
-    schema = json.loads(paths.ENVIRONMENT_SCHEMA.read_text(encoding="utf-8"))
-    jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(_inline_refs(schema, schema.get("$defs", {})))
-
-
 def _short(value: object) -> str:
     text = repr(value)
     return text if len(text) <= _MAX_VALUE_ECHO else text[: _MAX_VALUE_ECHO - 3] + "..."
 
 
 def _schema_problems(data: object) -> list[Problem]:
+    if schema.fast_valid(data):  # the common case; see infra.spec.schema
+        return []
     problems: list[Problem] = []
-    for err in _validator().iter_errors(data):
+    for err in schema.validator().iter_errors(data):
         where: KeyPath = tuple(err.absolute_path)
         if err.validator == "additionalProperties" and isinstance(err.instance, Mapping):
             known = set(cast(Mapping[str, Any], err.schema).get("properties", {}))
@@ -141,11 +111,13 @@ def _schema_problems(data: object) -> list[Problem]:
             problems.append(Problem(
                 where, "set exactly one of oidc_discovery_url, jwks_url, validation_pubkeys"
             ))
-        elif err.validator == "oneOf" and len(where) >= 2 and where[-2] == "static_secrets":
+        elif err.validator == "anyOf" and len(where) >= 2 and where[-2] == "static_secrets":
             problems.append(Problem(
                 where, "set version, source and rotation_interval_seconds (an owned secret), "
                 "or only mirror_of (a dr copy of a prod secret)"
             ))
+        elif err.validator is None and err.schema is False:
+            problems.extend(_excluded_key_problems(data, where, tuple(err.absolute_schema_path)))
         elif err.validator in {"minimum", "maximum"}:
             bound = "at least" if err.validator == "minimum" else "at most"
             problems.append(
@@ -162,7 +134,27 @@ def _schema_problems(data: object) -> list[Problem]:
             )
         else:
             problems.append(Problem(where, err.message[:200]))
-    return sorted(problems, key=lambda p: (format_key_path(p.path), p.message))
+    return sorted(set(problems), key=lambda p: (format_key_path(p.path), p.message))
+
+
+def _excluded_key_problems(data: object, where: KeyPath, schema_path: tuple[str | int, ...]
+                           ) -> list[Problem]:
+    """Name the keys a ``dependentSchemas`` entry forbids (``{"key": false}``) that are present.
+
+    jsonschema reports a ``false`` subschema at the enclosing object without
+    the key, so the key is found here: the schema path ends in
+    ``dependentSchemas/<trigger>/properties``.
+    """
+    dependent: Any = schema.validator().schema
+    for part in schema_path[:-1]:
+        dependent = dependent[part]
+    node, trigger = dependent[schema_path[-1]], schema_path[-2]
+    instance: Any = data
+    for part in where:
+        instance = instance[part]
+    reason = dependent.get("description", "")
+    return [Problem((*where, key), f"not allowed together with {trigger}: {reason}")
+            for key, sub in node.items() if sub is False and key in instance]
 
 
 def _duplicates(names: Iterable[str]) -> set[str]:
@@ -520,19 +512,6 @@ def parse_spec(
     if problems:
         raise SpecError(source, problems)
     return _build(spec_data, source)
-
-
-_YAML_LOADER: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def safe_load_yaml(text: str) -> Any:
-    """``yaml.safe_load`` through libyaml when PyYAML has it (same safe constructors).
-
-    The pure-Python parser took about 10 s for a 5,000-secret stack file; libyaml
-    takes a fraction of a second. Errors are the same ``yaml.YAMLError`` types
-    with the same marks.
-    """
-    return yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 - a safe loader (C or Python)
 
 
 def read_stack_file(path: Path) -> Mapping[str, Any]:

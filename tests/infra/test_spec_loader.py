@@ -116,6 +116,14 @@ BAD_SPECS: list[tuple[str, Mutation, str, str]] = [
      "tradepulse-vault:spec.static_secrets[1].mirror_of", "only the dr stack holds mirrors"),
     ("owned secret without a version", _delete(["static_secrets", 2, "version"]),
      "tradepulse-vault:spec.static_secrets[2]", "set version, source and rotation_interval"),
+    ("mirror that sets its own version", _set(["static_secrets", 1], {
+        "mount": "secret", "path": "services/execution/x", "keys": ["A"], "mirror_of": "prod",
+        "version": 3, "consumers": ["execution"]}),
+     "tradepulse-vault:spec.static_secrets[1].version",
+     "not allowed together with mirror_of"),
+    ("service both in and outside Kubernetes",
+     _set(["services", 0, "outside_cluster"], {"host": "batch-01"}),
+     "tradepulse-vault:spec.services[0].kubernetes", "not allowed together with outside_cluster"),
     ("version zero", _set(["static_secrets", 2, "version"], 0),
      "tradepulse-vault:spec.static_secrets[2].version", "out of range"),
     ("duplicate secret", lambda s: s["static_secrets"].append(

@@ -12,8 +12,7 @@ whether a ``secure:`` ciphertext changed.
 from __future__ import annotations
 
 import argparse
-import copy
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +71,8 @@ class Plan:
     def to_json(self) -> dict[str, Any]:
         """JSON-able form for ``--json``."""
         return {"base": self.base, "head": self.head,
-                "rotations": [asdict(r) for r in self.rotations],
-                "findings": [asdict(f) for f in self.findings],
+                "rotations": [dict(vars(r)) for r in self.rotations],  # flat: no asdict
+                "findings": [dict(vars(f)) for f in self.findings],
                 "ok": not self.errors}
 
 
@@ -91,6 +90,8 @@ def _secrets(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _diff_paths(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if old == new:  # one C-level comparison settles every unchanged subtree
+        return []
     if isinstance(old, dict) and isinstance(new, dict):
         out: list[str] = []
         for key in sorted(set(old) | set(new), key=str):
@@ -102,19 +103,26 @@ def _diff_paths(old: Any, new: Any, prefix: str = "") -> list[str]:
         for i, (a, b) in enumerate(zip(old, new, strict=True)):
             out.extend(_diff_paths(a, b, f"{prefix}[{i}]"))
         return out
-    return [] if old == new else [prefix or "(whole file)"]
+    return [prefix or "(whole file)"]
 
 
 def _strip_rotation_fields(doc: Any, config_keys: set[str]) -> Any:
-    """Return ``doc`` without what a rotation may change: versions and provided ciphertexts."""
+    """Return ``doc`` without what a rotation may change: versions and provided ciphertexts.
+
+    Only the containers on the way to those fields are copied (the rest is
+    shared, never mutated): a deep copy of a 2,500-secret document cost 0.5 s.
+    """
     if not isinstance(doc, dict):
         return doc
-    out: Any = copy.deepcopy(doc)  # plain YAML data: what a dump+load round trip gave
-    config = out.get("config") if isinstance(out.get("config"), dict) else {}
+    out: dict[Any, Any] = dict(doc)
+    config: dict[Any, Any] = dict(out["config"]) if isinstance(out.get("config"), dict) else {}
+    if "config" in out:
+        out["config"] = config
     for key in config_keys:
         config.pop(f"tradepulse-vault:{key}", None)
     spec = config.get(paths.SPEC_CONFIG_KEY)
     if isinstance(spec, dict):
+        spec = config[paths.SPEC_CONFIG_KEY] = dict(spec)
         secrets = spec.get("static_secrets") or []
         spec["static_secrets"] = sorted(
             ({k: v for k, v in s.items() if k != "version"} for s in secrets

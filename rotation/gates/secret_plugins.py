@@ -48,7 +48,7 @@ _KEYWORDS = (
     r"private_?key|client_?key|db_?pass|database_?pass|key_?pass|password|passwd|pwd|"
     r"secret|contrase(?:ñ|n)a"
 )
-_POSSIBLY_SECRET = re.compile(rf"(?i:{_KEYWORDS})|[A-Za-z0-9+/=_-]{{20,}}|[0-9a-fA-F]{{8,}}")
+_POSSIBLY_SECRET = re.compile(rf"(?i:{_KEYWORDS})|[A-Za-z0-9+/\\=_-]{{20,}}|[0-9a-fA-F]{{8,}}")
 
 
 def is_quiet_line(line: str) -> bool:
@@ -60,3 +60,19 @@ def is_quiet_line(line: str) -> bool:
     changing what it finds.
     """
     return _POSSIBLY_SECRET.search(line) is None
+
+
+# The entropy detectors (detect_secrets.plugins.high_entropy_strings) in a file scan only
+# look at quoted strings of their charset (base64: letters, digits and "+/\-_="; hex is a
+# subset), and need more than 8 characters to exceed their entropy limits (see above).
+_QUOTED_RUN = re.compile(r"""(['"])[A-Za-z0-9+/\\=_-]{8,}\1""")
+
+
+def is_quiet_for_entropy(line: str) -> bool:
+    """detect-secrets filter: True (skip the line) when no entropy detector could fire on it.
+
+    For the raw-text pass of YAML files (:func:`rotation.gates.secret_scan.detect`),
+    which runs the entropy detectors only: a line with no quoted run of 8 or
+    more base64 characters holds no string they could report.
+    """
+    return _QUOTED_RUN.search(line) is None

@@ -20,10 +20,15 @@ regular expression, and the reason. Inline ``pragma: allowlist secret``
 comments are ignored on purpose, so every exception is reviewed in one file.
 Findings name the file, line and detector, never the matched text.
 
-A cold scan costs about a second per ten thousand lines; findings are also
-cached per file content and scanner configuration (``~/.cache/tradepulse-vault/
-secret-scan``, ``$TRADEPULSE_GATE_CACHE`` to move it, ``off`` to disable): a
-file is scanned again only when its bytes or the scanner change.
+A cold scan costs about a second per ten thousand lines of code, spread over
+a process pool (one process per CPU, at most four; ``$TRADEPULSE_GATE_WORKERS``
+to choose) once there is more than half a MiB to read. YAML files are read for
+detect-secrets from libyaml's events (:mod:`rotation.gates.secret_yaml`), the
+same lines its YAML transformer makes, without its pure-Python parser.
+Findings are also cached per file content and scanner configuration
+(``~/.cache/tradepulse-vault/secret-scan``, ``$TRADEPULSE_GATE_CACHE`` to move
+it, ``off`` to disable): a file is scanned again only when its bytes or the
+scanner change.
 """
 
 from __future__ import annotations
@@ -37,10 +42,12 @@ import os
 import re
 import subprocess
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 import jsonschema
 import yaml
@@ -50,16 +57,27 @@ from detect_secrets.plugins.base import RegexBasedDetector
 from detect_secrets.settings import transient_settings
 
 from infra import paths
+from infra.spec.yamlload import safe_load_yaml
 from rotation.atomic import write_text_atomic
 from rotation.errors import BadInput
+from rotation.gates.secret_yaml import fast_yaml_transformer
+
+_T = TypeVar("_T")
 
 ALLOWLIST_FILE = Path(__file__).with_name("secret_allowlist.yaml")
 PLUGIN_FILE = Path(__file__).with_name("secret_plugins.py")
+YAML_FILE = Path(__file__).with_name("secret_yaml.py")
 MAX_FILE_BYTES = 2 * 1024 * 1024  # larger files are data dumps, not config: reported, not read
 STRUCTURAL = "Plain config value"
 CACHE_ENV = "TRADEPULSE_GATE_CACHE"
 CACHE_FORMAT = 4
 RAW_PASS_SUFFIXES = (".yaml", ".yml")
+WORKERS_ENV = "TRADEPULSE_GATE_WORKERS"
+MAX_WORKERS = 4
+# Below this many bytes to scan a process pool costs more than it saves.
+PARALLEL_MIN_BYTES = 512 * 1024
+UNIT_OVERHEAD = 1024  # detect-secrets' fixed work per file, in bytes scanned
+RAW_BYTE_COST = 0.6  # a raw-text pass byte against a heuristic pass byte (it skips most lines)
 
 # detect-secrets' detectors, in two groups. The heuristic ones (entropy,
 # keyword assignments) need its file transformers and false-positive filters,
@@ -73,6 +91,8 @@ HEURISTIC_PLUGINS: tuple[dict[str, Any], ...] = (
     {"name": "HexHighEntropyString", "limit": 3.0},
     {"name": "KeywordDetector", "keyword_exclude": ""},
 )
+# The raw-text pass of YAML files: the entropy detectors only (see detect()).
+RAW_PLUGINS = tuple(p for p in HEURISTIC_PLUGINS if p["name"] != "KeywordDetector")
 # Credentials this repository's world has: AWS (state, KMS), GitHub/GitLab
 # (CI), Slack (the ops channel), database URLs, JWTs, keys, package tokens,
 # Vault/OpenBao and Pulumi tokens. SaaS we do not use and IP addresses are
@@ -96,6 +116,11 @@ FILTERS: tuple[dict[str, Any], ...] = (
         "is_templated_secret", "is_prefixed_with_dollar_sign",
         "is_lock_file", "is_not_alphanumeric_string", "is_swagger_file",
     )),
+)
+# The raw-text pass of YAML files runs the entropy detectors only, so it also skips lines
+# that cannot hold a string they report (same findings, a fraction of the lines).
+RAW_FILTERS: tuple[dict[str, Any], ...] = (
+    FILTERS[0], {"path": "rotation.gates.secret_plugins.is_quiet_for_entropy"}, *FILTERS[1:],
 )
 # A `secure:` value alone on its line, or inline as `key: {secure: ...}`.
 SECURE_LINE = re.compile(
@@ -259,9 +284,10 @@ def scanner_fingerprint() -> str:
     """Hash of everything a file's findings depend on besides its bytes."""
     from detect_secrets.__version__ import VERSION
 
-    parts = json.dumps([CACHE_FORMAT, VERSION, HEURISTIC_PLUGINS, PATTERN_PLUGINS, FILTERS],
-                       sort_keys=True).encode()
-    return hashlib.sha256(parts + PLUGIN_FILE.read_bytes()).hexdigest()[:24]
+    parts = json.dumps([CACHE_FORMAT, VERSION, HEURISTIC_PLUGINS, PATTERN_PLUGINS, FILTERS,
+                        RAW_FILTERS], sort_keys=True).encode()
+    return hashlib.sha256(parts + PLUGIN_FILE.read_bytes() + YAML_FILE.read_bytes()
+                          ).hexdigest()[:24]
 
 
 def _valid_hits(value: object) -> bool:
@@ -297,10 +323,16 @@ class _Cache:
 
 
 def _scan_heuristic(paths_to_scan: Iterable[tuple[str, Path]],
-                    plugins: Sequence[dict[str, Any]]) -> dict[str, list[list[Any]]]:
-    """Run detect-secrets' scanner with ``plugins`` over ``(key, path)`` pairs; hits per key."""
+                    plugins: Sequence[dict[str, Any]],
+                    filters: Sequence[dict[str, Any]] = FILTERS) -> dict[str, list[list[Any]]]:
+    """Run detect-secrets' scanner with ``plugins`` over ``(key, path)`` pairs; hits per key.
+
+    YAML files go through detect-secrets' YAML transformer as always, its lines
+    computed from libyaml's events when they can be (:mod:`rotation.gates.secret_yaml`).
+    """
     out: dict[str, list[list[Any]]] = {}
-    with transient_settings({"plugins_used": list(plugins), "filters_used": list(FILTERS)}):
+    with transient_settings({"plugins_used": list(plugins), "filters_used": list(filters)}), \
+            fast_yaml_transformer():
         for key, path in paths_to_scan:
             out[key] = [[s.line_number, s.type] for s in scan_file(str(path))]
     return out
@@ -363,6 +395,83 @@ def scan_patterns(texts: Mapping[str, str]) -> dict[str, list[list[Any]]]:
     return out
 
 
+class _Unit(NamedTuple):
+    """One detect-secrets pass over one file: the heuristic pass, or (``raw``) the raw-text one."""
+
+    key: str
+    path: str
+    raw: bool
+    size: int
+
+
+def _scan_units(units: Sequence[_Unit]) -> list[tuple[str, list[list[Any]]]]:
+    """Run the passes ``units`` ask for; return ``(key, [[line, detector], ...])`` per unit.
+
+    Module level, so that a process pool can run it (:func:`_run_scans`).
+    """
+    heuristic = [(u.key, Path(u.path)) for u in units if not u.raw]
+    raw = [(u.key, Path(u.path)) for u in units if u.raw]
+    return [*_scan_heuristic(heuristic, HEURISTIC_PLUGINS).items(),
+            *_scan_heuristic(raw, RAW_PLUGINS, RAW_FILTERS).items()]
+
+
+def workers() -> int:
+    """Return how many processes the scan may use (``$TRADEPULSE_GATE_WORKERS``, else the CPUs)."""
+    value = os.environ.get(WORKERS_ENV, "")
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    return max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0))))
+
+
+def _batches(units: Sequence[_Unit], count: int) -> list[list[_Unit]]:
+    """Split ``units`` into ``count`` batches of about equal cost, largest units first.
+
+    A unit costs its size (times :data:`RAW_BYTE_COST` for a raw-text pass)
+    plus :data:`UNIT_OVERHEAD` bytes (detect-secrets' per-file work); each
+    goes to the batch with the least cost so far.
+    """
+    def cost(unit: _Unit) -> float:
+        return unit.size * (RAW_BYTE_COST if unit.raw else 1.0) + UNIT_OVERHEAD
+
+    batches: list[list[_Unit]] = [[] for _ in range(count)]
+    load = [0.0] * count
+    for unit in sorted(units, key=cost, reverse=True):
+        smallest = load.index(min(load))
+        batches[smallest].append(unit)
+        load[smallest] += cost(unit)
+    return [b for b in batches if b]
+
+
+def _run_scans(units: Sequence[_Unit], meanwhile: Callable[[], _T]
+               ) -> tuple[dict[str, list[list[Any]]], _T]:
+    """Run ``units`` (in a process pool when worth it) and ``meanwhile()`` here; return both.
+
+    Each file's findings depend only on its bytes and the scanner settings, so
+    splitting the files between processes changes nothing but the wall time.
+    Small scans (under :data:`PARALLEL_MIN_BYTES`) and single-CPU machines stay
+    in this process; a pool that cannot start falls back to it too.
+    """
+    hits: dict[str, list[list[Any]]] = {u.key: [] for u in units}
+    count = min(workers(), len(units))
+    results: list[tuple[str, list[list[Any]]]] = []
+    if count > 1 and sum(u.size for u in units) >= PARALLEL_MIN_BYTES:
+        try:
+            with ProcessPoolExecutor(max_workers=count) as pool:
+                futures = [pool.submit(_scan_units, batch) for batch in _batches(units, count)]
+                other = meanwhile()
+                for future in futures:
+                    results.extend(future.result())
+        except (OSError, BrokenProcessPool):
+            results = []  # no pool here (e.g. no /dev/shm): scan in this process
+        else:
+            for key, found in results:
+                hits[key].extend(found)
+            return hits, other
+    for key, found in _scan_units(units):
+        hits[key].extend(found)
+    return hits, meanwhile()
+
+
 def detect(root: Path, names: Sequence[str], skipped: list[str],
            cache_directory: Path | None = None) -> list[Finding]:
     """Run the detectors over ``names`` (relative to ``root``); return their findings.
@@ -391,20 +500,17 @@ def detect(root: Path, names: Sequence[str], skipped: list[str],
         if key not in cache.entries:
             todo[key] = (name, path, data)
     if todo:
-        hits = _scan_heuristic(((k, p) for k, (_, p, _) in todo.items()), HEURISTIC_PLUGINS)
-        raw_plugins = [p for p in HEURISTIC_PLUGINS if p["name"] != "KeywordDetector"]
+        texts = {key: data.decode("utf-8", errors="replace")
+                 for key, (_, _, data) in todo.items()}
         with tempfile.TemporaryDirectory(prefix="gate-raw-") as tmp:
-            raw_copies = []
+            units: list[_Unit] = []
             for key, (_, path, data) in todo.items():
+                units.append(_Unit(key, str(path), False, len(data)))
                 if path.suffix in RAW_PASS_SUFFIXES:
                     copy = Path(tmp) / f"{key}.txt"
                     copy.write_bytes(data)
-                    raw_copies.append((key, copy))
-            for key, extra in _scan_heuristic(raw_copies, raw_plugins).items():
-                hits[key].extend(extra)
-        texts = {key: data.decode("utf-8", errors="replace")
-                 for key, (_, _, data) in todo.items()}
-        patterns = scan_patterns(texts)
+                    units.append(_Unit(key, str(copy), True, len(data)))
+            hits, patterns = _run_scans(units, lambda: scan_patterns(texts))
         for key, text in texts.items():
             lines = text.split("\n")
             hits[key] = [[line, kind] for line, kind in hits[key]
@@ -432,7 +538,8 @@ def stack_config_findings(root: Path, names: Iterable[str]) -> list[Finding]:
         if not fnmatch.fnmatchcase(name, "Pulumi.*.yaml"):
             continue
         try:
-            doc = yaml.safe_load((root / name).read_text(encoding="utf-8"))
+            # libyaml-backed, same result as yaml.safe_load: a fleet's prod file took ~8 s.
+            doc = safe_load_yaml((root / name).read_text(encoding="utf-8"))
         except yaml.YAMLError:
             continue  # the stack-files check reports unparsable YAML
         config = doc.get("config") if isinstance(doc, dict) else None

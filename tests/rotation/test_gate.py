@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rotation.cli import main
 from rotation.gates.offline import CHECK_NAMES
@@ -446,3 +448,94 @@ def test_a_malformed_scan_cache_is_ignored(stack_repo: Path, tmp_path: Path,
     cached = json.loads((tmp_path / f"{secret_scan.scanner_fingerprint()}.json").read_text())
     assert "k" not in cached and all(isinstance(v, list) for v in cached.values())
     assert main(["gate", "--json", "--no-cache", "--repo", str(stack_repo)]) == 1
+
+
+def test_a_parallel_scan_finds_what_a_serial_one_finds(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from rotation.gates import secret_scan
+
+    names = planted_corpus(tmp_path)
+    for path in [*REPO_ROOT.glob("Pulumi*.yaml"), *(REPO_ROOT / "rotation").glob("*.py")]:
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+        names.append(path.name)
+    batches: list[int] = []
+
+    def spy(units: Any, count: int) -> Any:
+        batches.append(count)
+        return real(units, count)
+
+    real = secret_scan._batches
+    monkeypatch.setattr(secret_scan, "_batches", spy)
+    monkeypatch.setattr(secret_scan, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setenv(secret_scan.WORKERS_ENV, "1")
+    serial = secret_scan.detect(tmp_path, names, [], None)
+    assert batches == []
+    monkeypatch.setenv(secret_scan.WORKERS_ENV, "3")
+    parallel = secret_scan.detect(tmp_path, names, [], None)
+    assert batches == [3]
+    assert parallel == serial and len(serial) >= 15
+
+
+def test_batches_share_the_work_and_keep_every_unit() -> None:
+    from rotation.gates.secret_scan import RAW_BYTE_COST, UNIT_OVERHEAD, _batches, _Unit
+
+    units = [_Unit("prod", "Pulumi.prod.yaml", False, 2_000_000),
+             _Unit("prod", "raw.txt", True, 2_000_000),
+             *(_Unit(f"k{i}", f"p{i}.hcl", False, 300) for i in range(1000))]
+    batches = _batches(units, 2)
+    assert sorted(u for b in batches for u in b) == sorted(units)
+    # The raw-text pass is the cheaper one: its batch takes more of the small files.
+    heuristic, raw = sorted(batches, key=lambda b: any(u.raw for u in b))
+    assert len(raw) > len(heuristic) > 1
+    loads = [sum(u.size * (RAW_BYTE_COST if u.raw else 1) + UNIT_OVERHEAD for u in b)
+             for b in batches]
+    assert abs(loads[0] - loads[1]) <= 300 + UNIT_OVERHEAD
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=string.ascii_letters + string.digits + "+/\\=_-'\" :.", max_size=60)
+       | st.text(alphabet=string.hexdigits + "'\" ", max_size=30))
+def test_lines_quiet_for_entropy_hold_nothing_the_entropy_detectors_report(line: str) -> None:
+    from detect_secrets.plugins.high_entropy_strings import (
+        Base64HighEntropyString,
+        HexHighEntropyString,
+    )
+
+    from rotation.gates.secret_plugins import is_quiet_for_entropy
+    from rotation.gates.secret_scan import HEURISTIC_PLUGINS
+
+    limits = {p["name"]: p["limit"] for p in HEURISTIC_PLUGINS if "limit" in p}
+    detectors = [Base64HighEntropyString(limits["Base64HighEntropyString"]),
+                 HexHighEntropyString(limits["HexHighEntropyString"])]
+    # A quoted run of random base64 is what the detectors look for: plant one sometimes.
+    for candidate in (line, f'{line} "{line.replace(chr(34), "")}"'):
+        if is_quiet_for_entropy(candidate):
+            assert not any(d.analyze_line(filename="x.txt", line=candidate) for d in detectors)
+
+
+def test_a_backslash_inside_a_base64_run_does_not_make_a_line_quiet() -> None:
+    """detect-secrets' base64 charset has ``\\``: such a run must still be scanned."""
+    from rotation.gates.secret_plugins import is_quiet_line
+
+    run = "Ab3Zq5Gh7Jk9Mn1Pq" + "\\" + "Rs3Tu5Vw7Xy9Za1"  # built, so this file scans clean
+    assert not is_quiet_line(f'x = "{run}"')
+    assert is_quiet_line("nothing = to see here")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=string.ascii_letters + string.digits + "+/\\=_-'\" :.", max_size=60))
+def test_quiet_lines_hold_nothing_the_entropy_detectors_report(line: str) -> None:
+    from detect_secrets.plugins.high_entropy_strings import (
+        Base64HighEntropyString,
+        HexHighEntropyString,
+    )
+
+    from rotation.gates.secret_plugins import is_quiet_line
+    from rotation.gates.secret_scan import HEURISTIC_PLUGINS
+
+    limits = {p["name"]: p["limit"] for p in HEURISTIC_PLUGINS if "limit" in p}
+    detectors = [Base64HighEntropyString(limits["Base64HighEntropyString"]),
+                 HexHighEntropyString(limits["HexHighEntropyString"])]
+    for candidate in (line, f'{line} "{line.replace(chr(34), "")}"'):
+        if is_quiet_line(candidate):
+            assert not any(d.analyze_line(filename="x.txt", line=candidate) for d in detectors)

@@ -35,9 +35,18 @@ class LiveMetadata:
 
 
 def parse_time(value: object) -> datetime | None:
-    """Parse Vault's RFC 3339 timestamps (nanosecond precision) into aware datetimes."""
+    """Parse Vault's RFC 3339 timestamps (nanosecond precision) into aware datetimes.
+
+    Fractional seconds past microseconds are dropped (truncated, not rounded);
+    Go's zero time (``0001-...``) and anything not a non-empty string are None.
+    """
     if not isinstance(value, str) or not value or value.startswith("0001-"):
         return None
+    try:
+        # Python >= 3.11 reads "Z" and drops digits past the sixth itself: the common case.
+        return datetime.fromisoformat(value)
+    except ValueError:
+        pass
     text = value.replace("Z", "+00:00")
     if "." in text:
         head, rest = text.split(".", 1)

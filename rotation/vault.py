@@ -81,6 +81,12 @@ def vault_errors(address: str, what: str) -> Iterator[None]:
             f"token rejected while {what}: {_first_error(exc)}",
             hint="the token expired or was revoked: log in again",
         ) from None
+    except hvac.exceptions.RateLimitExceeded as exc:
+        raise VaultUnavailable(
+            f"Vault at {address} is rate-limiting while {what}: {_first_error(exc)}",
+            hint="a rate-limit quota applies to this client: wait and retry, or ask the Vault "
+                 "operators which quota (sys/quotas/rate-limit) it hit",
+        ) from None
     except hvac.exceptions.InvalidRequest as exc:
         message = _first_error(exc)
         if "check-and-set" in message:

@@ -1,7 +1,7 @@
 """``drift``: declared static-secret versions against live KV v2 ``current_version``.
 
 For every static secret of the stack(s) the live metadata is read (never the
-data) concurrently - a thread pool, one keep-alive hvac session per worker -
+data) concurrently - 8 worker threads, one keep-alive connection each (``rotation.live``) -
 with a progress bar on stderr when stderr is a terminal. Each secret is one of:
 
 * ``in_sync``      live version == declared version

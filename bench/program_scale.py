@@ -324,7 +324,7 @@ def main() -> int:
     parser.add_argument("--sizes", default="100,300,1000", help="services per fleet, comma "
                         "separated")
     parser.add_argument("--runs", type=int, default=5, help="runs per size and kind (median)")
-    parser.add_argument("--large-runs", type=int, default=3,
+    parser.add_argument("--large-runs", type=int, default=5,
                         help=f"runs for sizes of {LARGE} services or more (each takes minutes)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--child", choices=("program", "floor"), help=argparse.SUPPRESS)

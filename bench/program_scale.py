@@ -231,9 +231,12 @@ def child_floor(n: int) -> tuple[float, float, Any]:  # noqa: PLR0915 - one flat
             vault.jwt.AuthBackendRole(
                 f"jwt-role-{r['name']}", backend=jb.path, role_name=r["name"], role_type="jwt",
                 bound_audiences=r["bound_audiences"],
-                bound_claims={"repository": r["repository"], "ref": f"refs/heads/{r['branch']}",
+                bound_claims={"repository": r["repository"],
+                              "ref": ("refs/pull/*/merge" if r.get("pull_requests")
+                                      else f"refs/heads/{r['branch']}"),
                               "environment": r["deployment_environment"]},
-                bound_claims_type="string", user_claim="repository",
+                bound_claims_type="glob" if r.get("pull_requests") else "string",
+                user_claim="repository",
                 token_policies=r["policies"], token_ttl=r["token_ttl_seconds"],
                 token_max_ttl=r["token_max_ttl_seconds"], opts=c)
         ssc = pulumi.ComponentResource("tradepulse:vault:StaticSecrets", "static-secrets", None,

@@ -1,7 +1,12 @@
 """JWT auth for CI pipelines, bound to repository, branch and deployment environment.
 
 The claim names are those of GitHub Actions OIDC tokens: ``repository``,
-``ref`` (``refs/heads/<branch>``) and ``environment``.
+``ref`` and ``environment``. A branch role binds ``ref`` to
+``refs/heads/<branch>``; a pull-request role (``pull_requests: true``, for
+read-only previews) to the glob ``refs/pull/*/merge``, the ref GitHub gives a
+``pull_request`` run. Vault then matches every bound claim as a glob, so the
+schema keeps ``*`` out of the environment name, and repository names cannot
+hold one.
 """
 
 from __future__ import annotations
@@ -13,14 +18,21 @@ from infra.naming import resource_name
 from infra.spec.model import JwtAuth as JwtAuthSpec
 from infra.spec.model import JwtRole
 
+PULL_REQUEST_REF = "refs/pull/*/merge"
+
 
 def bound_claims(role: JwtRole) -> dict[str, str]:
     """Return the claims a CI token must carry to log in with ``role``."""
     return {
         "repository": role.repository,
-        "ref": f"refs/heads/{role.branch}",
+        "ref": PULL_REQUEST_REF if role.pull_requests else f"refs/heads/{role.branch}",
         "environment": role.deployment_environment,
     }
+
+
+def bound_claims_type(role: JwtRole) -> str:
+    """Return how Vault matches the bound claims: ``glob`` for a pull-request role."""
+    return "glob" if role.pull_requests else "string"
 
 
 class JwtAuth(pulumi.ComponentResource):
@@ -52,7 +64,7 @@ class JwtAuth(pulumi.ComponentResource):
                 role_type="jwt",
                 bound_audiences=list(role.bound_audiences),
                 bound_claims=bound_claims(role),
-                bound_claims_type="string",
+                bound_claims_type=bound_claims_type(role),
                 user_claim=role.user_claim,
                 token_policies=list(role.policies),
                 token_ttl=role.token_ttl_seconds,

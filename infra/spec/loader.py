@@ -107,15 +107,8 @@ def _schema_problems(data: object) -> list[Problem]:
         elif err.validator == "required":
             missing = str(err.message).split("'")[1] if "'" in err.message else err.message
             problems.append(Problem((*where, missing), "required key is missing"))
-        elif err.validator == "oneOf" and where and where[-1] == "jwt":
-            problems.append(Problem(
-                where, "set exactly one of oidc_discovery_url, jwks_url, validation_pubkeys"
-            ))
-        elif err.validator == "anyOf" and len(where) >= 2 and where[-2] == "static_secrets":
-            problems.append(Problem(
-                where, "set version, source and rotation_interval_seconds (an owned secret), "
-                "or only mirror_of (a dr copy of a prod secret)"
-            ))
+        elif err.validator in {"oneOf", "anyOf"} and _alternatives_message(where):
+            problems.append(Problem(where, _alternatives_message(where)))
         elif err.validator is None and err.schema is False:
             problems.extend(_excluded_key_problems(data, where, tuple(err.absolute_schema_path)))
         elif err.validator in {"minimum", "maximum"}:
@@ -135,6 +128,19 @@ def _schema_problems(data: object) -> list[Problem]:
         else:
             problems.append(Problem(where, err.message[:200]))
     return sorted(set(problems), key=lambda p: (format_key_path(p.path), p.message))
+
+
+def _alternatives_message(where: KeyPath) -> str:
+    """Say which alternatives a ``oneOf``/``anyOf`` at ``where`` offers ("" if none known)."""
+    if where and where[-1] == "jwt":
+        return "set exactly one of oidc_discovery_url, jwks_url, validation_pubkeys"
+    if len(where) >= 2 and where[-2] == "static_secrets":
+        return ("set version, source and rotation_interval_seconds (an owned secret), "
+                "or only mirror_of (a dr copy of a prod secret)")
+    if where[-3:-1] == ("jwt", "roles"):
+        return ("set branch (a role for that branch's runs) or pull_requests: true (a role "
+                "for pull-request runs)")
+    return ""
 
 
 def _excluded_key_problems(data: object, where: KeyPath, schema_path: tuple[str | int, ...]
@@ -429,7 +435,8 @@ def _build(data: Mapping[str, Any], source: str) -> EnvironmentSpec:
                         policies=tuple(r["policies"]),
                         bound_audiences=tuple(r["bound_audiences"]),
                         repository=r["repository"],
-                        branch=r["branch"],
+                        branch=r.get("branch"),
+                        pull_requests=bool(r.get("pull_requests", False)),
                         deployment_environment=r["deployment_environment"],
                         user_claim=r.get("user_claim", "repository"),
                         token_ttl_seconds=r["token_ttl_seconds"],

@@ -143,7 +143,8 @@ class JwtRole:
     policies: tuple[str, ...]
     bound_audiences: tuple[str, ...]
     repository: str
-    branch: str
+    branch: str | None  # refs/heads/<branch>; None for a pull-request role
+    pull_requests: bool  # ref must match refs/pull/*/merge
     deployment_environment: str
     user_claim: str
     token_ttl_seconds: int

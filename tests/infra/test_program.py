@@ -183,9 +183,10 @@ def test_inputs_follow_the_spec(stack: str, pulumi_mocks: Any) -> None:
         got = run.mocks.of_type(JWT_ROLE)[f"jwt-role-{role.name}"].inputs
         assert got["boundClaims"] == {
             "repository": role.repository,
-            "ref": f"refs/heads/{role.branch}",
+            "ref": "refs/pull/*/merge" if role.pull_requests else f"refs/heads/{role.branch}",
             "environment": role.deployment_environment,
         }
+        assert got["boundClaimsType"] == ("glob" if role.pull_requests else "string")
         assert got["tokenPolicies"] == list(role.policies)
         assert got["boundAudiences"] == list(role.bound_audiences)
     for key in spec.jwt_issuer_keys:

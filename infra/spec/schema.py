@@ -31,7 +31,6 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from infra import paths
@@ -135,11 +134,6 @@ def fast_schema(schema: Mapping[str, Any]) -> dict[str, Any] | None:
     return dict(fast)
 
 
-def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "tradepulse-vault" / "schema-check"
-
-
 def _validate_function(namespace: Mapping[str, Any]) -> FastCheck:
     checks = [v for k, v in namespace.items() if k.startswith("validate") and callable(v)]
     if len(checks) != 1:
@@ -157,7 +151,8 @@ def fast_check() -> FastCheck | None:
         return None
     text = json.dumps(schema, sort_keys=True)
     digest = hashlib.sha256(f"{fastjsonschema.VERSION}\n{text}".encode()).hexdigest()[:24]
-    path = _cache_dir() / f"environment-{digest}.{sys.implementation.cache_tag}.marshal"
+    name = f"environment-{digest}.{sys.implementation.cache_tag}.marshal"
+    path = paths.user_cache_dir("schema-check") / name
     namespace: dict[str, Any] = {}
     try:
         try:

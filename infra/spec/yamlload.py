@@ -39,8 +39,9 @@ from yaml.nodes import ScalarNode
 
 SAFE_LOADER: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-_STR = "tag:yaml.org,2002:str"
-_CONSTRUCTED = frozenset({
+STR_TAG = "tag:yaml.org,2002:str"
+# Plain scalars the safe constructor builds into these types are taken; others are unusual.
+CONSTRUCTED_TAGS = frozenset({
     "tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool",
     "tag:yaml.org,2002:null", "tag:yaml.org,2002:timestamp",
 })
@@ -48,41 +49,53 @@ _PLAIN = (True, False)  # a plain scalar's ``implicit``: resolved from its text
 _NO_KEY = object()
 
 
-class _Unusual(Exception):
+class UnusualYaml(Exception):
     """The document needs the full safe loader (see the module docstring)."""
 
 
-class _PlainScalars:
-    """Each distinct plain scalar resolved and constructed once, as PyYAML's safe loader would."""
+class PlainScalars:
+    """Each distinct plain scalar resolved and constructed once, as PyYAML's safe loader would.
+
+    Shared by the event walkers here and in :mod:`rotation.gates.secret_yaml`.
+    """
 
     def __init__(self) -> None:
         self._resolver = yaml.resolver.Resolver()
         self._constructor = yaml.constructor.SafeConstructor()
-        self._seen: dict[str, object] = {}
+        self._seen: dict[str, tuple[str, object]] = {}
 
-    def value(self, text: str) -> object:
-        """Return the Python value of plain scalar ``text`` (``_Unusual`` for a merge key etc.)."""
+    def resolve(self, text: str) -> tuple[str, object]:
+        """Return ``(tag, value)`` of plain scalar ``text``.
+
+        Raises :class:`UnusualYaml` for a tag outside str and
+        :data:`CONSTRUCTED_TAGS` (a merge key, ``=``) or a value the safe
+        constructor refuses (``2026-13-45``: PyYAML reports it after parsing it all).
+        """
         try:
             return self._seen[text]
         except KeyError:
             pass
         tag = self._resolver.resolve(ScalarNode, text, _PLAIN)  # type: ignore[no-untyped-call]
-        if tag == _STR:
+        if tag == STR_TAG:
             value: object = text
-        elif tag in _CONSTRUCTED:
+        elif tag in CONSTRUCTED_TAGS:
             try:
                 value = self._constructor.construct_object(ScalarNode(tag, text))
-            except Exception as exc:  # e.g. 2026-13-45: PyYAML reports it after parsing it all
-                raise _Unusual(tag) from exc
+            except Exception as exc:
+                raise UnusualYaml(tag) from exc
         else:
-            raise _Unusual(tag)
-        self._seen[text] = value
-        return value
+            raise UnusualYaml(tag)
+        self._seen[text] = (tag, value)
+        return tag, value
+
+    def value(self, text: str) -> object:
+        """Return the Python value of plain scalar ``text`` (see :meth:`resolve`)."""
+        return self.resolve(text)[1]
 
 
 def _from_events(text: str) -> Any:  # noqa: PLR0912 - one flat event loop, on purpose
-    """Build the document from parser events; raise :class:`_Unusual` to defer to PyYAML."""
-    plain = _PlainScalars()
+    """Build the document from parser events; raise :class:`UnusualYaml` to defer to PyYAML."""
+    plain = PlainScalars()
     stack: list[tuple[Any, Any]] = []  # (enclosing container, its pending key)
     current: Any = None  # the open container, None at the top level
     key: Any = _NO_KEY
@@ -96,13 +109,13 @@ def _from_events(text: str) -> Any:  # noqa: PLR0912 - one flat event loop, on p
             kind = event.__class__
             if kind is ScalarEvent:
                 if event.anchor is not None or event.tag is not None:
-                    raise _Unusual("anchor or tag")
+                    raise UnusualYaml("anchor or tag")
                 value = plain.value(event.value) if event.implicit[0] else event.value
             elif kind is MappingStartEvent or kind is SequenceStartEvent:
                 if event.anchor is not None or event.tag is not None:
-                    raise _Unusual("anchor or tag")
+                    raise UnusualYaml("anchor or tag")
                 if current.__class__ is dict and key is _NO_KEY:
-                    raise _Unusual("a collection as a mapping key")
+                    raise UnusualYaml("a collection as a mapping key")
                 stack.append((current, key))
                 current, key = ({} if kind is MappingStartEvent else []), _NO_KEY
                 continue
@@ -110,11 +123,11 @@ def _from_events(text: str) -> Any:  # noqa: PLR0912 - one flat event loop, on p
                 value = current
                 current, key = stack.pop()
             elif kind is AliasEvent:
-                raise _Unusual("alias")
+                raise UnusualYaml("alias")
             elif kind is DocumentStartEvent:
                 documents += 1
                 if documents > 1:
-                    raise _Unusual("more than one document")
+                    raise UnusualYaml("more than one document")
                 continue
             elif kind is StreamEndEvent:
                 return document
@@ -140,5 +153,5 @@ def safe_load_yaml(text: str) -> Any:
     """
     try:
         return _from_events(text)
-    except _Unusual:
+    except UnusualYaml:
         return yaml.load(text, Loader=SAFE_LOADER)  # noqa: S506 - the safe loader (C or Python)

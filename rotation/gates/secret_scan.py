@@ -66,7 +66,8 @@ _T = TypeVar("_T")
 
 ALLOWLIST_FILE = Path(__file__).with_name("secret_allowlist.yaml")
 PLUGIN_FILE = Path(__file__).with_name("secret_plugins.py")
-YAML_FILE = Path(__file__).with_name("secret_yaml.py")
+YAML_FILES = (Path(__file__).with_name("secret_yaml.py"),  # and the scalar resolver it uses
+              paths.REPO_ROOT / "infra" / "spec" / "yamlload.py")
 MAX_FILE_BYTES = 2 * 1024 * 1024  # larger files are data dumps, not config: reported, not read
 STRUCTURAL = "Plain config value"
 CACHE_ENV = "TRADEPULSE_GATE_CACHE"
@@ -275,8 +276,7 @@ def cache_dir() -> Path | None:
         return None
     if value:
         return Path(value)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "tradepulse-vault" / "secret-scan"
+    return paths.user_cache_dir("secret-scan")
 
 
 @functools.cache
@@ -286,8 +286,8 @@ def scanner_fingerprint() -> str:
 
     parts = json.dumps([CACHE_FORMAT, VERSION, HEURISTIC_PLUGINS, PATTERN_PLUGINS, FILTERS,
                         RAW_FILTERS], sort_keys=True).encode()
-    return hashlib.sha256(parts + PLUGIN_FILE.read_bytes() + YAML_FILE.read_bytes()
-                          ).hexdigest()[:24]
+    code = b"".join(f.read_bytes() for f in (PLUGIN_FILE, *YAML_FILES))
+    return hashlib.sha256(parts + code).hexdigest()[:24]
 
 
 def _valid_hits(value: object) -> bool:

@@ -46,14 +46,10 @@ from yaml.events import (
     SequenceEndEvent,
     SequenceStartEvent,
 )
-from yaml.nodes import ScalarNode
 
-_STR = "tag:yaml.org,2002:str"
-# Plain scalars of these types are built by the safe constructor too (and must build).
-_SAFE_TAGS = frozenset({
-    "tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool",
-    "tag:yaml.org,2002:null", "tag:yaml.org,2002:timestamp",
-})
+from infra.spec.yamlload import STR_TAG as _STR
+from infra.spec.yamlload import PlainScalars, UnusualYaml
+
 # Characters on which the two parsers, or str.splitlines() and YAML's line count, may
 # disagree: tabs (PyYAML's scanner refuses some that libyaml accepts), line breaks other
 # than \n, a byte-order mark. "__line__" is the transformer's own marker key.
@@ -62,34 +58,21 @@ _KEY_END = re.compile(r"[ \t]*:")
 _MAX_KEY = 1000  # PyYAML and libyaml give up on implicit keys longer than 1024 characters
 
 
-class _Unusual(Exception):
+class _Unusual(UnusualYaml):
     """The document is outside the subset handled here: let detect-secrets parse it."""
 
 
 class _Scalars:
-    """Each distinct plain scalar resolved (and, when not a string, constructed) once."""
+    """The tag PyYAML's safe loader gives each scalar event (plain ones resolved once)."""
 
     def __init__(self) -> None:
-        self._loader: Any = yaml.SafeLoader("")  # only its resolver and constructor
-        self._tags: dict[str, str] = {}
+        self._plain = PlainScalars()
 
     def tag(self, event: Any) -> str:
-        """Return the tag PyYAML's safe loader gives ``event``; raise _Unusual if it cannot load."""
+        """Return the tag of ``event``; raise UnusualYaml if the safe loader cannot load it."""
         if not event.implicit[0]:
             return _STR  # quoted: always a string
-        value = event.value
-        found = self._tags.get(value)
-        if found is None:
-            found = self._loader.resolve(ScalarNode, value, (True, False))
-            if found != _STR:
-                if found not in _SAFE_TAGS:
-                    raise _Unusual(found)
-                try:
-                    self._loader.construct_object(ScalarNode(found, value))
-                except Exception as exc:  # e.g. a timestamp that is no date: PyYAML fails too
-                    raise _Unusual(found) from exc
-            self._tags[value] = found
-        return found
+        return self._plain.resolve(event.value)[0]
 
 
 class _Frame:
@@ -232,7 +215,7 @@ def transformed_lines(content: str) -> list[str] | None:
     """
     try:
         items = _items(content)
-    except _Unusual:
+    except UnusualYaml:  # this module's _Unusual, or a scalar PlainScalars refuses
         return None
     seen: set[YAMLValue] = set()
     lines: list[str] = []

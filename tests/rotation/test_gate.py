@@ -492,24 +492,28 @@ def test_batches_share_the_work_and_keep_every_unit() -> None:
     assert abs(loads[0] - loads[1]) <= 300 + UNIT_OVERHEAD
 
 
+@pytest.mark.parametrize("filter_name", ["is_quiet_for_entropy", "is_quiet_line"])
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet=string.ascii_letters + string.digits + "+/\\=_-'\" :.", max_size=60)
        | st.text(alphabet=string.hexdigits + "'\" ", max_size=30))
-def test_lines_quiet_for_entropy_hold_nothing_the_entropy_detectors_report(line: str) -> None:
+def test_quiet_lines_hold_nothing_the_entropy_detectors_report(filter_name: str, line: str
+                                                               ) -> None:
+    """Both line filters (raw-text pass, heuristic pass) only skip lines with nothing to find."""
     from detect_secrets.plugins.high_entropy_strings import (
         Base64HighEntropyString,
         HexHighEntropyString,
     )
 
-    from rotation.gates.secret_plugins import is_quiet_for_entropy
+    from rotation.gates import secret_plugins
     from rotation.gates.secret_scan import HEURISTIC_PLUGINS
 
+    is_quiet = getattr(secret_plugins, filter_name)
     limits = {p["name"]: p["limit"] for p in HEURISTIC_PLUGINS if "limit" in p}
     detectors = [Base64HighEntropyString(limits["Base64HighEntropyString"]),
                  HexHighEntropyString(limits["HexHighEntropyString"])]
     # A quoted run of random base64 is what the detectors look for: plant one sometimes.
     for candidate in (line, f'{line} "{line.replace(chr(34), "")}"'):
-        if is_quiet_for_entropy(candidate):
+        if is_quiet(candidate):
             assert not any(d.analyze_line(filename="x.txt", line=candidate) for d in detectors)
 
 
@@ -520,22 +524,3 @@ def test_a_backslash_inside_a_base64_run_does_not_make_a_line_quiet() -> None:
     run = "Ab3Zq5Gh7Jk9Mn1Pq" + "\\" + "Rs3Tu5Vw7Xy9Za1"  # built, so this file scans clean
     assert not is_quiet_line(f'x = "{run}"')
     assert is_quiet_line("nothing = to see here")
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.text(alphabet=string.ascii_letters + string.digits + "+/\\=_-'\" :.", max_size=60))
-def test_quiet_lines_hold_nothing_the_entropy_detectors_report(line: str) -> None:
-    from detect_secrets.plugins.high_entropy_strings import (
-        Base64HighEntropyString,
-        HexHighEntropyString,
-    )
-
-    from rotation.gates.secret_plugins import is_quiet_line
-    from rotation.gates.secret_scan import HEURISTIC_PLUGINS
-
-    limits = {p["name"]: p["limit"] for p in HEURISTIC_PLUGINS if "limit" in p}
-    detectors = [Base64HighEntropyString(limits["Base64HighEntropyString"]),
-                 HexHighEntropyString(limits["HexHighEntropyString"])]
-    for candidate in (line, f'{line} "{line.replace(chr(34), "")}"'):
-        if is_quiet_line(candidate):
-            assert not any(d.analyze_line(filename="x.txt", line=candidate) for d in detectors)

@@ -9,30 +9,43 @@ PY := $(VENV)/bin/python
 DEPS_STAMP := $(VENV)/.deps-$(shell sha1sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps toolchain lint unit integration e2e test up up-apply down
+.PHONY: help setup system-deps toolchain lint unit integration e2e test up up-apply down fresh-check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
+# Each phase says how long it took (.ci/run's log shows where a cold run spends its time).
+phase_start = t0=$$(date +%s)
+phase_end = echo "make: $@ took $$(( $$(date +%s) - t0 )) s" >&2
+
 $(DEPS_STAMP): pyproject.toml
+	$(phase_start)
+	echo "setup: creating $(VENV) with the pinned Python dependencies (cold about 2 min)" >&2
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	rm -f $(VENV)/.deps-*
 	touch $@
+	$(phase_end)
 
 setup: $(DEPS_STAMP) ## create .venv with pinned Python dependencies (incl. the bao binary)
 
-system-deps: ## install Debian's postgresql if missing (needs root)
+system-deps: ## install the Debian packages in tools/system-packages.txt if missing (needs root)
+	$(phase_start)
 	bash tools/system-deps.sh
+	$(phase_end)
 
 toolchain: ## build or reuse the Pulumi CLI + plugins (cache outside the repo)
+	$(phase_start)
 	bash tools/toolchain/build.sh
+	$(phase_end)
 
 lint: setup ## ruff and mypy (strict on infra/ and rotation/)
+	$(phase_start)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	MYPYPATH=policies/guard $(VENV)/bin/mypy --strict -p tradepulse_guard
+	$(phase_end)
 
 unit: setup ## unit tests only (Pulumi mocks, no servers)
 	$(PY) -m pytest -m "not integration and not e2e" $(PYTEST_ARGS)
@@ -45,8 +58,10 @@ e2e: setup system-deps toolchain ## end-to-end tests with the real Pulumi engine
 	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
 
 test: setup system-deps toolchain lint ## everything CI runs: lint, unit, integration, e2e
+	$(phase_start)
 	source tools/toolchain/env.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
+	$(phase_end)
 
 up: setup system-deps ## start local OpenBao + PostgreSQL and `pulumi up --stack local`
 	if [ -z "$${TRADEPULSE_SYSTEM_PULUMI:-}" ]; then bash tools/toolchain/build.sh && source tools/toolchain/env.sh; fi
@@ -55,6 +70,9 @@ up: setup system-deps ## start local OpenBao + PostgreSQL and `pulumi up --stack
 up-apply: setup ## re-apply the local stack after a bump (make up must be running)
 	if [ -z "$${TRADEPULSE_SYSTEM_PULUMI:-}" ]; then source tools/toolchain/env.sh; fi
 	$(PY) tools/localenv.py apply
+
+fresh-check: ## run .ci/run in a temp clone with every user-level cache empty (the new-machine path)
+	bash tools/fresh-check.sh
 
 down: ## stop what `make up` started
 	$(PY) tools/localenv.py down

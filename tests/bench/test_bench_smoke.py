@@ -59,8 +59,7 @@ def test_gate_scale_times_the_gate_on_a_generated_repository() -> None:
 
 @pytest.mark.integration
 def test_live_scan_against_a_real_openbao() -> None:
-    if shutil.which("wrk") is None:
-        pytest.skip("wrk is not installed (apt-get install -y wrk)")
+    assert shutil.which("wrk"), "wrk is not installed: run bash tools/system-deps.sh (as root)"
     report = run_bench("live_scan.py", "--secrets", "20", "--runs", "1", "--bao-sample", "2",
                        "--wrk-seconds", "1", "--wrk-connections", "4")
     labels = [r[0] for r in report["rows"]]

@@ -48,7 +48,8 @@ export GOFLAGS="${GOFLAGS:+$GOFLAGS }-mod=readonly"
 inputs_hash() {
   {
     echo "go=$GO_VERSION"
-    find "$HERE/versions.env" "$HERE/build.sh" "$@" -type f \
+    # Paths relative to this directory: a clone in another folder (CI's) reuses the stamps.
+    cd "$HERE" && find "${@/#$HERE\//}" versions.env build.sh -type f \
       ! -name '*-embed.json' ! -name '.gitignore' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
   } | sha256sum | cut -d' ' -f1
 }
@@ -89,6 +90,19 @@ echo "=== $(date -u +%FT%TZ) build.sh: building ${todo[*]} into $CACHE ($GO_VERS
 
 LDF_PULUMI="-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$PULUMI_VERSION"
 
+# The directory of a Go module as the build list of the module in $1 pins it, downloaded
+# first when it is not in the module cache yet (`go list -m -f {{.Dir}}` prints an empty
+# string for a module nothing has downloaded). Every step that needs a module's files
+# resolves them here, so no step depends on what an earlier build left in the cache.
+module_dir() { # go-module-dir module-path
+  local dir
+  dir="$(cd "$1" && go mod download -json "$2" |
+    python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get("Dir","")); sys.exit(1 if d.get("Error") else 0)')" || {
+    echo "build.sh: go mod download $2 (in $1) failed" >&2; return 1; }
+  [ -n "$dir" ] && [ -d "$dir" ] || { echo "build.sh: no module directory for $2 (in $1)" >&2; return 1; }
+  echo "$dir"
+}
+
 install_plugin() { # name version binary
   "$BIN/pulumi" plugin rm resource "$1" "$2" --yes >/dev/null 2>&1 || true
   "$BIN/pulumi" plugin install resource "$1" "$2" --file "$3"
@@ -103,13 +117,13 @@ build_language-python() {
   (cd "$HERE/language-python" && go build -trimpath -ldflags "-s -w $LDF_PULUMI" \
     -o "$BIN/pulumi-language-python" .)
   local sdk
-  sdk="$(cd "$HERE/language-python" && go list -m -f '{{.Dir}}' github.com/pulumi/pulumi/sdk/v3)"
+  sdk="$(module_dir "$HERE/language-python" github.com/pulumi/pulumi/sdk/v3)"
   install -m 0755 "$sdk/python/cmd/pulumi-language-python-exec" "$BIN/pulumi-language-python-exec"
 }
 
 build_kubernetes() {
   local mod
-  mod="$(cd "$HERE/kubernetes" && go list -m -f '{{.Dir}}' github.com/pulumi/pulumi-kubernetes/provider/v4)"
+  mod="$(module_dir "$HERE/kubernetes" github.com/pulumi/pulumi-kubernetes/provider/v4)"
   # Upstream's main embeds generated files absent from the module zip: provide them
   # (minified) from the module's committed schema.json / terraform-mapping.json.
   python3 -c 'import json,sys; json.dump(json.load(open(sys.argv[1])), open(sys.argv[2],"w"), separators=(",",":"))' \
@@ -127,8 +141,7 @@ build_random() {
   # the (go.sum-verified) module in the cache plus one added file exporting it, wired in
   # with a generated -modfile (the committed go.mod/go.sum stay untouched).
   local mod src="$CACHE/src/terraform-provider-random@$TF_RANDOM_PSEUDO"
-  mod="$(cd "$HERE/tfproviders" && go mod download -json "$TF_RANDOM_MODULE@$TF_RANDOM_PSEUDO" >/dev/null &&
-    go list -m -f '{{.Dir}}' "$TF_RANDOM_MODULE")"
+  mod="$(module_dir "$HERE/tfproviders" "$TF_RANDOM_MODULE@$TF_RANDOM_PSEUDO")"
   rm -rf "$src" && cp -r "$mod" "$src" && chmod -R u+w "$src"
   mkdir -p "$src/pulumiexport"
   cp "$HERE/tfproviders/overlay/random/export.go" "$src/pulumiexport/export.go"
@@ -164,15 +177,37 @@ if [[ " ${todo[*]} " =~ \ (kubernetes|random|vault)\  ]] && ! [[ " ${todo[*]} " 
   todo=(pulumi "${todo[@]}")
 fi
 
-total_start=$SECONDS
+# Cold build times measured on a quiet 2-core machine with empty Go caches (module
+# downloads included); printed as the expectation so a long step never looks stuck.
+declare -A COLD_SECONDS=([pulumi]=197 [language-python]=17 [kubernetes]=308 [random]=70 [vault]=96)
+ordered=()
 for c in pulumi language-python kubernetes random vault; do
-  [[ " ${todo[*]} " == *" $c "* ]] || continue
+  [[ " ${todo[*]} " == *" $c "* ]] && ordered+=("$c")
+done
+expect=0
+for c in "${ordered[@]}"; do expect=$((expect + COLD_SECONDS[$c])); done
+echo "=== ${#ordered[@]} component(s) to build; cold on 2 cores about $((expect / 60)) min" \
+  "(a rebuild with warm Go caches is much faster)" >&2
+
+ticker=""
+stop_ticker() { [ -z "$ticker" ] || { kill "$ticker" 2>/dev/null; wait "$ticker" 2>/dev/null || true; ticker=""; }; }
+trap stop_ticker EXIT
+total_start=$SECONDS
+n=0
+for c in "${ordered[@]}"; do
+  n=$((n + 1))
   start=$SECONDS
-  echo "--- building $c" >&2
+  echo "--- [$n/${#ordered[@]}] building $c (cold about ${COLD_SECONDS[$c]} s)" >&2
+  # A heartbeat while `go build` is silent: elapsed time every 30 s.
+  (t0=$(date +%s); s=""; trap '[ -z "$s" ] || kill "$s" 2>/dev/null; exit 0' TERM
+   while :; do sleep 30 & s=$!; wait "$s"
+     echo "    [$n/${#ordered[@]}] $c: still building, $(( $(date +%s) - t0 )) s" >&2; done) &
+  ticker=$!
   rm -f "$STAMPS/$c"
   "build_$c"
+  stop_ticker
   stamp_value "$c" > "$STAMPS/$c"
-  echo "--- $c: $((SECONDS - start)) s" >&2
+  echo "--- [$n/${#ordered[@]}] $c: $((SECONDS - start)) s" >&2
 done
 rm -rf "$CACHE/build"
 echo "=== done in $((SECONDS - total_start)) s; now: source tools/toolchain/env.sh" >&2

@@ -1,0 +1,1 @@
+"""Tests for the setup scripts under tools/."""

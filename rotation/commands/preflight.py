@@ -1,6 +1,10 @@
 """``preflight --stack ENV``: the runbook's pre-rotation checklist, as checks that can fail.
 
-1. Vault is initialized, unsealed and active (standby or sealed fails, exit 3).
+1. Vault is initialized, unsealed and active. Sealed or not initialised fails
+   (exit 3). A standby is followed to the active node it names (OpenBao's
+   standbys forward every request there anyway) and the report says which
+   node is active; a standby that knows no reachable active node fails
+   (exit 3) naming it (``rotation.cluster``).
 2. The caller's token has the capabilities the apply needs on every secret
    the stack will write (``sys/capabilities-self``).
 3. Each rotated secret (the plan of ``--base``..working tree, or ``--secret``)
@@ -25,13 +29,14 @@ from typing import Any, TextIO
 import hvac
 
 from rotation.audit_probe import probe_audit_devices
-from rotation.errors import BadInput, CheckFailed, VaultUnavailable
+from rotation.cluster import follow_active
+from rotation.errors import BadInput, CheckFailed
 from rotation.live import SecretState, secret_states
 from rotation.locks import stack_locks
 from rotation.output import Result
 from rotation.planning import add_rotated_arguments, rotated_secrets
 from rotation.stacks import add_stack_arguments, repo_root, targets
-from rotation.vault import health, vault_errors
+from rotation.vault import vault_errors
 
 NAME = "preflight"
 HELP = "check Vault health, token capabilities, live versions and the stack lock"
@@ -47,18 +52,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the server's working directory, for relative audit file paths")
     parser.add_argument("--skip-lock-check", action="store_true",
                         help="do not check the Pulumi lock (say why in the ticket)")
-
-
-def health_problems(status: dict[str, Any]) -> list[str]:
-    """Return why a ``sys/health`` answer is not initialized + unsealed + active."""
-    problems = []
-    if not status.get("initialized"):
-        problems.append("not initialized")
-    if status.get("sealed"):
-        problems.append("sealed")
-    if status.get("standby"):
-        problems.append("standby (not the active node)")
-    return problems
 
 
 def conflict_message(state: SecretState) -> str:
@@ -128,14 +121,8 @@ def run(args: argparse.Namespace) -> Result:
     """Run every pre-flight check; exit 1 with every failure listed, 3 if Vault cannot serve."""
     target = targets(args)[0]
     root = repo_root(args.repo)
-    client = target.client()
-    address = target.vault.address
-    with vault_errors(address, "reading sys/health"):
-        status = health(client)
-    problems = health_problems(status)
-    if problems:
-        raise VaultUnavailable(f"Vault at {address} is {', '.join(problems)}",
-                               hint="wait for or fix the active node; nothing was changed")
+    node, client = follow_active(target.client(), target.vault.address)
+    address, status = node.address, node.status
     states = secret_states(root, target)
     rotated = set(rotated_secrets(root, target, args.base, args.secret))
     classified, failures, warnings = classify(states, rotated)
@@ -175,7 +162,9 @@ def run(args: argparse.Namespace) -> Result:
         "stack": target.name,
         "vault": {"address": address, "initialized": status.get("initialized"),
                   "sealed": status.get("sealed"), "standby": status.get("standby"),
-                  "version": status.get("version")},
+                  "version": status.get("version"), "asked": node.asked,
+                  "active_node": node.address, "followed_standby": node.followed,
+                  "ha_enabled": node.ha_enabled},
         "secrets": secrets,
         "capabilities": capabilities,
         "audit_devices": audit,
@@ -185,7 +174,7 @@ def run(args: argparse.Namespace) -> Result:
     }
 
     def render(out: TextIO) -> None:
-        out.write(f"Vault {address}: initialized, unsealed, active "
+        out.write(f"Vault {node.describe()}: initialized, unsealed, active "
                   f"(version {status.get('version')})\n")
         for entry in secrets:
             out.write(f"  {entry['state']:<8} {entry['secret']} live={entry['live']} "

@@ -146,7 +146,7 @@ class RaftCluster:
             start_new_session=self.detach,
         )
         log.close()
-        self._wait(lambda: node.health() is not None, 30, f"{node.node_id} listening")
+        self.wait(lambda: node.health() is not None, 30, f"{node.node_id} listening")
 
     def unseal(self, node: RaftNode) -> None:
         """Unseal ``node`` with the cluster's key (it then joins through ``retry_join``)."""
@@ -157,7 +157,7 @@ class RaftCluster:
                 return True
             node.client().sys.submit_unseal_key(self.unseal_key)
             return (node.health() or {}).get("sealed") is False
-        self._wait(unsealed, 60, f"{node.node_id} unsealed")
+        self.wait(unsealed, 60, f"{node.node_id} unsealed")
 
     def kill(self, node: RaftNode) -> None:
         """SIGKILL ``node``: no shutdown, no leadership hand-off (a crashed host)."""
@@ -227,7 +227,7 @@ class RaftCluster:
             if node is not None:
                 found.append(node)
             return node is not None
-        self._wait(elected, ELECTION_TIMEOUT_SECONDS, "an active node")
+        self.wait(elected, ELECTION_TIMEOUT_SECONDS, "an active node")
         return found[-1]
 
     def standbys(self) -> list[RaftNode]:
@@ -246,7 +246,7 @@ class RaftCluster:
                 found.append(node)
                 return True
             return False
-        self._wait(elected, ELECTION_TIMEOUT_SECONDS, f"a leader other than {old.node_id}")
+        self.wait(elected, ELECTION_TIMEOUT_SECONDS, f"a leader other than {old.node_id}")
         return found[-1], time.monotonic() - started
 
     def voters(self) -> dict[str, bool]:
@@ -259,14 +259,14 @@ class RaftCluster:
         """Wait until ``count`` nodes are raft voters (autopilot promotes joiners)."""
         def enough() -> bool:
             return sum(self.voters().values()) >= count
-        self._wait(enough, timeout, f"{count} raft voters")
+        self.wait(enough, timeout, f"{count} raft voters")
 
     def wait_serving(self, node: RaftNode | None = None, timeout: float = 60) -> None:
         """Wait until ``node`` (default: the active one) answers an authenticated request."""
         def serving() -> bool:
             self.client(node, timeout=3).auth.token.lookup_self()
             return True
-        self._wait(serving, timeout, "an authenticated request")
+        self.wait(serving, timeout, "an authenticated request")
 
     def wait_kv2(self, mount: str, timeout: float = 60) -> None:
         """Wait until a kv-v2 mount takes writes (its upgrade to versioned data is done)."""
@@ -283,7 +283,7 @@ class RaftCluster:
                     self.client(node, timeout=3).secrets.kv.v2.read_secret_metadata(
                         path=probe, mount_point=mount)
             return True
-        self._wait(upgraded, timeout, f"kv-v2 mount {mount} upgraded on every node")
+        self.wait(upgraded, timeout, f"kv-v2 mount {mount} upgraded on every node")
 
     def enable_kv2(self, mount: str, **configuration: Any) -> None:
         """Enable a kv-v2 mount, wait for its upgrade, then configure it (cas_required...)."""
@@ -293,7 +293,8 @@ class RaftCluster:
             self.client().secrets.kv.v2.configure(mount_point=mount, **configuration)
 
     @staticmethod
-    def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    def wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+        """Poll ``predicate`` until true; Vault and connection errors count as not yet."""
         deadline = time.monotonic() + timeout
         last: BaseException | None = None
         while time.monotonic() < deadline:
@@ -351,7 +352,7 @@ def start_raft_cluster(root: Path, *, extra_config: str = "", detach: bool = Fal
                 "/v1/sys/storage/raft/autopilot/configuration",
                 json={"server_stabilization_time": "1s", "cleanup_dead_servers": False})
             return True
-        cluster._wait(tuned, 30, "autopilot configured")
+        cluster.wait(tuned, 30, "autopilot configured")
         for node in members[1:]:
             cluster.unseal(node)
         cluster.wait_voters(nodes)

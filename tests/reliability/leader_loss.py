@@ -254,8 +254,11 @@ class _LeaseLog:
 
 def lease_holders(cluster: RaftCluster, role: str, *, leases: int = 8,
                   lease_seconds: int = 20, run_seconds: float = 45.0,
-                  kill_after: float = 12.0, pg_roles: Any = None) -> FaultOutcome:
+                  pg_roles: Any = None) -> FaultOutcome:
     """N managers keep ``role``'s leases alive through a standby; the leader dies mid-run.
+
+    The kill comes a moment before the first renewal is due, so the renewals
+    meet the election. ``lease_seconds`` is the role's TTL (the caller made it).
 
     Invariants measured: every renewal happened before the lease it renewed
     expired and outside its grace window (late: a renewal started inside it),
@@ -293,7 +296,12 @@ def lease_holders(cluster: RaftCluster, role: str, *, leases: int = 8,
         manager.issue()
         group.add(manager)
         managers.append(manager)
-    timer = threading.Timer(kill_after, kill.fire)
+    if pg_roles is not None:
+        held = int(pg_roles())
+        if held != leases:  # the check at the end would prove nothing
+            raise AssertionError(f"{held} database logins for {leases} leases: pg_roles is wrong")
+    first_due = min(m.next_action_at for m in managers)
+    timer = threading.Timer(max(0.0, first_due - time.monotonic() - 0.3), kill.fire)
     timer.start()
     reports = group.run(duration=run_seconds)
     timer.join()
@@ -313,7 +321,7 @@ def lease_holders(cluster: RaftCluster, role: str, *, leases: int = 8,
     notes += [f"{len(not_revoked)} lease(s) not revoked at stop"] if not_revoked else []
     notes += [f"{logins} database login(s) left"] if logins else []
     replaced_late = sum(m.stats.late_replacements for m in group.managers)
-    in_flight = sum(1 for m in group.managers if m.stats.unavailable_errors)
+    in_flight = sum(1 for m in group.managers if m.stats.unavailable_errors)  # met the outage
     return FaultOutcome(
         fault=f"leader SIGKILLed while the credential manager holds {leases} leases",
         in_flight=in_flight, operations=len(record.renewals) + len(record.issued),

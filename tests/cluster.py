@@ -86,6 +86,7 @@ class RaftNode:
     cluster_port: int
     workdir: Path
     process: subprocess.Popen[bytes] | None = None
+    pid: int | None = None  # also set for a node another process started (make up-cluster)
 
     @property
     def address(self) -> str:
@@ -105,7 +106,15 @@ class RaftNode:
     @property
     def running(self) -> bool:
         """Whether the node's process is alive."""
-        return self.process is not None and self.process.poll() is None
+        if self.process is not None:
+            return self.process.poll() is None
+        if self.pid is None:
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except OSError:
+            return False
+        return True
 
     def client(self, token: str | None = None, timeout: float = 10) -> hvac.Client:
         """An hvac client for this node (unauthenticated unless ``token``)."""
@@ -145,6 +154,7 @@ class RaftCluster:
             env={k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))},
             start_new_session=self.detach,
         )
+        node.pid = node.process.pid
         log.close()
         self.wait(lambda: node.health() is not None, 30, f"{node.node_id} listening")
 
@@ -164,6 +174,9 @@ class RaftCluster:
         if node.process is not None and node.process.poll() is None:
             node.process.send_signal(signal.SIGKILL)
             node.process.wait(timeout=10)
+        elif node.process is None and node.running and node.pid is not None:
+            os.kill(node.pid, signal.SIGKILL)
+        node.pid = None
 
     def restart(self, node: RaftNode) -> None:
         """Start a stopped node again and unseal it; it rejoins as a follower."""

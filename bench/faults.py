@@ -81,6 +81,12 @@ def cluster_faults(args: argparse.Namespace, tmp: Path, postgres: Any) -> list[F
         outcomes.append(lease_holders(cluster, ROLE, leases=args.leases,
                                       lease_seconds=args.lease_seconds,
                                       run_seconds=args.run_seconds, pg_roles=logins))
+        if args.pulumi:
+            from tests.e2e.apply_faults import run_apply_faults
+
+            cluster.heal()
+            cluster.client().sys.disable_secrets_engine("database")
+            outcomes += run_apply_faults(cluster, postgres, tmp / "apply")
         return outcomes
     finally:
         cluster.stop()
@@ -102,9 +108,6 @@ def main() -> int:
         postgres = start_postgres(tmp / "pg")
         try:
             outcomes += cluster_faults(args, Path(tempfile.mkdtemp(dir=tmp)), postgres)
-            if args.pulumi:
-                from tests.e2e.apply_faults import run_apply_faults
-                outcomes += run_apply_faults(tmp / "apply", postgres)
         finally:
             postgres.stop()
     notes = [f"{o.fault}: {', '.join(f'{k}={v}' for k, v in o.details.items())}"

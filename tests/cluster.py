@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -44,6 +45,7 @@ import hvac
 import hvac.exceptions
 import requests
 
+from tests.rotation.tcp_proxy import TcpProxy
 from tests.servers import bao_binary, free_port
 
 NODES = 3
@@ -320,6 +322,27 @@ class RaftCluster:
         raise TimeoutError(f"raft cluster: {what} not reached within {timeout}s "
                            f"(last error: {type(last).__name__ if last else None}: "
                            f"{str(last)[:200] if last else ''})")
+
+
+class ActiveNodeProxy(TcpProxy):
+    """A load balancer in front of the cluster: each new connection goes to the active node.
+
+    What production puts in front of Vault (a health check on ``sys/health``,
+    which answers 200 only on the active node). While no node is active a new
+    connection is reset, as a load balancer with no healthy backend does; the
+    connections open to a killed leader die with it.
+    """
+
+    def __init__(self, cluster: RaftCluster) -> None:
+        self.cluster = cluster
+        super().__init__(cluster.nodes[0].api_port)
+
+    def _connect_upstream(self) -> socket.socket:
+        node = self.cluster.active_or_none()
+        if node is None:
+            raise OSError("no active node")
+        self.upstream = ("127.0.0.1", node.api_port)
+        return socket.create_connection(self.upstream, timeout=5)
 
 
 def start_raft_cluster(root: Path, *, extra_config: str = "", detach: bool = False,

@@ -24,7 +24,7 @@ import pytest
 import requests
 
 from rotation.cli import main
-from tests.cluster import RaftCluster, RaftNode, node_config
+from tests.cluster import ActiveNodeProxy, RaftCluster, RaftNode, node_config
 from tests.rotation.test_preflight_verify import apply_like_pulumi
 from tests.servers import free_port
 
@@ -188,3 +188,19 @@ def test_preflight_during_an_election_refuses_or_follows_the_new_leader(
         assert answer.headers["Location"].startswith(old.address)
     else:
         assert observed[0] in (200, 404), observed
+
+
+def test_the_load_balancer_follows_the_active_node_across_a_failover(
+    cluster: RaftCluster,
+) -> None:
+    old = cluster.active()
+    with ActiveNodeProxy(cluster) as balancer:
+        def leader_via_balancer() -> str:
+            answer = requests.get(f"{balancer.address}/v1/sys/leader", timeout=5).json()
+            assert answer["is_self"] is True  # the balancer only ever talks to the leader
+            return str(answer["leader_address"])
+        assert leader_via_balancer() == old.address
+        cluster.kill(old)
+        new, _ = cluster.wait_new_leader(old)
+        cluster.wait(lambda: leader_via_balancer() == new.address, 30, "balancer on new leader")
+    assert new is not old

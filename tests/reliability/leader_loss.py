@@ -23,6 +23,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -149,9 +150,17 @@ class LeaderKill:
         self._thread.start()
 
     def _time_election(self) -> None:
-        _, self.election_seconds = self.cluster.wait_new_leader(self.victim)
-        # wait_new_leader started right after the kill returned: count from the kill.
-        if self.at is not None:
+        new, _ = self.cluster.wait_new_leader(self.victim)
+        # The new leader's own clock says when it became active (sys/leader active_time):
+        # exact, where polling health from a loaded test process only bounds it.
+        active_time = str(new.client().sys.read_leader_status().get("active_time", ""))
+        try:
+            took_over = datetime.fromisoformat(active_time.replace("Z", "+00:00"))
+        except ValueError:
+            took_over = None
+        if took_over is not None and self.at_wall is not None:
+            self.election_seconds = took_over.timestamp() - self.at_wall
+        elif self.at is not None:
             self.election_seconds = time.monotonic() - self.at
 
     def wait(self) -> None:

@@ -74,9 +74,10 @@ def cluster_faults(args: argparse.Namespace, tmp: Path, postgres: Any) -> list[F
         cluster.heal()
         configure_database(cluster.client(), postgres, {ROLE: (args.lease_seconds, 3600)})
 
-        def logins() -> int:
-            return int(postgres.psql(  # ROLE is a constant: no injection
-                f"select count(*) from pg_roles where rolname like 'v-%-{ROLE[:8]}%'"))  # noqa: S608
+        def logins(usernames: list[str]) -> int:
+            names = ", ".join(f"'{name}'" for name in usernames)  # Vault-made: [a-zA-Z0-9-]
+            return int(postgres.psql(
+                f"select count(*) from pg_roles where rolname in ({names})"))  # noqa: S608
 
         outcomes.append(lease_holders(cluster, ROLE, leases=args.leases,
                                       lease_seconds=args.lease_seconds,

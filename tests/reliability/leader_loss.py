@@ -10,8 +10,10 @@ docs/faults.md.
 
 * :func:`concurrent_kv_puts`: writers run ``python -m rotation kv-put`` (the
   real CLI, one process per write) against one KV v2 secret, each setting
-  its own key round after round, so their check-and-set writes conflict and
-  merge-retry; the leader dies when a third of the writes are in.
+  its own key round after round, while an in-process writer
+  (:func:`rotation.kvwrite.cas_put`) sets its own key as fast as it can, so
+  the check-and-set writes conflict and merge-retry; the leader dies when a
+  third of the processes' writes are in.
 * :func:`lease_holders`: a :class:`~rotation.dynamic.ManagerGroup` keeps N
   database leases alive through a standby; the leader dies between renewals.
 """
@@ -30,7 +32,10 @@ from typing import Any
 import hvac
 import hvac.exceptions
 
+from rotation import kvwrite
+from rotation.cluster import follow_active
 from rotation.dynamic import Credential, DynamicCredentialManager, ManagerGroup
+from rotation.errors import RotationError
 from tests.cluster import RaftCluster
 from tests.reliability.support import child_env, run_cli
 
@@ -89,7 +94,7 @@ def concurrent_kv_puts(cluster: RaftCluster, repo: Path, *, writers: int = 4,
     version: each version must add exactly one writer's change to the one
     before (merged keys kept), and match what the writes reported.
     """
-    cluster.enable_kv2(mount, cas_required=True, max_versions=writers * rounds + 10)
+    cluster.enable_kv2(mount, cas_required=True, max_versions=100_000)  # keep the history
     standbys = cluster.standbys()
     kill = LeaderKill(cluster)
     total = writers * rounds
@@ -115,18 +120,53 @@ def concurrent_kv_puts(cluster: RaftCluster, repo: Path, *, writers: int = 4,
             with lock:
                 runs.append(PutRun(index, number, value, started, time.monotonic(),
                                    proc.returncode, report))
-                if len(runs) >= kill_after:
+                if sum(r.writer < writers for r in runs) >= kill_after:
                     kill.fire()
 
-    with ThreadPoolExecutor(writers) as pool:
+    processes_done = threading.Event()
+
+    def competitor() -> None:
+        # An in-process writer of its own key, as fast as it can: the kv-put processes'
+        # read-to-write windows are milliseconds, so without it conflicts would be luck.
+        index, number = writers, 0
+        standby = standbys[-1]
+
+        def active() -> hvac.Client:
+            return follow_active(hvac.Client(url=standby.address, token=cluster.root_token,
+                                             timeout=5), standby.address)[1]
+
+        client = kvwrite.retry_unavailable(active, 60)
+        while not processes_done.is_set():
+            number += 1
+            value = f"w{index}-r{number}"
+            started = time.monotonic()
+            try:
+                result = kvwrite.cas_put(client, mount, path, {f"w{index}": value},
+                                         retries=50, unavailable_timeout=60, reconnect=active)
+                report = {"ok": True, "written": result.written,
+                          "new_version": result.new_version,
+                          "merged_over": list(result.merged_over),
+                          "unanswered_writes": result.unanswered_writes}
+                code = 0
+            except RotationError as exc:
+                report, code = {"ok": False, "error": str(exc)}, exc.exit_code
+            with lock:
+                runs.append(PutRun(index, number, value, started, time.monotonic(), code,
+                                   report))
+            time.sleep(0.1)
+
+    with ThreadPoolExecutor(writers + 1) as pool:
+        rival = pool.submit(competitor)
         futures = [pool.submit(writer, i) for i in range(writers)]
         for future in futures:
             future.result()
+        processes_done.set()
+        rival.result()
     if kill.at is None:
         raise AssertionError("the leader was never killed: too few writes finished")
     kill.wait()
     history = _versions(cluster.client(), mount, path)
-    return _judge_puts(runs, history, kill.at, kill.election_seconds, writers)
+    return _judge_puts(runs, history, kill.at, kill.election_seconds, writers + 1)
 
 
 class LeaderKill:
@@ -257,7 +297,8 @@ class _LeaseLog:
     """Every credential handed over and every renewal, as the managers reported them."""
 
     issued: list[Credential] = field(default_factory=list)
-    renewals: list[tuple[float, str, float]] = field(default_factory=list)  # (at, id, was due)
+    # (sent at, lease id, expiry it extended, answered at), epoch seconds
+    renewals: list[tuple[float, str, float, float]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -273,8 +314,8 @@ def lease_holders(cluster: RaftCluster, role: str, *, leases: int = 8,
     expired and outside its grace window (late: a renewal started inside it),
     no credential was replaced because its lease lapsed, and at stop every
     lease ever issued is revoked (none left under ``sys/leases/lookup``) and,
-    with ``pg_roles`` (a callable counting the role's PostgreSQL logins),
-    no database login is left behind.
+    with ``pg_roles`` (a callable counting which of the given PostgreSQL user
+    names exist), no database login it was handed is left behind.
     """
     standby = cluster.standbys()[0]
     kill = LeaderKill(cluster)
@@ -291,7 +332,8 @@ def lease_holders(cluster: RaftCluster, role: str, *, leases: int = 8,
     def renewed(cred: Credential) -> None:
         with record.lock:
             was_due = expiry.get(cred.lease_id, 0.0)
-            record.renewals.append((cred.renewed_at or time.time(), cred.lease_id, was_due))
+            record.renewals.append((cred.renewed_at or time.time(), cred.lease_id, was_due,
+                                    time.time()))
             expiry[cred.lease_id] = cred.expires_at
 
     client = hvac.Client(url=standby.address, token=cluster.root_token, timeout=5)
@@ -306,7 +348,7 @@ def lease_holders(cluster: RaftCluster, role: str, *, leases: int = 8,
         group.add(manager)
         managers.append(manager)
     if pg_roles is not None:
-        held = int(pg_roles())
+        held = int(pg_roles([c.username for c in record.issued]))
         if held != leases:  # the check at the end would prove nothing
             raise AssertionError(f"{held} database logins for {leases} leases: pg_roles is wrong")
     first_due = min(m.next_action_at for m in managers)
@@ -319,13 +361,13 @@ def lease_holders(cluster: RaftCluster, role: str, *, leases: int = 8,
     assert kill.at_wall is not None
     kill_wall = kill.at_wall
     late = [r for r in (m.stats for m in group.managers) if r.late_renewals]
-    lapsed = [(at, lease, due) for at, lease, due in record.renewals if at >= due]
-    after = [at for at, _, _ in record.renewals if at > kill_wall]
+    lapsed = [(at, lease, due) for at, lease, due, _ in record.renewals if at >= due]
+    after = [answered for _, _, _, answered in record.renewals if answered > kill_wall]
     issued_ids = {c.lease_id for c in record.issued}
     still_live = _live_leases(root, role)
     leaked = len(issued_ids & set(still_live))
     not_revoked = [lease for rep in reports for lease in rep.not_revoked]
-    logins = int(pg_roles()) if pg_roles is not None else 0
+    logins = int(pg_roles([c.username for c in record.issued])) if pg_roles is not None else 0
     notes = [f"renewal of {lease} after its lease ended" for _, lease, _ in lapsed]
     notes += [f"{len(not_revoked)} lease(s) not revoked at stop"] if not_revoked else []
     notes += [f"{logins} database login(s) left"] if logins else []

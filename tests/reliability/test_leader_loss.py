@@ -66,9 +66,9 @@ def test_leader_killed_while_the_credential_manager_holds_leases(
 ) -> None:
     configure_database(cluster.client(), postgres, {ROLE: (20, 600)})
 
-    def logins() -> int:
-        return int(postgres.psql(
-            f"select count(*) from pg_roles where rolname like 'v-%-{ROLE[:8]}%'"))
+    def logins(usernames: list[str]) -> int:
+        names = ", ".join(f"'{name}'" for name in usernames)  # Vault-made names: [a-zA-Z0-9-]
+        return int(postgres.psql(f"select count(*) from pg_roles where rolname in ({names})"))
 
     try:
         outcome = lease_holders(cluster, ROLE, leases=8, lease_seconds=20, run_seconds=40,

@@ -125,6 +125,23 @@ def pending_message(stack: str, pending: list[PendingOperation],
             f"operation(s): {'; '.join(parts)}")
 
 
+def settle_interrupted(lock: dict[str, Any], states: list[SecretState],
+                       classified: dict[str, str], failures: list[str]) -> None:
+    """Mark a secret the killed update was writing ``interrupted``, not someone else's write.
+
+    Its live version being the declared one is the killed apply's own write;
+    the pending-operation failure already says so, and what to run.
+    """
+    names = {op["name"] for op in lock.get("pending_operations", [])
+             if op.get("type") == SECRET_TYPE}
+    for state in states:
+        name = resource_name("secret", state.secret.mount, *state.secret.path.split("/"))
+        if name not in names:
+            continue
+        classified[state.secret.id] = "interrupted"
+        failures[:] = [f for f in failures if not f.startswith(f"{state.secret.id}: ")]
+
+
 def recovery_steps(stack: str, stale: bool, pending: list[PendingOperation]) -> list[str]:
     """Return the commands that clear what a killed ``pulumi up`` left, in order."""
     steps = []
@@ -150,7 +167,7 @@ def backend_check(backend: str, stack: str, states: list[SecretState],
     interrupted = pending_operations(backend, "tradepulse-vault", stack)
     lock = {"checked": True, "backend": found.backend, "locks": list(found.locks),
             "holders": [asdict(h) for h in holders],
-            "pending_operations": [asdict(p) for p in interrupted]}
+            "pending_operations": [{**asdict(p), "name": p.name} for p in interrupted]}
     stale = bool(holders) and all(h.stale for h in holders)
     if found.locks and stale:
         failures.append(f"stack {stack}: stale Pulumi lock {holders[0].key} "
@@ -220,6 +237,7 @@ def run(args: argparse.Namespace) -> Result:
             raise BadInput("no Pulumi backend to check the stack lock: pass --backend or set "
                            "PULUMI_BACKEND_URL (or --skip-lock-check)")
         lock, lock_text, next_steps = backend_check(backend, target.name, states, failures)
+        settle_interrupted(lock, states, classified, failures)
     secrets = [{"secret": s.secret.id, "declared": s.declared, "live": s.live_version,
                 "state": classified[s.secret.id], "rotated": s.secret.id in rotated}
                for s in states]

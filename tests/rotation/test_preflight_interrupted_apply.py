@@ -108,7 +108,12 @@ def test_stale_lock_and_pending_write_say_exactly_what_to_run(
     holder = out["lock"]["holders"][0]
     assert holder["stale"] is True and holder["username"] == "oncall"
     assert out["lock"]["pending_operations"] == [
-        {"urn": SECRET_URN, "type": "vault:kv/secretV2:SecretV2", "operation": "updating"}]
+        {"urn": SECRET_URN, "type": "vault:kv/secretV2:SecretV2", "operation": "updating",
+         "name": "secret-secret-services-execution-session-signing-key"}]
+    # The killed apply's own write is not reported as someone else's.
+    state = next(s for s in out["secrets"] if s["secret"] == SIGNING)
+    assert state["state"] == "interrupted"
+    assert not [f for f in out["failures"] if f.startswith(f"{SIGNING}: ")]
 
 
 def test_a_live_lock_is_not_called_stale(openbao: Any, rotated: Path, tmp_path: Path,

@@ -9,7 +9,8 @@ PY := $(VENV)/bin/python
 DEPS_STAMP := $(VENV)/.deps-$(shell sha1sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps toolchain lint unit integration e2e test up up-apply down fresh-check
+.PHONY: help setup system-deps toolchain lint unit integration e2e test up up-apply down fresh-check \
+	up-cluster down-cluster
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -76,3 +77,9 @@ fresh-check: ## run .ci/run in a temp clone with every user-level cache empty (t
 
 down: ## stop what `make up` started
 	$(PY) tools/localenv.py down
+
+up-cluster: setup ## a three-node OpenBao raft cluster on loopback, to try failover (tools/raftcluster.py)
+	$(PY) tools/raftcluster.py up
+
+down-cluster: ## stop what `make up-cluster` started
+	$(PY) tools/raftcluster.py down

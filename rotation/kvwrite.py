@@ -11,20 +11,31 @@ someone wrote version ``V2`` in between, re-read ``(V2, D2)`` and:
 * otherwise put our changes on top of ``D2`` and retry with ``cas=V2``,
   at most ``retries`` times.
 
+A write that gets no answer (the connection dropped, the active node died
+mid-request) may or may not have been applied. It is never simply retried:
+the secret is re-read and, if the version moved on and holds our values, the
+write is counted as done - so a lost answer never becomes a second version.
+Otherwise it is merged and retried like a CAS conflict. With
+``unavailable_timeout`` > 0, reads and writes that find Vault unavailable
+(a leader election in an HA cluster) are retried for that long, reconnecting
+through ``reconnect`` (which finds the new active node); when Vault does not
+come back the error says whether a write was left undecided.
+
 Every outcome names the path, keys and versions; values never leave this
 module (not in results, exceptions or logs).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import hvac
 import hvac.exceptions
 
-from rotation.errors import BadInput, CasConflict, CheckFailed
+from rotation.errors import BadInput, CasConflict, CheckFailed, VaultUnavailable
 from rotation.kv import read_metadata
 from rotation.output import log
 from rotation.vault import vault_errors
@@ -61,6 +72,7 @@ class PutResult:
     attempts: int  # writes sent (0 when nothing needed writing)
     merged_over: tuple[int, ...]  # versions written by others that the changes were merged onto
     written: bool
+    unanswered_writes: int = 0  # writes whose answer was lost, settled by re-reading
 
     @property
     def id(self) -> str:
@@ -86,6 +98,10 @@ class OverlappingChange(CasConflict):
 
 
 BeforeWrite = Callable[[Attempt], None]
+Reconnect = Callable[[], hvac.Client]
+T = TypeVar("T")
+_RETRY_FIRST_SECONDS = 0.25
+_RETRY_MAX_SECONDS = 2.0
 
 
 def _address(client: hvac.Client) -> str:
@@ -166,6 +182,90 @@ def overlapping_keys(base: Mapping[str, Any], latest: Mapping[str, Any],
     return sorted(clash)
 
 
+def retry_unavailable(operation: Callable[[], T], timeout: float, *,
+                      between: Callable[[], None] | None = None,
+                      clock: Callable[[], float] = time.monotonic,
+                      sleep: Callable[[float], None] = time.sleep) -> T:
+    """Run ``operation``, retrying :class:`VaultUnavailable` for ``timeout`` seconds (0: never).
+
+    ``between`` runs before each retry (reconnecting to the new active node).
+    """
+    since: float | None = None
+    delay = _RETRY_FIRST_SECONDS
+    while True:
+        try:
+            return operation()
+        except VaultUnavailable as exc:
+            now = clock()
+            since = now if since is None else since
+            if now - since + delay > timeout:
+                raise
+            log.info("%s; retrying in %.2fs (unavailable for %.1fs)", exc, delay, now - since)
+            sleep(delay)
+            delay = min(delay * 2, _RETRY_MAX_SECONDS)
+            if between is not None:
+                between()
+
+
+class _Patient:
+    """A client whose calls retry unavailability for ``timeout`` seconds, reconnecting."""
+
+    def __init__(self, client: hvac.Client, timeout: float, reconnect: Reconnect | None,
+                 clock: Callable[[], float], sleep: Callable[[float], None]) -> None:
+        self.client = client
+        self._timeout = timeout
+        self._reconnect = reconnect
+        self._clock = clock
+        self._sleep = sleep
+
+    def _again(self) -> None:
+        if self._reconnect is not None:
+            try:
+                self.client = self._reconnect()
+            except VaultUnavailable as exc:
+                log.info("no active node yet: %s", exc)
+
+    def call(self, operation: Callable[[hvac.Client], T]) -> T:
+        return retry_unavailable(lambda: operation(self.client), self._timeout,
+                                 between=self._again, clock=self._clock, sleep=self._sleep)
+
+
+def _landed(vault: _Patient, mount: str, path: str, cas: int, payload: Mapping[str, Any]) -> bool:
+    """Whether a write sent with ``cas`` is the one that made version ``cas + 1``.
+
+    Check-and-set puts a write that was applied at exactly ``cas + 1``, so
+    that version holding exactly ``payload`` means it was ours.
+    """
+    def read(client: hvac.Client) -> Mapping[str, Any] | None:
+        with vault_errors(_address(client), f"reading {mount}/{path} version {cas + 1}"):
+            try:
+                answer = client.secrets.kv.v2.read_secret_version(
+                    path=path, version=cas + 1, mount_point=mount,
+                    raise_on_deleted_version=False)
+            except hvac.exceptions.InvalidPath:
+                return None
+        data = answer["data"].get("data")
+        return dict(data) if isinstance(data, dict) else None
+    return vault.call(read) == dict(payload)
+
+
+def _send(vault: _Patient, mount: str, path: str, cas: int,
+          payload: Mapping[str, Any]) -> int | str:
+    """Write once: the new version, ``"conflict"`` (CAS refused) or ``"unanswered"``."""
+    where = f"{mount}/{path}"
+    try:
+        with vault_errors(_address(vault.client), f"writing {where} with cas={cas}"):
+            response = vault.client.secrets.kv.v2.create_or_update_secret(
+                path=path, secret=dict(payload), cas=cas, mount_point=mount)
+    except CasConflict:
+        return "conflict"
+    except VaultUnavailable as exc:
+        log.warning("%s: the write with cas=%d got no answer (%s); re-reading to see "
+                    "whether it was applied", where, cas, exc)
+        return "unanswered"
+    return int(response["data"]["version"])
+
+
 def cas_put(
     client: hvac.Client,
     mount: str,
@@ -174,27 +274,34 @@ def cas_put(
     *,
     retries: int = 3,
     before_write: BeforeWrite | None = None,
+    unavailable_timeout: float = 0.0,
+    reconnect: Reconnect | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> PutResult:
     """Set ``changes`` on ``mount/path`` with check-and-set, merging non-overlapping conflicts.
 
     ``retries`` bounds the re-read-merge-retry rounds after the first write.
     ``before_write`` (if given) runs after each read and before the write it
     prepares - the place a test plays the concurrent writer deterministically.
-    Raises :class:`OverlappingChange` on a same-key conflict,
-    :class:`~rotation.errors.CasConflict` when the retries run out, and
+    ``unavailable_timeout`` is how long an unavailable Vault is retried
+    (``reconnect`` gives the client to retry with). Raises
+    :class:`OverlappingChange` on a same-key conflict,
+    :class:`~rotation.errors.CasConflict` when the retries run out,
+    :class:`~rotation.errors.VaultUnavailable` when Vault stays unavailable
+    (saying whether a write is undecided), and
     :class:`~rotation.errors.BadInput` when ``mount`` is not a KV v2 mount.
     """
-    if not changes:
-        raise ValueError("cas_put needs at least one key to set")
-    if retries < 0:
-        raise ValueError("retries must be >= 0")
+    if not changes or retries < 0:
+        raise ValueError("cas_put needs at least one key to set and retries >= 0")
     where = f"{mount}/{path}"
-    address = _address(client)
     keys_set = tuple(sorted(changes))
-    ensure_kv2(client, mount)
-    base = read_snapshot(client, mount, path)
+    vault = _Patient(client, unavailable_timeout, reconnect, clock, sleep)
+    vault.call(lambda c: ensure_kv2(c, mount))
+    base = vault.call(lambda c: read_snapshot(c, mount, path))
     first_version = base.version
     merged_over: list[int] = []
+    unanswered: list[tuple[int, dict[str, Any]]] = []  # (cas, payload) of lost answers
     attempts = 0
     while True:
         changed = tuple(k for k in keys_set if base.data.get(k, _ABSENT) != changes[k])
@@ -202,7 +309,8 @@ def cas_put(
             log.info("%s: version %d already holds the requested keys; nothing written",
                      where, base.version)
             return PutResult(mount, path, first_version, base.version, keys_set, (), attempts,
-                             tuple(merged_over), written=False)
+                             tuple(merged_over), written=False,
+                             unanswered_writes=len(unanswered))
         if attempts > retries:
             raise CasConflict(
                 f"gave up on {where} after {attempts} attempts: it kept moving "
@@ -213,22 +321,41 @@ def cas_put(
         if before_write is not None:
             before_write(Attempt(attempts, base.version))
         payload = {**base.data, **changes}
+        sent = _send(vault, mount, path, base.version, payload)
+        if isinstance(sent, int):
+            log.debug("%s: wrote version %d with cas=%d", where, sent, base.version)
+            return PutResult(mount, path, first_version, sent, keys_set, changed, attempts,
+                             tuple(merged_over), written=True,
+                             unanswered_writes=len(unanswered))
+        if sent == "unanswered":
+            unanswered.append((base.version, payload))
         try:
-            with vault_errors(address, f"writing {where} with cas={base.version}"):
-                response = client.secrets.kv.v2.create_or_update_secret(
-                    path=path, secret=payload, cas=base.version, mount_point=mount)
-        except CasConflict:
-            latest = read_snapshot(client, mount, path)
-            clash = overlapping_keys(base.data, latest.data, changes)
-            if clash:
-                raise OverlappingChange(mount, path, clash, base.version,
-                                        latest.version) from None
-            log.info("%s: version %d appeared during attempt %d (cas=%d); merging onto it",
-                     where, latest.version, attempts, base.version)
-            merged_over.append(latest.version)
-            base = latest
-            continue
-        new_version = int(response["data"]["version"])
-        log.debug("%s: wrote version %d with cas=%d", where, new_version, base.version)
-        return PutResult(mount, path, first_version, new_version, keys_set, changed, attempts,
-                         tuple(merged_over), written=True)
+            latest = vault.call(lambda c: read_snapshot(c, mount, path))
+            # A write whose answer was lost may have been applied (even after a re-read
+            # that did not show it yet): if so it is that version - never write again.
+            ours = next((cas + 1 for cas, sent_payload in unanswered
+                         if latest.version > cas
+                         and _landed(vault, mount, path, cas, sent_payload)), None)
+        except VaultUnavailable as still:
+            if not unanswered:
+                raise
+            raise VaultUnavailable(
+                f"{where}: the write with cas={unanswered[-1][0]} got no answer and Vault "
+                f"stayed unavailable ({still}): it may or may not have been applied",
+                hint="run the same kv-put again once Vault answers: a write that was "
+                     "applied is recognised and not repeated",
+            ) from None
+        if ours is not None:
+            log.info("%s: version %d is the write whose answer was lost", where, ours)
+            return PutResult(mount, path, first_version, ours, keys_set, changed, attempts,
+                             tuple(merged_over), written=True,
+                             unanswered_writes=len(unanswered))
+        if latest.version == base.version:
+            continue  # not applied: send it again
+        clash = overlapping_keys(base.data, latest.data, changes)
+        if clash:
+            raise OverlappingChange(mount, path, clash, base.version, latest.version)
+        log.info("%s: version %d appeared during attempt %d (cas=%d); merging onto it",
+                 where, latest.version, attempts, base.version)
+        merged_over.append(latest.version)
+        base = latest

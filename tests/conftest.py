@@ -117,6 +117,27 @@ def openbao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
+def raft_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One three-node OpenBao raft cluster for the session, with the local stack's audit devices.
+
+    A test that kills, seals or stops nodes calls ``raft_cluster.heal()`` when
+    it is done, so the next test finds three unsealed voters again.
+    """
+    from infra.audit_config import render_audit_hcl
+    from infra.spec import load_stack_file
+    from tests.cluster import start_raft_cluster
+
+    spec = load_stack_file(REPO_ROOT / "Pulumi.local.yaml")
+    cluster = start_raft_cluster(tmp_path_factory.mktemp("raft"),
+                                 extra_config=render_audit_hcl(spec.audit.devices),
+                                 subdirs=(".local/openbao",))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
 def postgres() -> Iterator[Any]:
     """One PostgreSQL cluster for the session (tests create their own roles/databases)."""
     from tests.servers import start_postgres, temporary_dir

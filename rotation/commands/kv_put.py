@@ -17,7 +17,10 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+import hvac
+
 from rotation import kvwrite, stacks
+from rotation.cluster import follow_active
 from rotation.errors import BadInput
 from rotation.output import Result
 from rotation.vault import VaultTarget, connect
@@ -33,16 +36,21 @@ Values are never taken from the command line: `--set KEY=ENVVAR` reads KEY's
 value from environment variable ENVVAR; `--stdin-json` reads a JSON object of
 string values from stdin. Keys not named keep their current values.
 
-The write carries cas=<version read> (cas=0 creates). If another writer got
+The write carries cas=<version read> (cas=0 creates). It goes to the active
+node (a standby given as the address is followed: its reads can lag). If another writer got
 in first, the latest version is re-read: when none of our keys changed there,
 our keys are merged onto it and the write is retried (at most --retries
 times); when one of our keys changed on both sides, nothing is written
-(exit 1) and the key names and versions are reported. Output: path, old and
-new version, names of the keys changed, attempts. Never a value.
+(exit 1) and the key names and versions are reported. A write whose answer
+is lost (the active node died mid-request) is never blindly repeated: the
+secret is re-read and the write counts as done if version <cas>+1 is ours.
+--unavailable-timeout keeps retrying through a leader election. Output:
+path, old and new version, names of the keys changed, attempts. Never a value.
 """
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MAX_RETRIES = 100
+_MAX_UNAVAILABLE_SECONDS = 5 * 60.0  # 5m: the runbook escalates past this
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,6 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="read a JSON object {KEY: value, ...} from stdin")
     parser.add_argument("--retries", type=int, default=3,
                         help="merge-retry rounds after a CAS conflict (default: 3)")
+    parser.add_argument("--unavailable-timeout", type=float, default=0.0, metavar="SECONDS",
+                        help="keep retrying this long while Vault is unavailable, e.g. a "
+                             "leader election (default: 0, fail at once with exit 3)")
     parser.add_argument("--repo", type=Path,
                         help="repository whose stack files define owned paths "
                              "(default: git top level)")
@@ -161,9 +172,20 @@ def run(args: argparse.Namespace) -> Result:
             hint=f"rotate it with `python -m rotation bump --stack <env> {mount}/{path}` and "
                  "a reviewed pull request",
         )
+    if not 0 <= args.unavailable_timeout <= _MAX_UNAVAILABLE_SECONDS:
+        raise BadInput("--unavailable-timeout must be between 0 and "
+                       f"{_MAX_UNAVAILABLE_SECONDS:.0f} seconds (the runbook's escalation limit)")
     changes = read_changes(args)
-    client = connect(VaultTarget(address, args.token_env))
-    outcome = kvwrite.cas_put(client, mount, path, changes, retries=args.retries)
+    target = VaultTarget(address, args.token_env)
+
+    def active_client() -> hvac.Client:
+        # Reads on an OpenBao standby can lag the write just made: talk to the active node.
+        return follow_active(connect(target), address)[1]
+
+    client = kvwrite.retry_unavailable(active_client, args.unavailable_timeout)
+    outcome = kvwrite.cas_put(client, mount, path, changes, retries=args.retries,
+                              unavailable_timeout=args.unavailable_timeout,
+                              reconnect=active_client)
     payload = {
         "ok": True,
         "address": address,
@@ -178,6 +200,7 @@ def run(args: argparse.Namespace) -> Result:
         "keys_changed": list(outcome.keys_changed),
         "attempts": outcome.attempts,
         "merged_over": list(outcome.merged_over),
+        "unanswered_writes": outcome.unanswered_writes,
     }
 
     def render(out: TextIO) -> None:

@@ -1,6 +1,10 @@
 """``preflight --stack ENV``: the runbook's pre-rotation checklist, as checks that can fail.
 
-1. Vault is initialized, unsealed and active (standby or sealed fails, exit 3).
+1. Vault is initialized, unsealed and active. Sealed or not initialised fails
+   (exit 3). A standby is followed to the active node it names (OpenBao's
+   standbys forward every request there anyway) and the report says which
+   node is active; a standby that knows no reachable active node fails
+   (exit 3) naming it (``rotation.cluster``).
 2. The caller's token has the capabilities the apply needs on every secret
    the stack will write (``sys/capabilities-self``).
 3. Each rotated secret (the plan of ``--base``..working tree, or ``--secret``)
@@ -11,27 +15,33 @@
 4. Every enabled audit device is logging (a file device whose file does not
    grow after an audited request is failing: Vault stops serving once no
    device can log).
-5. No Pulumi update is running on the stack (the backend's lock objects).
+5. No Pulumi update is running on the stack (the backend's lock objects),
+   and none died leaving work behind: a lock whose process is gone (a killed
+   ``pulumi up``) and the checkpoint's pending operations are failures, each
+   secret with a pending write is reported with what Vault holds (did the
+   killed apply's write land?), and ``next_steps`` lists exactly what to run.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, TextIO
 
 import hvac
 
+from infra.naming import resource_name
 from rotation.audit_probe import probe_audit_devices
-from rotation.errors import BadInput, CheckFailed, VaultUnavailable
+from rotation.cluster import follow_active
+from rotation.errors import BadInput, CheckFailed
 from rotation.live import SecretState, secret_states
-from rotation.locks import stack_locks
+from rotation.locks import PendingOperation, lock_holders, pending_operations, stack_locks
 from rotation.output import Result
 from rotation.planning import add_rotated_arguments, rotated_secrets
 from rotation.stacks import add_stack_arguments, repo_root, targets
-from rotation.vault import health, vault_errors
+from rotation.vault import vault_errors
 
 NAME = "preflight"
 HELP = "check Vault health, token capabilities, live versions and the stack lock"
@@ -47,18 +57,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the server's working directory, for relative audit file paths")
     parser.add_argument("--skip-lock-check", action="store_true",
                         help="do not check the Pulumi lock (say why in the ticket)")
-
-
-def health_problems(status: dict[str, Any]) -> list[str]:
-    """Return why a ``sys/health`` answer is not initialized + unsealed + active."""
-    problems = []
-    if not status.get("initialized"):
-        problems.append("not initialized")
-    if status.get("sealed"):
-        problems.append("sealed")
-    if status.get("standby"):
-        problems.append("standby (not the active node)")
-    return problems
 
 
 def conflict_message(state: SecretState) -> str:
@@ -105,6 +103,86 @@ def classify(
     return classified, failures, warnings
 
 
+SECRET_TYPE = "vault:kv/secretV2:SecretV2"  # noqa: S105 - a type token
+
+
+def pending_message(stack: str, pending: list[PendingOperation],
+                    states: list[SecretState]) -> str:
+    """Name each resource a killed update left pending; for secrets, what Vault holds."""
+    by_name = {resource_name("secret", s.secret.mount, *s.secret.path.split("/")): s
+               for s in states}
+    parts = []
+    for op in pending:
+        state = by_name.get(op.name) if op.type == SECRET_TYPE else None
+        if state is None:
+            parts.append(f"{op.operation} {op.name} ({op.type})")
+            continue
+        landed = (f"its write landed: version {state.live_version} is live"
+                  if state.live_version == state.declared
+                  else f"its write did not land: live version {state.live_version}")
+        parts.append(f"{op.operation} {state.secret.id} (declared {state.declared}; {landed})")
+    return (f"stack {stack}: a killed Pulumi update left {len(pending)} pending "
+            f"operation(s): {'; '.join(parts)}")
+
+
+def settle_interrupted(lock: dict[str, Any], states: list[SecretState],
+                       classified: dict[str, str], failures: list[str]) -> None:
+    """Mark a secret the killed update was writing ``interrupted``, not someone else's write.
+
+    Its live version being the declared one is the killed apply's own write;
+    the pending-operation failure already says so, and what to run.
+    """
+    names = {op["name"] for op in lock.get("pending_operations", [])
+             if op.get("type") == SECRET_TYPE}
+    for state in states:
+        name = resource_name("secret", state.secret.mount, *state.secret.path.split("/"))
+        if name not in names:
+            continue
+        classified[state.secret.id] = "interrupted"
+        failures[:] = [f for f in failures if not f.startswith(f"{state.secret.id}: ")]
+
+
+def recovery_steps(stack: str, stale: bool, pending: list[PendingOperation]) -> list[str]:
+    """Return the commands that clear what a killed ``pulumi up`` left, in order."""
+    steps = []
+    if stale:
+        steps.append(f"pulumi cancel --stack {stack} --yes   # remove the stale lock")
+    if pending:
+        clear = " --clear-pending-creates" if any(p.operation == "creating"
+                                                   for p in pending) else ""
+        steps += [
+            f"pulumi refresh --stack {stack} --yes{clear}   # re-read from Vault, clear "
+            "the pending operations",
+            f"pulumi up --stack {stack}   # finish the apply",
+            f"python -m rotation verify --stack {stack}   # live versions == declared",
+        ]
+    return steps
+
+
+def backend_check(backend: str, stack: str, states: list[SecretState],
+                  failures: list[str]) -> tuple[dict[str, Any], str, list[str]]:
+    """Check the stack's lock and checkpoint: a running, a killed or a clean last update."""
+    found = stack_locks(backend, "tradepulse-vault", stack)
+    holders = lock_holders(backend, found)
+    interrupted = pending_operations(backend, "tradepulse-vault", stack)
+    lock = {"checked": True, "backend": found.backend, "locks": list(found.locks),
+            "holders": [asdict(h) for h in holders],
+            "pending_operations": [{**asdict(p), "name": p.name} for p in interrupted]}
+    stale = bool(holders) and all(h.stale for h in holders)
+    if found.locks and stale:
+        failures.append(f"stack {stack}: stale Pulumi lock {holders[0].key} "
+                        f"({holders[0].describe()})")
+    elif found.locks:
+        failures.append(f"a Pulumi update holds the lock on stack {stack} "
+                        f"({holders[0].describe() if holders else found.locks[0]}); "
+                        "wait for it to finish")
+    if interrupted:
+        failures.append(pending_message(stack, interrupted, states))
+    text = f"{len(found.locks)} held in {found.backend}" + (
+        f", {len(interrupted)} pending operation(s)" if interrupted else "")
+    return lock, text, recovery_steps(stack, stale, interrupted)
+
+
 def audit_check(client: hvac.Client, address: str, server_dir: Path | None,
                 failures: list[str], warnings: list[str]) -> list[dict[str, str]]:
     """Probe the audit devices; a failing one is a pre-flight failure."""
@@ -128,14 +206,10 @@ def run(args: argparse.Namespace) -> Result:
     """Run every pre-flight check; exit 1 with every failure listed, 3 if Vault cannot serve."""
     target = targets(args)[0]
     root = repo_root(args.repo)
-    client = target.client()
-    address = target.vault.address
-    with vault_errors(address, "reading sys/health"):
-        status = health(client)
-    problems = health_problems(status)
-    if problems:
-        raise VaultUnavailable(f"Vault at {address} is {', '.join(problems)}",
-                               hint="wait for or fix the active node; nothing was changed")
+    node, client = follow_active(target.client(), target.vault.address)
+    address, status = node.address, node.status
+    # Every read below goes to the active node: a standby's reads can lag its writes.
+    target = replace(target, vault=replace(target.vault, address=address))
     states = secret_states(root, target)
     rotated = set(rotated_secrets(root, target, args.base, args.secret))
     classified, failures, warnings = classify(states, rotated)
@@ -156,17 +230,14 @@ def run(args: argparse.Namespace) -> Result:
     audit = audit_check(client, address, args.server_dir, failures, warnings)
     lock: dict[str, Any] = {"checked": False}
     lock_text = "not checked (--skip-lock-check)"
+    next_steps: list[str] = []
     if not args.skip_lock_check:
         backend = args.backend or os.environ.get("PULUMI_BACKEND_URL")
         if not backend:
             raise BadInput("no Pulumi backend to check the stack lock: pass --backend or set "
                            "PULUMI_BACKEND_URL (or --skip-lock-check)")
-        found = stack_locks(backend, "tradepulse-vault", target.name)
-        lock = {"checked": True, "backend": found.backend, "locks": list(found.locks)}
-        lock_text = f"{len(found.locks)} held in {found.backend}"
-        if found.locks:
-            failures.append(f"a Pulumi update holds the lock on stack {target.name} "
-                            f"({found.locks[0]}); wait for it or `pulumi cancel`")
+        lock, lock_text, next_steps = backend_check(backend, target.name, states, failures)
+        settle_interrupted(lock, states, classified, failures)
     secrets = [{"secret": s.secret.id, "declared": s.declared, "live": s.live_version,
                 "state": classified[s.secret.id], "rotated": s.secret.id in rotated}
                for s in states]
@@ -175,17 +246,20 @@ def run(args: argparse.Namespace) -> Result:
         "stack": target.name,
         "vault": {"address": address, "initialized": status.get("initialized"),
                   "sealed": status.get("sealed"), "standby": status.get("standby"),
-                  "version": status.get("version")},
+                  "version": status.get("version"), "asked": node.asked,
+                  "active_node": node.address, "followed_standby": node.followed,
+                  "ha_enabled": node.ha_enabled},
         "secrets": secrets,
         "capabilities": capabilities,
         "audit_devices": audit,
         "lock": lock,
         "warnings": warnings,
         "failures": failures,
+        "next_steps": next_steps,
     }
 
     def render(out: TextIO) -> None:
-        out.write(f"Vault {address}: initialized, unsealed, active "
+        out.write(f"Vault {node.describe()}: initialized, unsealed, active "
                   f"(version {status.get('version')})\n")
         for entry in secrets:
             out.write(f"  {entry['state']:<8} {entry['secret']} live={entry['live']} "
@@ -198,6 +272,10 @@ def run(args: argparse.Namespace) -> Result:
             out.write(f"WARN {warning}\n")
         for failure in failures:
             out.write(f"FAIL {failure}\n")
+        if next_steps:
+            out.write("next steps, in order:\n")
+            for number, step in enumerate(next_steps, start=1):
+                out.write(f"  {number}. {step}\n")
         out.write("preflight passed\n" if not failures else "preflight FAILED\n")
 
     return Result(payload, render, exit_code=1 if failures else 0)

@@ -9,6 +9,9 @@
 * ``--watch DURATION`` (the runbook's 15-minute watch) keeps reading the audit
   log and fails if a request on a rotated path or role fails in the window.
 
+Everything is read on the active node: a standby given as the address is
+followed (``rotation.cluster``), because its reads can lag the apply.
+
 Exit 1 with everything that is missing.
 """
 
@@ -17,13 +20,14 @@ from __future__ import annotations
 import argparse
 import re
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, TextIO
 
 import hvac.exceptions
 
 from rotation.audit_log import AuditEvent, events_from_file, write_evidence
+from rotation.cluster import follow_active
 from rotation.errors import BadInput
 from rotation.live import secret_states
 from rotation.output import Result, log
@@ -83,8 +87,10 @@ def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one che
     """Run the checks; with ``--watch`` keep watching the audit log."""
     target = targets(args)[0]
     root = repo_root(args.repo)
-    client = target.client()
-    address = target.vault.address
+    # A standby's reads can lag the apply that just wrote: verify on the active node.
+    node, client = follow_active(target.client(), target.vault.address)
+    address = node.address
+    target = replace(target, vault=replace(target.vault, address=address))
     failures: list[str] = []
     states = secret_states(root, target)
     for state in states:
@@ -146,6 +152,7 @@ def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one che
     payload: dict[str, Any] = {
         "ok": not failures,
         "stack": target.name,
+        "active_node": address,
         "versions": versions,
         "rotated": rotated,
         "audit_log": str(log_path) if log_path else None,

@@ -70,3 +70,17 @@ def test_live_scan_against_a_real_openbao() -> None:
     assert all(r[1] == 20 for r in report["rows"])
     assert {(c["scan"], c["baseline"]) for c in report["ratios"]} == {
         (scan, base) for scan in ("drift", "verify", "read_live") for base in "abc"}
+
+
+@pytest.mark.integration
+def test_faults_prints_one_row_per_fault_with_nothing_lost() -> None:
+    report = run_bench("faults.py", "--writers", "2", "--rounds", "2", "--leases", "2",
+                       "--lease-seconds", "20", "--run-seconds", "25")
+    assert [r[0] for r in report["rows"]] == [
+        "leader SIGKILLed during concurrent kv-put merge-retries",
+        "leader SIGKILLed while the credential manager holds 2 leases"]
+    for outcome in report["outcomes"]:
+        # The benchmark exits 1 on a violated invariant; these are its own numbers.
+        assert (outcome["values_lost"], outcome["double_writes"], outcome["leases_leaked"]) \
+            == (0, 0, 0), outcome
+        assert outcome["notes"] == []

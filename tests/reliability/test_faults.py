@@ -35,8 +35,9 @@ SIGNING = "secret/services/execution/session-signing-key"
 ROLE = "tradepulse-execution"
 COMMANDS = ("preflight", "verify", "drift", "due", "kv-put", "secrets-issue-dynamic", "record")
 # The request (1-based, over all connections) before which the token expires: past the
-# command's first request where it makes several, the write itself for kv-put.
-EXPIRE_AT = {"preflight": 2, "verify": 2, "drift": 2, "due": 2, "kv-put": 3,
+# command's first request where it makes several, the write itself for kv-put (after
+# sys/health, sys/leader, the mount check and the read).
+EXPIRE_AT = {"preflight": 2, "verify": 2, "drift": 2, "due": 2, "kv-put": 5,
              "secrets-issue-dynamic": 1, "record": 2}
 
 Argv = Callable[[str, str], list[str]]

@@ -62,7 +62,7 @@ class TcpProxy:
                     continue
                 self.accepted += 1
             try:
-                upstream = socket.create_connection(self.upstream, timeout=5)
+                upstream = self._connect_upstream()
                 upstream.settimeout(None)
             except OSError:
                 _reset(client)
@@ -71,6 +71,10 @@ class TcpProxy:
                 self._open.update((client, upstream))
             for src, dst in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    def _connect_upstream(self) -> socket.socket:
+        """Open the connection a new client is forwarded to (subclasses may pick the server)."""
+        return socket.create_connection(self.upstream, timeout=5)
 
     def _before_forward(self, chunk: bytes, to_server: bool) -> None:
         """Subclasses may delay or observe each chunk here (``to_server``: client -> Vault)."""

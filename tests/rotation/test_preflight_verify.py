@@ -174,7 +174,7 @@ def test_preflight_fails_while_a_pulumi_update_holds_the_lock(
     args = [*common(vault, stack_repo), "--backend", f"file://{backend}"]
     code, out, _ = cli(capsys, "preflight", *args)
     assert code == 0 and out["lock"] == {"checked": True, "backend": f"file://{backend}",
-                                         "locks": []}
+                                         "locks": [], "holders": [], "pending_operations": []}
     lock_dir.mkdir(parents=True)
     (lock_dir / "f1e2d3.json").write_text("{}")
     code, out, _ = cli(capsys, "preflight", *args)

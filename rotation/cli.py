@@ -12,14 +12,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
-import re
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType, ModuleType
 
-from rotation import errors
+from rotation import errors, usage
 from rotation.envfile import load_env_file
 from rotation.output import Result, emit, emit_error, log, setup_logging
 
@@ -33,16 +32,22 @@ def _commands() -> list[ModuleType]:
     return [importlib.import_module(f"rotation.commands.{name}") for name in names]
 
 
+class UsageError(errors.BadInput):
+    """argparse refused the arguments; ``main`` explains them with :mod:`rotation.usage`."""
+
+    def __init__(self, prog: str, message: str) -> None:
+        super().__init__(f"{prog}: {message}")
+        self.prog = prog
+        self.raw = message
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of exiting, so usage errors get exit code 2 and JSON."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        # argparse quotes offending values; a secret pasted on the command line by
-        # mistake must not be echoed back, so values are redacted.
-        if message.startswith("unrecognized arguments"):
-            message = "unrecognized arguments (not shown)"
-        message = re.sub(r"'[^']*'", "'…'", message) if "invalid" in message else message
-        raise errors.BadInput(f"{self.prog}: {message}")
+        # The raw message is explained (and redacted where a value could be a
+        # secret) by rotation.usage before anything is printed.
+        raise UsageError(self.prog, message)
 
 
 def _common_flags(default: object) -> _Parser:
@@ -56,6 +61,11 @@ def _common_flags(default: object) -> _Parser:
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the top-level parser with every subcommand registered."""
+    return _build()[0]
+
+
+def _build() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """Return the top-level parser and each command's subparser by name."""
     common = _common_flags(default=False)
     # The subcommands accept the same flags; SUPPRESS keeps their defaults from
     # overwriting a --json/-v given before the subcommand.
@@ -71,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="KEY=VALUE file read before the command (set variables win)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
+    commands: dict[str, argparse.ArgumentParser] = {}
     for module in _commands():
         cmd = sub.add_parser(
             module.NAME, help=module.HELP, description=module.HELP, parents=[sub_common],
@@ -78,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
         )
         module.add_arguments(cmd)
         cmd.set_defaults(handler=module.run)
-    return parser
+        commands[module.NAME] = cmd
+    return parser, commands
 
 
 def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:
@@ -89,12 +101,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one rotation command; return its exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     as_json = "--json" in args_list
-    parser = build_parser()
+    parser, commands = _build()
     try:
         args = parser.parse_args(args_list)
-    except errors.BadInput as exc:
-        emit_error(str(exc), "see `python -m rotation --help`", errors.EXIT_BAD_INPUT,
-                   as_json=as_json)
+    except UsageError as exc:
+        problem = usage.explain(args_list, exc.raw, prog=exc.prog, parsers=commands, top=parser)
+        emit_error(problem.message, f"see `{problem.help_command} --help`",
+                   errors.EXIT_BAD_INPUT, as_json=as_json)
+        return errors.EXIT_BAD_INPUT
+    except errors.BadInput as exc:  # a type= converter refused a value (its own message)
+        position = usage.command_position(args_list, commands)
+        where = f"{parser.prog} {args_list[position]}" if position is not None else parser.prog
+        emit_error(str(exc), f"see `{where} --help`", errors.EXIT_BAD_INPUT, as_json=as_json)
         return errors.EXIT_BAD_INPUT
     except SystemExit as exc:  # --help / --version printed by argparse
         return int(exc.code or 0)

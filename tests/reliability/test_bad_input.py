@@ -149,7 +149,7 @@ CASES = [
          GATE, 1, "auditor.hcl"),
     # bad CLI arguments
     Case("cli-no-command", nothing, [], 2, "required"),
-    Case("cli-unknown-command", nothing, ["rotate-everything"], 2, "invalid choice"),
+    Case("cli-unknown-command", nothing, ["rotate-everything"], 2, "unknown command"),
     Case("cli-drift-no-stack", nothing, ["drift"], 2, "one of the arguments"),
     Case("cli-unknown-stack", nothing, ["drift", "--stack", "qa"], 2, "unknown stack 'qa'"),
     Case("cli-due-bad-now", nothing, ["due", "--stack", "local", "--now", "yesterday"], 2,

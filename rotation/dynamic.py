@@ -43,7 +43,6 @@ import heapq
 import itertools
 import json
 import logging
-import os
 import random
 import threading
 import time
@@ -58,6 +57,7 @@ from typing import Any, Literal
 import hvac
 import hvac.exceptions
 
+from rotation import address as vault_address
 from rotation.atomic import write_text_atomic
 from rotation.errors import BadInput, CheckFailed, Escalation, RotationError, VaultUnavailable
 from rotation.vault import vault_errors
@@ -226,14 +226,8 @@ def retry_delay(backoff_delay: float, remaining: float | None, escalate_in: floa
 
 
 def resolve_address(address: str | None) -> str:
-    """Return ``--address``, else ``$VAULT_ADDR`` (read after ``--env-file`` was loaded)."""
-    value = address or os.environ.get("VAULT_ADDR", "")
-    if not value:
-        raise BadInput("no Vault address: pass --address or set VAULT_ADDR",
-                       hint="e.g. --address https://vault.tradepulse.internal:8200")
-    if not value.startswith(("http://", "https://")):
-        raise BadInput(f"Vault address {value!r} must start with http:// or https://")
-    return value.rstrip("/")
+    """Return ``--address``, else ``$VAULT_ADDR``/``$BAO_ADDR`` (the rule of rotation.address)."""
+    return vault_address.resolve(address).url
 
 
 def revoke_lease(client: hvac.Client, lease_id: str) -> None:

@@ -2,10 +2,10 @@
 
 The commands work on the checked-out repository: ``Pulumi.<stack>.yaml`` in
 the repository root (``--repo`` or the current directory's git top level).
-Each stack's Vault address comes from its spec; ``--address`` overrides it
-(for a port-forward or a test server). The token comes from an environment
-variable: ``VAULT_TOKEN_<STACK>`` if set, else ``VAULT_TOKEN`` (or
-``--token-env``).
+The Vault address follows the one rule of :mod:`rotation.address`
+(``--address``, else ``VAULT_ADDR``/``BAO_ADDR``, else the stack's
+``vault.address``). The token comes from an environment variable:
+``VAULT_TOKEN_<STACK>`` if set, else ``VAULT_TOKEN`` (or ``--token-env``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import hvac
 
 from infra import paths
 from infra.spec import EnvironmentSpec, SpecError, load_stack_file
+from rotation import address as vault_address
 from rotation.errors import BadInput
 from rotation.vault import VaultTarget, connect
 
@@ -71,6 +72,7 @@ class StackTarget:
     name: str
     spec: EnvironmentSpec
     vault: VaultTarget
+    address_from: str = "declared"
 
     def client(self) -> hvac.Client:
         """Return an hvac client for this stack's Vault."""
@@ -86,9 +88,30 @@ def add_stack_arguments(parser: argparse.ArgumentParser, *, allow_all: bool = Fa
     else:
         parser.add_argument("--stack", required=True, help="stack name (prod, staging, dr, local)")
     parser.add_argument("--repo", type=Path, help="repository root (default: git top level)")
-    parser.add_argument("--address", help="Vault address (default: the stack's vault.address)")
+    parser.add_argument("--address", help="Vault address (default: $VAULT_ADDR, else "
+                        "$BAO_ADDR, else the stack's vault.address)")
     parser.add_argument("--token-env", help="variable holding the token (default: "
                         "VAULT_TOKEN_<STACK> if set, else VAULT_TOKEN)")
+
+
+def add_address_arguments(parser: argparse.ArgumentParser, *, repo: bool = True) -> None:
+    """Add ``--address`` and an optional ``--stack`` for commands that work without a stack."""
+    parser.add_argument("--address", help="Vault address (default: $VAULT_ADDR, else "
+                        "$BAO_ADDR, else --stack's vault.address)")
+    parser.add_argument("--stack", help="take the Vault address from this stack's "
+                        "vault.address when neither --address nor VAULT_ADDR/BAO_ADDR is set")
+    if repo:
+        parser.add_argument("--repo", type=Path, help="repository root (default: git top "
+                            "level)")
+
+
+def stackless_address(args: argparse.Namespace) -> str:
+    """Resolve the address of a command whose ``--stack`` is only the last fallback."""
+    declared = declared_in = None
+    if getattr(args, "stack", None):
+        spec = load_stack(repo_root(getattr(args, "repo", None)), args.stack)
+        declared, declared_in = spec.vault.address, f"Pulumi.{args.stack}.yaml"
+    return vault_address.resolve(args.address, declared=declared, declared_in=declared_in).url
 
 
 def targets(args: argparse.Namespace) -> list[StackTarget]:
@@ -98,7 +121,18 @@ def targets(args: argparse.Namespace) -> list[StackTarget]:
     out = []
     for name in names:
         spec = load_stack(root, name)
-        address = args.address or spec.vault.address
-        out.append(StackTarget(name, spec, VaultTarget(address, token_env_for(name,
-                                                                             args.token_env))))
+        found = vault_address.resolve(args.address, declared=spec.vault.address,
+                                      declared_in=f"Pulumi.{name}.yaml")
+        out.append(StackTarget(name, spec, VaultTarget(found.url, token_env_for(
+            name, args.token_env)), found.source))
+    declared = {t.spec.vault.address.rstrip("/") for t in out}
+    source = out[0].address_from if out else ""
+    if len(declared) > 1 and source in (vault_address.FROM_FLAG,
+                                        *vault_address.ADDRESS_VARIABLES):
+        undo = "drop --address" if source == vault_address.FROM_FLAG else f"unset {source}"
+        raise BadInput(
+            f"{source} would send all {len(out)} stacks to one Vault ({out[0].vault.address}), "
+            f"but they declare {len(declared)} different addresses",
+            hint=f"{undo} to use each stack's vault.address, or run one stack at a time "
+                 "with --stack")
     return out

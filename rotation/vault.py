@@ -18,6 +18,7 @@ import hvac
 import hvac.exceptions
 import requests
 
+from rotation.address import unreachable_hint
 from rotation.errors import BadInput, CasConflict, CheckFailed, VaultUnavailable
 
 DEFAULT_TIMEOUT_SECONDS = 10
@@ -62,19 +63,21 @@ def vault_errors(address: str, what: str) -> Iterator[None]:
     except requests.exceptions.RequestException as exc:
         raise VaultUnavailable(
             f"cannot reach Vault at {address} while {what} ({type(exc).__name__})",
-            hint="check VAULT_ADDR/--address and the network; escalate after 5 minutes",
+            hint=unreachable_hint(address),
         ) from None
     except hvac.exceptions.VaultDown:
         raise VaultUnavailable(
             f"Vault at {address} is sealed while {what}",
-            hint="unseal it (vault operator unseal) or fail over; nothing was changed",
+            hint="unseal it (`bao operator unseal`; `vault operator unseal` on HashiCorp "
+                 "Vault) or fail over; nothing was changed",
         ) from None
     except hvac.exceptions.Forbidden as exc:
         raise CheckFailed(
             f"permission denied while {what}: {_first_error(exc)}",
             # Vault answers 403 for an expired or revoked token too, not only for a policy.
-            hint="check the token's policies with `vault token capabilities <path>`; if it "
-                 "expired or was revoked (`vault token lookup`), log in again",
+            hint="check the token's policies with `bao token capabilities <path>` (`vault` on "
+                 "HashiCorp Vault); if it expired or was revoked (`bao token lookup`), log in "
+                 "again",
         ) from None
     except hvac.exceptions.Unauthorized as exc:
         raise CheckFailed(

@@ -26,6 +26,7 @@ from rotation.output import Result, log
 from rotation.pulumi_cli import set_secret_config
 from rotation.stackedit import bump_version_text, validate_text, write_stack_text
 from rotation.stacks import load_stack, repo_root
+from rotation.usage import suggest
 
 NAME = "bump"
 HELP = "raise a static secret's declared version by one in Pulumi.<stack>.yaml"
@@ -87,8 +88,11 @@ def run(args: argparse.Namespace) -> Result:
     source = path.name
     secret = spec.secret(args.secret)
     if secret is None:
-        known = ", ".join(s.id for s in spec.static_secrets) or "none"
-        raise BadInput(f"{source}: unknown secret {args.secret!r} (declared: {known})")
+        ids = [s.id for s in spec.static_secrets]
+        guess = suggest(args.secret, ids)
+        hint = f"did you mean {guess!r}? " if guess else ""
+        raise BadInput(f"{source}: unknown secret {args.secret!r} ({hint}declared: "
+                       f"{', '.join(ids) or 'none'})")
     if not args.allow_dirty and gitutil.is_dirty(root, path):
         raise BadInput(f"{source} has uncommitted changes; commit or stash them first "
                        "(one reviewed diff per rotation), or pass --allow-dirty")

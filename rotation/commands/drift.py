@@ -21,14 +21,13 @@ import argparse
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TextIO
 
-from rich.console import Console
-from rich.table import Table
-
-from rotation import stacks
-from rotation.errors import BadInput
+from rotation import stacks, tables
+from rotation.errors import EXIT_VAULT_UNAVAILABLE, BadInput, VaultUnavailable
 from rotation.kv import LiveMetadata
 from rotation.live import Declared, declare, read_live
-from rotation.output import Result
+from rotation.output import Result, log
+from rotation.tables import TableData
+from rotation.timefmt import rfc3339, rfc3339_or_none
 
 NAME = "drift"
 HELP = "compare declared static-secret versions with live KV v2 versions"
@@ -89,7 +88,7 @@ def _note(state: str, d: Declared, live: LiveMetadata | None,
         return f"v{d.version} declared, not applied yet: run pulumi up"
     if state == DRIFTED:
         updated = live.updated_time
-        when = f" at {updated.isoformat(timespec='seconds')}" if updated else ""
+        when = f" at {rfc3339(updated)}" if updated else ""
         return (f"live v{live.current_version} ahead of declared v{d.version}: written "
                 f"outside this repo{when}")
     if state == LAGGING_PROD:
@@ -121,7 +120,7 @@ def drift_report(declared: Sequence[Declared],
             "declared_version": d.version,
             "declared_in": d.declared_in,
             "live_version": meta.current_version if meta else None,
-            "live_updated_time": updated.isoformat() if updated else None,
+            "live_updated_time": rfc3339_or_none(updated, exact=True),
             "mirror_of": d.secret.mirror_of,
             "origin_live_version": origin_live,
             "state": state,
@@ -130,38 +129,67 @@ def drift_report(declared: Sequence[Declared],
     return rows
 
 
-def text_console(out: TextIO) -> Console:
-    """Return a rich console for text output: plain, 200 wide unless ``out`` is a terminal."""
-    terminal = out.isatty()
-    return Console(file=out, highlight=False, markup=False, width=None if terminal else 200,
-                   force_terminal=terminal)
-
-
 _STYLE = {IN_SYNC: "green", PENDING: "yellow", DRIFTED: "red", MISSING: "red",
           LAGGING_PROD: "red"}
 
 
+def read_reachable(
+    targets: Sequence[stacks.StackTarget], declared: Sequence[Declared], description: str,
+) -> tuple[dict[tuple[str, str], LiveMetadata | None], list[dict[str, str]]]:
+    """Read every stack's live metadata, one stack at a time; keep going past unreachable ones.
+
+    Returns the live metadata of the stacks that answered and, for each stack
+    that could not be reached (or is sealed), its name, address, where the
+    address came from and the error. When no stack answers, the first error is
+    raised as it is (exit 3 with its hint).
+    """
+    live: dict[tuple[str, str], LiveMetadata | None] = {}
+    unreachable: list[dict[str, str]] = []
+    first: VaultUnavailable | None = None
+    for target in targets:
+        mine = [d for d in declared if d.stack == target.name]
+        try:
+            live.update(read_live(mine, description=f"{description} ({target.name})"))
+        except VaultUnavailable as exc:
+            first = first or exc
+            unreachable.append({"stack": target.name, "address": target.vault.address,
+                                "address_from": target.address_from, "error": str(exc)})
+    if first is not None and len(unreachable) == len(targets):
+        raise first
+    for entry in unreachable:  # the others were read: report them, name these on stderr
+        log.error("%s: %s", entry["stack"], entry["error"])
+    return live, unreachable
+
+
+def unreachable_lines(unreachable: Sequence[dict[str, str]]) -> list[str]:
+    """Lines naming each stack that could not be read (printed after the table)."""
+    return [f"UNREACHABLE {u['stack']}: not reported above; {u['address']} (from "
+            f"{u['address_from']}) did not answer" for u in unreachable]
+
+
 def render_rows(rows: list[dict[str, Any]], summary: dict[str, int],
-                failing: Iterable[str]) -> Callable[[TextIO], None]:
-    """Return the text renderer: a rich table and a one-line summary."""
+                failing: Iterable[str],
+                unreachable: Sequence[dict[str, str]] = ()) -> Callable[[TextIO], None]:
+    """Return the text renderer: the table (see :mod:`rotation.tables`) and a summary line."""
     failing = frozenset(failing)
 
     def render(out: TextIO) -> None:
-        console = text_console(out)
-        table = Table(title="static secret drift", title_justify="left")
-        for column in ("stack", "secret", "declared", "live", "state", "note"):
-            table.add_column(column, no_wrap=column != "note")
+        data = TableData("static secret drift",
+                         ["stack", "secret", "declared", "live", "state", "note"], key_columns=5)
         for row in rows:
             live = "-" if row["live_version"] is None else str(row["live_version"])
             declared = str(row["declared_version"])
             if row["mirror_of"]:
-                declared += f" ({row['declared_in']})"
-            table.add_row(row["stack"], row["id"], declared, live, row["state"], row["note"],
-                          style=_STYLE[row["state"]] if out.isatty() else None)
-        console.print(table)
+                declared += f" ({row['mirror_of']})"  # a mirror's version is its origin's
+            data.add([row["stack"], row["id"], declared, live, row["state"],
+                      row["note"]], style=_STYLE[row["state"]])
+        tables.render(data, out)
+        for line in unreachable_lines(unreachable):
+            tables.write_line(out, line)
         parts = ", ".join(f"{summary[s]} {s}" for s in STATES)
-        verdict = "FAIL" if any(summary[s] for s in failing) else "ok"
-        console.print(f"drift {verdict}: {parts}")
+        verdict = "FAIL" if unreachable or any(summary[s] for s in failing) else "ok"
+        tables.write_line(out, f"drift {verdict}: {parts}" + (
+            f", {len(unreachable)} stack(s) unreachable" if unreachable else ""))
 
     return render
 
@@ -178,16 +206,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> Result:
     """Read live versions and classify every declared static secret."""
     targets, declared = declared_secrets(args)
-    live = read_live(declared, description="drift: reading KV metadata")
-    rows = drift_report(declared, live)
+    live, unreachable = read_reachable(targets, declared, "drift: reading KV metadata")
+    down = {u["stack"] for u in unreachable}
+    rows = drift_report([d for d in declared if d.stack not in down], live)
     summary = {state: sum(1 for r in rows if r["state"] == state) for state in STATES}
     failing = set(FAILING) | ({PENDING} if args.fail_on_pending else set())
-    ok = not any(summary[s] for s in failing)
+    ok = not any(summary[s] for s in failing) and not unreachable
     payload = {
         "ok": ok,
-        "stacks": [{"stack": t.name, "address": t.vault.address} for t in targets],
+        "stacks": [{"stack": t.name, "address": t.vault.address,
+                    "address_from": t.address_from, "reachable": t.name not in down}
+                   for t in targets],
         "summary": summary,
         "failing_states": sorted(failing),
         "secrets": rows,
+        "unreachable": unreachable,
     }
-    return Result(payload, render_rows(rows, summary, failing), exit_code=0 if ok else 1)
+    code = EXIT_VAULT_UNAVAILABLE if unreachable else (0 if ok else 1)
+    return Result(payload, render_rows(rows, summary, failing, unreachable), exit_code=code)

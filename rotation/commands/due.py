@@ -15,14 +15,14 @@ import argparse
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
-from rich.table import Table
-
-from rotation import stacks
-from rotation.commands.drift import declared_secrets, text_console
-from rotation.errors import BadInput
+from rotation import stacks, tables
+from rotation.commands.drift import declared_secrets, read_reachable, unreachable_lines
+from rotation.errors import EXIT_VAULT_UNAVAILABLE, BadInput
 from rotation.kv import LiveMetadata
-from rotation.live import Declared, read_live
+from rotation.live import Declared
 from rotation.output import Result
+from rotation.tables import TableData
+from rotation.timefmt import rfc3339
 
 NAME = "due"
 HELP = "list static secrets by rotation due date (soonest first); exit 1 if any is overdue"
@@ -91,13 +91,13 @@ def due_row(d: Declared, meta: LiveMetadata | None, now: datetime) -> dict[str, 
         row.update(state=MISSING, note="not in Vault (see drift)")
         return row
     row["live_version"] = meta.current_version
-    row["last_rotated"] = rotated.isoformat()
+    row["last_rotated"] = rfc3339(rotated, exact=True)
     if d.interval_seconds is None:
         row.update(state=NO_INTERVAL, note="no rotation interval declared")
         return row
     due_at = rotated + timedelta(seconds=d.interval_seconds)
     left = (due_at - now).total_seconds()
-    row["due_at"] = due_at.isoformat()
+    row["due_at"] = rfc3339(due_at, exact=True)
     if left < 0:
         row.update(state=OVERDUE, overdue_by_seconds=int(-left),
                    note=f"OVERDUE by {format_duration(-left)}")
@@ -125,47 +125,55 @@ def run(args: argparse.Namespace) -> Result:
     """Compute due dates for every static secret; exit 1 if any is overdue."""
     now = parse_now(args.now)
     targets, declared = declared_secrets(args)
-    live = read_live(declared, description="due: reading KV metadata")
-    rows = sorted((due_row(d, live.get(d.key), now) for d in declared), key=_order)
+    live, unreachable = read_reachable(targets, declared, "due: reading KV metadata")
+    down = {u["stack"] for u in unreachable}
+    rows = sorted((due_row(d, live.get(d.key), now) for d in declared if d.stack not in down),
+                  key=_order)
     counts = {s: sum(1 for r in rows if r["state"] == s)
               for s in (OVERDUE, OK, MISSING, NO_INTERVAL)}
-    ok = counts[OVERDUE] == 0
+    ok = counts[OVERDUE] == 0 and not unreachable
     payload = {
         "ok": ok,
-        "now": now.isoformat(),
-        "stacks": [{"stack": t.name, "address": t.vault.address} for t in targets],
+        "now": rfc3339(now, exact=True),
+        "stacks": [{"stack": t.name, "address": t.vault.address,
+                    "address_from": t.address_from, "reachable": t.name not in down}
+                   for t in targets],
         "summary": counts,
         "secrets": rows,
+        "unreachable": unreachable,
     }
 
     def render(out: TextIO) -> None:
-        console = text_console(out)
-        table = Table(title=f"rotation due dates at {now.isoformat(timespec='seconds')}",
-                      title_justify="left")
-        for column in ("stack", "secret", "version", "last rotated", "interval", "due at",
-                       "status"):
-            table.add_column(column, no_wrap=column != "status")
-        for row in rows:
-            interval = (format_duration(row["interval_seconds"])
-                        if row["interval_seconds"] is not None else "-")
-            if row["mirror_of"]:
-                interval += f" (from {row['mirror_of']})"
-            table.add_row(
-                row["stack"], row["id"], str(row["live_version"] or "-"),
-                _short(row["last_rotated"]), interval, _short(row["due_at"]),
-                f"{row['state']}: {row['note']}" if row["state"] in (MISSING, NO_INTERVAL)
-                else row["note"],
-                style=("red" if row["state"] in (OVERDUE, MISSING) else None)
-                if out.isatty() else None,
-            )
-        console.print(table)
+        tables.render(due_table(rows, now), out)
+        for line in unreachable_lines(unreachable):
+            tables.write_line(out, line)
         verdict = "FAIL" if not ok else "ok"
-        console.print(f"due {verdict}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+        tables.write_line(out, f"due {verdict}: " + ", ".join(
+            f"{n} {s}" for s, n in counts.items()) + (
+            f", {len(unreachable)} stack(s) unreachable" if unreachable else ""))
 
-    return Result(payload, render, exit_code=0 if ok else 1)
+    code = EXIT_VAULT_UNAVAILABLE if unreachable else (0 if ok else 1)
+    return Result(payload, render, exit_code=code)
 
 
-def _short(iso: str | None) -> str:
-    if iso is None:
-        return "-"
-    return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+def due_table(rows: list[dict[str, Any]], now: datetime) -> TableData:
+    """Return the text table: stack, secret, version, status first; dates and interval after."""
+    data = TableData(f"rotation due dates at {rfc3339(now)}",
+                     ["stack", "secret", "version", "status", "last rotated", "interval",
+                      "due at"], key_columns=4)
+    for row in rows:
+        interval = (format_duration(row["interval_seconds"])
+                    if row["interval_seconds"] is not None else "-")
+        if row["mirror_of"]:
+            interval += f" (from {row['mirror_of']})"
+        status = (f"{row['state']}: {row['note']}" if row["state"] in (MISSING, NO_INTERVAL)
+                  else row["note"])
+        data.add([row["stack"], row["id"], str(row["live_version"] or "-"),
+                  status, _seconds(row["last_rotated"]), interval, _seconds(row["due_at"])],
+                 style="red" if row["state"] in (OVERDUE, MISSING) else None)
+    return data
+
+
+def _seconds(stamp: str | None) -> str:
+    """Return a JSON timestamp as the text tables show it (RFC 3339 UTC, whole seconds)."""
+    return rfc3339(datetime.fromisoformat(stamp)) if stamp else "-"

@@ -56,7 +56,7 @@ _MAX_UNAVAILABLE_SECONDS = 5 * 60.0  # 5m: the runbook escalates past this
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register kv-put's arguments."""
     parser.description = DESCRIPTION
-    parser.add_argument("--address", help="Vault address (default: $VAULT_ADDR)")
+    stacks.add_address_arguments(parser, repo=False)
     parser.add_argument("--mount", default="secret", help="KV v2 mount (default: secret)")
     parser.add_argument("--path", required=True, help="secret path under the mount, "
                         "e.g. services/x (no data/ prefix)")
@@ -160,9 +160,7 @@ def run(args: argparse.Namespace) -> Result:
     mount, path = normalise(args.mount, args.path)
     if not 0 <= args.retries <= _MAX_RETRIES:
         raise BadInput(f"--retries must be between 0 and {_MAX_RETRIES}")
-    address = args.address or os.environ.get("VAULT_ADDR", "")
-    if not address:
-        raise BadInput("no Vault address: pass --address or set VAULT_ADDR")
+    address = stacks.stackless_address(args)
     root = stacks.repo_root(args.repo)
     owned_by = owners(root, mount, path)
     if owned_by:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import argparse
 from typing import Any, TextIO
 
-from rotation.dynamic import lease_is_live, resolve_address, revoke_lease
+from rotation.dynamic import lease_is_live, revoke_lease
 from rotation.errors import BadInput, CheckFailed
 from rotation.output import Result
+from rotation.stacks import add_address_arguments, stackless_address
 from rotation.vault import VaultTarget, connect
 
 NAME = "revoke"
@@ -25,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register ``--lease-id``, ``--address`` and ``--token-env``."""
     parser.add_argument("--lease-id", required=True,
                         help="the lease to revoke, e.g. database/creds/<role>/<id>")
-    parser.add_argument("--address", help="Vault address (default: $VAULT_ADDR)")
+    add_address_arguments(parser)
     parser.add_argument("--token-env", default="VAULT_TOKEN", metavar="VAR",
                         help="environment variable holding the Vault token (default: VAULT_TOKEN)")
 
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> Result:
     lease_id = str(args.lease_id).strip()
     if not lease_id:
         raise BadInput("--lease-id is empty")
-    address = resolve_address(args.address)
+    address = stackless_address(args)
     client = connect(VaultTarget(address, args.token_env))
     live = lease_is_live(client, lease_id)
     if live is False:

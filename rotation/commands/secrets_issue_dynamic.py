@@ -35,10 +35,10 @@ from rotation.dynamic import (
     DynamicCredentialManager,
     LeaseJournal,
     recover_journal,
-    resolve_address,
 )
 from rotation.errors import EXIT_INTERRUPTED, BadInput, Interrupted
 from rotation.output import Result, log
+from rotation.stacks import add_address_arguments, stackless_address
 from rotation.vault import VaultTarget, connect
 
 NAME = "secrets-issue-dynamic"
@@ -95,7 +95,7 @@ def _positive_int(text: str) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the runbook's flags."""
     parser.description = DESCRIPTION
-    parser.add_argument("--address", help="Vault address (default: $VAULT_ADDR)")
+    add_address_arguments(parser)
     parser.add_argument("--mount", default="database",
                         help="database secrets engine mount (default: database)")
     parser.add_argument("--role", required=True, help="database role to issue credentials for")
@@ -269,7 +269,7 @@ def _created_dirs(directory: Path) -> Iterator[None]:
 
 def run(args: argparse.Namespace) -> Result:
     """Issue (and with ``--watch`` keep alive) one role's credentials into ``--output``."""
-    address = resolve_address(args.address)
+    address = stackless_address(args)
     output: Path = args.output
     check_output_path(output)
     client = connect(VaultTarget(address, args.token_env), timeout=args.timeout)

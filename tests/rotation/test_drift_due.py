@@ -8,6 +8,7 @@ CLI in-process through ``rotation.cli.main``.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -347,3 +348,104 @@ def test_due_rejects_a_bad_now(capsys: pytest.CaptureFixture[str]) -> None:
                              "--now", "next tuesday", "--json")
     assert code == 2 and "--now" in err
     assert json.loads(out)["ok"] is False
+
+
+# ------------------------------------------------------------ terminals, pipes, --all
+
+
+def _dr_repo_with_every_state(tmp_path: Path, client: hvac.Client) -> Path:
+    def dr(spec: dict[str, Any]) -> None:
+        spec["static_secrets"] += [analytics_secret("services/analytics/reporting-key", 1),
+                                   analytics_secret("services/analytics/never-applied", 1)]
+
+    root = make_repo(tmp_path, {"prod": None, "dr": dr})
+    seed(client, "services/execution/broker-api", 2)
+    seed(client, "services/analytics/warehouse-hmac", 1)
+    seed(client, "services/analytics/reporting-key", 2)
+    seed(client, "services/execution/session-signing-key", 9)
+    seed(client, "services/ingestion/market-data-feed", 2)
+    return root
+
+
+@pytest.mark.parametrize("command", ["drift", "due"])
+def test_at_80_columns_every_row_keeps_stack_version_and_status(
+    command: str, tmp_path: Path, vault_env: Any, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tests.rotation.terminal_support import run_on_terminal
+
+    root = _dr_repo_with_every_state(tmp_path, vault_env.client())
+    argv = [command, "--stack", "dr", "--repo", str(root), "--address", vault_env.address]
+    later = ["--now", (datetime.now(UTC) + timedelta(days=100)).isoformat()]
+    if command == "due":
+        argv += later
+    code, out, _ = run_cli(capsys, *argv, "--json")
+    rows = json.loads(out)["secrets"]
+    assert len(rows) == 6
+
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    code_tty, screen = run_on_terminal(argv, env=env, cwd=root, columns=80)
+    assert code_tty == code == 1, screen
+    assert CANARY not in screen
+    lines = screen.splitlines()
+    assert max(len(line) for line in lines) <= 80, screen
+    assert "┃" not in screen and "│" not in screen
+    for row in rows:
+        name = row["id"].rsplit("/", 1)[1]
+        line = next(line for line in lines if name in line and line.startswith(row["stack"]))
+        version = row["live_version"] if command == "due" else row["declared_version"]
+        status = row["state"] if command == "drift" else (
+            "OVERDUE" if row["state"] == "overdue" else
+            "due in" if row["state"] == "ok" else row["state"])
+        assert str(version if version is not None else "-") in line.split(), (line, row)
+        assert status in line, (line, row)
+
+    # Off a terminal: plain rows, one per secret, with every column, nothing cut.
+    code_pipe, piped, _ = run_cli(capsys, *argv)
+    assert code_pipe == 1
+    plain = piped.splitlines()
+    assert plain[0].split()[:2] == ["STACK", "SECRET"]
+    for row in rows:
+        matches = [line for line in plain if line.split()[:2] == [row["stack"], row["id"]]]
+        assert len(matches) == 1, (row["id"], piped)
+        assert (row["state"] in matches[0]) if command == "drift" else (
+            row["note"] in matches[0])
+
+
+def test_all_reports_the_reachable_stacks_and_names_the_unreachable_one(
+    tmp_path: Path, openbao: Any, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+
+    def address(url: str) -> Edit:
+        def edit(spec: dict[str, Any]) -> None:
+            spec["vault"]["address"] = url
+        return edit
+
+    root = make_repo(tmp_path, {"prod": address(openbao.address), "dr": address(closed)})
+    for name in ("VAULT_ADDR", "BAO_ADDR", "VAULT_TOKEN_PROD", "VAULT_TOKEN_DR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("VAULT_TOKEN", openbao.root_token)
+    for path, n in {"services/execution/broker-api": 4,
+                    "services/execution/session-signing-key": 9,
+                    "services/ingestion/market-data-feed": 3,
+                    "services/analytics/warehouse-hmac": 2}.items():
+        seed(openbao.client(), path, n)
+
+    for command in ("drift", "due"):
+        code, out, err = run_cli(capsys, command, "--all", "--repo", str(root), "--json")
+        assert code == 3, err
+        report = json.loads(out)
+        assert report["ok"] is False
+        assert {r["stack"] for r in report["secrets"]} == {"prod"}
+        assert len(report["secrets"]) == 4
+        assert [(u["stack"], u["address"], u["address_from"]) for u in report["unreachable"]
+                ] == [("dr", closed, "Pulumi.dr.yaml vault.address")]
+        assert {s["stack"]: s["reachable"] for s in report["stacks"]} == {"dr": False,
+                                                                          "prod": True}
+        assert "dr: cannot reach Vault at " + closed in err
+
+        code, out, _ = run_cli(capsys, command, "--all", "--repo", str(root))
+        assert code == 3
+        assert "UNREACHABLE dr" in out and "1 stack(s) unreachable" in out
+        assert "session-signing-key" in out

@@ -11,6 +11,7 @@ anything fails, the stack file is restored byte for byte.
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import sys
@@ -23,6 +24,7 @@ from infra.spec.model import StaticSecret
 from rotation import gitutil
 from rotation.errors import BadInput
 from rotation.output import Result, log
+from rotation.planning import Plan, plan_stack
 from rotation.pulumi_cli import set_secret_config
 from rotation.stackedit import bump_version_text, validate_text, write_stack_text
 from rotation.stacks import load_stack, repo_root
@@ -41,16 +43,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repo", type=Path, help="repository root (default: git top level)")
     value = parser.add_mutually_exclusive_group()
     value.add_argument("--value-stdin", action="store_true",
-                       help="provided secrets: read the new value from stdin")
+                       help="provided secrets: read the new value from stdin (at a terminal: "
+                       "a prompt, input hidden)")
     value.add_argument("--value-env", metavar="VAR",
                        help="provided secrets: read the new value from this variable")
     parser.add_argument("--allow-dirty", action="store_true",
-                        help="allow a stack file with uncommitted changes (batch bumps)")
+                        help="allow a stack file with uncommitted changes (batch bumps of "
+                        "other secrets; a secret already bumped is still refused)")
+
+
+def _read_stdin(secret: StaticSecret) -> str:
+    """Read the new value from stdin; at a terminal, prompt for it without echo."""
+    if not sys.stdin.isatty():
+        return sys.stdin.read()
+    wanted = (f"a JSON object with keys {', '.join(secret.keys)}" if len(secret.keys) > 1
+              else f"the value of {secret.keys[0]}")
+    # getpass writes the prompt to the terminal and turns echo off while reading.
+    return getpass.getpass(f"New value for {secret.id} ({wanted}; input hidden, Enter "
+                           "ends it): ", stream=sys.stderr)
 
 
 def _new_value(secret: StaticSecret, args: argparse.Namespace, source: str) -> str:
     if args.value_stdin:
-        raw = sys.stdin.read()
+        raw = _read_stdin(secret)
         origin = "stdin"
     elif args.value_env:
         if args.value_env not in os.environ:
@@ -80,6 +95,37 @@ def _new_value(secret: StaticSecret, args: argparse.Namespace, source: str) -> s
     return json.dumps(value, sort_keys=True)
 
 
+def refuse_second_bump(root: Path, stack: str, source: str, secret_id: str,
+                       text: str) -> None:
+    """Refuse a bump of a secret whose version already moved in the uncommitted stack file.
+
+    Bumping twice would make 1 -> 3, a diff the plan (and CI's gate) refuses,
+    and would drop the first reason. ``--allow-dirty`` is for *other* edits
+    (batch bumps of different secrets), never a second bump of the same one.
+    """
+    try:
+        gitutil.rev_parse(root, "HEAD")
+    except BadInput:
+        return  # no commit yet: nothing to compare with
+    committed = gitutil.show(root, "HEAD", source)
+    if committed is None or committed == text:
+        return
+    plan = Plan(base="HEAD", head="working tree")
+    plan_stack(plan, stack, committed, text, root)
+    moved = next((f"{r.old_version} -> {r.new_version}" for r in plan.rotations
+                  if r.secret == secret_id), None)
+    if moved is None and any(f.message.startswith(f"{secret_id}: version moved")
+                             for f in plan.findings):
+        moved = "by more than one"
+    if moved is not None:
+        raise BadInput(
+            f"{source}: {secret_id} is already bumped in the working tree (version {moved}, "
+            "not committed); a rotation moves one version, so nothing was changed",
+            hint=f"commit it and open its PR (python -m rotation plan), or `git checkout -- "
+                 f"{source}` to start over; --allow-dirty allows other uncommitted edits, "
+                 "not a second bump of the same secret")
+
+
 def run(args: argparse.Namespace) -> Result:
     """Bump the version; for provided secrets store the new value first."""
     root = repo_root(args.repo)
@@ -93,10 +139,13 @@ def run(args: argparse.Namespace) -> Result:
         hint = f"did you mean {guess!r}? " if guess else ""
         raise BadInput(f"{source}: unknown secret {args.secret!r} ({hint}declared: "
                        f"{', '.join(ids) or 'none'})")
-    if not args.allow_dirty and gitutil.is_dirty(root, path):
+    dirty = gitutil.is_dirty(root, path)
+    if dirty and not args.allow_dirty:
         raise BadInput(f"{source} has uncommitted changes; commit or stash them first "
                        "(one reviewed diff per rotation), or pass --allow-dirty")
     original = path.read_text(encoding="utf-8")
+    if dirty:
+        refuse_second_bump(root, args.stack, source, secret.id, original)
     new_text, old, new = bump_version_text(original, secret.id, source, reason=args.reason)
     validate_text(new_text, source, args.stack, root / "policies" / "acl")
     value = None

@@ -20,15 +20,25 @@ from pathlib import Path
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
+_TAKE_TERMINAL_AND_RUN = (
+    "import fcntl, runpy, sys, termios\n"
+    "fcntl.ioctl(0, termios.TIOCSCTTY, 0)\n"
+    "sys.argv = ['rotation', *sys.argv[1:]]\n"
+    "runpy.run_module('rotation', run_name='__main__', alter_sys=True)\n"
+)
+
+
 def run_on_terminal(argv: list[str], *, env: dict[str, str], cwd: Path,
                     prompt: str | None = None, answer: str | None = None,
                     columns: int = 80, timeout: float = 60.0) -> tuple[int, str]:
     """Run ``python -m rotation *argv`` on a pty ``columns`` wide; type ``answer`` at ``prompt``."""
     master, slave = pty.openpty()
     full_env = {**env, "COLUMNS": str(columns), "LINES": "40", "TERM": "xterm"}
-    proc = subprocess.Popen([sys.executable, "-m", "rotation", *argv], stdin=slave,
-                            stdout=slave, stderr=slave, cwd=cwd, env=full_env,
-                            close_fds=True)
+    # A new session that makes the pty its controlling terminal (getpass opens /dev/tty),
+    # then runs `python -m rotation` in the same interpreter.
+    proc = subprocess.Popen([sys.executable, "-c", _TAKE_TERMINAL_AND_RUN, *argv],
+                            stdin=slave, stdout=slave, stderr=slave, cwd=cwd, env=full_env,
+                            close_fds=True, start_new_session=True)
     os.close(slave)
     seen = b""
     typed = answer is None

@@ -146,3 +146,45 @@ def test_provided_bump_rejects_bad_values_without_echoing_them(
     assert fragment in captured.err
     assert CANARY not in captured.out + captured.err
     assert (stack_repo / "Pulumi.prod.yaml").read_bytes() == before
+
+
+def test_a_second_bump_of_the_same_secret_is_refused_even_with_allow_dirty(
+    stack_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["bump", "--stack", "prod", SIGNING, "--repo", str(stack_repo), "--reason", "q1"]
+    assert main(argv) == 0
+    bumped = (stack_repo / "Pulumi.prod.yaml").read_bytes()
+    capsys.readouterr()
+    assert main([*argv[:-1], "second", "--allow-dirty"]) == 2
+    err = capsys.readouterr().err
+    assert f"{SIGNING} is already bumped in the working tree (version 9 -> 10" in err
+    assert "--allow-dirty allows other uncommitted edits" in err
+    assert (stack_repo / "Pulumi.prod.yaml").read_bytes() == bumped  # 10 and "q1" kept
+    # Another secret in the same file is still a batch bump.
+    assert main(["bump", "--stack", "prod", "secret/services/analytics/warehouse-hmac",
+                 "--repo", str(stack_repo), "--allow-dirty"]) == 0
+    assert sorted(diff_lines(stack_repo)) == sorted([
+        "-        version: 9", "+        version: 10 # q1",
+        "-        version: 2", "+        version: 3"])
+
+
+def test_value_stdin_at_a_terminal_prompts_without_echo(stack_repo: Path) -> None:
+    import os
+
+    from tests.rotation.terminal_support import run_on_terminal
+
+    env = {**os.environ, "PATH": "/usr/bin:/bin"}  # no pulumi: stops right after the read
+    argv = ["bump", "--stack", "prod", BROKER, "--repo", str(stack_repo), "--value-stdin"]
+    before = (stack_repo / "Pulumi.prod.yaml").read_bytes()
+    prompt = f"New value for {BROKER} (a JSON object with keys API_KEY, API_SECRET"
+    code, screen = run_on_terminal(argv, env=env, cwd=stack_repo, prompt="input hidden",
+                                   answer=f"{CANARY}\n")
+    assert prompt in screen, screen
+    assert CANARY not in screen  # not echoed, not repeated in the error
+    assert code == 2 and "give a JSON object with exactly those keys" in screen
+    value = json.dumps({"API_KEY": CANARY, "API_SECRET": CANARY})
+    code, screen = run_on_terminal(argv, env=env, cwd=stack_repo, prompt="input hidden",
+                                   answer=f"{value}\n")
+    assert CANARY not in screen
+    assert code == 2 and "no Pulumi CLI" in screen  # the value was read and accepted
+    assert (stack_repo / "Pulumi.prod.yaml").read_bytes() == before

@@ -60,6 +60,7 @@ import hvac.exceptions
 from rotation import address as vault_address
 from rotation.atomic import write_text_atomic
 from rotation.errors import BadInput, CheckFailed, Escalation, RotationError, VaultUnavailable
+from rotation.timefmt import rfc3339
 from rotation.vault import vault_errors
 
 log = logging.getLogger("rotation.dynamic")
@@ -82,8 +83,8 @@ Clock = Callable[[], float]
 
 
 def iso(ts: float) -> str:
-    """Return epoch seconds ``ts`` as an ISO 8601 UTC timestamp (milliseconds)."""
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+    """Return epoch seconds ``ts`` as RFC 3339 UTC (the one format, exact: microseconds)."""
+    return rfc3339(datetime.fromtimestamp(ts, UTC), exact=True)
 
 
 @dataclass(frozen=True)

@@ -47,3 +47,18 @@ def reformat(text: str | None, *, exact: bool = False) -> str | None:
     except ValueError:
         return text
     return text if parsed is None else rfc3339(parsed, exact=exact)
+
+
+def format_duration(seconds: float) -> str:
+    """Render a duration for people, two largest units: ``70d 3h``, ``30d``, ``4h 12m``."""
+    rest = int(abs(seconds))
+    parts: list[str] = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, rest = divmod(rest, size)
+        if count or (parts and len(parts) < 2):
+            parts.append(f"{count}{unit}")
+        if len(parts) == 2:
+            break
+    while len(parts) > 1 and parts[-1].startswith("0"):
+        parts.pop()
+    return " ".join(parts) or "0s"

@@ -22,7 +22,7 @@ from rotation.kv import LiveMetadata
 from rotation.live import Declared
 from rotation.output import Result
 from rotation.tables import TableData
-from rotation.timefmt import rfc3339
+from rotation.timefmt import format_duration, rfc3339
 
 NAME = "due"
 HELP = "list static secrets by rotation due date (soonest first); exit 1 if any is overdue"
@@ -56,21 +56,6 @@ def parse_now(text: str | None) -> datetime:
         raise BadInput(f"--now {text!r} is not an ISO 8601 timestamp",
                        hint="e.g. --now 2026-01-31T12:00:00Z") from None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def format_duration(seconds: float) -> str:
-    """Render a duration for people, two largest units: ``70d 3h``, ``30d``, ``4h 12m``."""
-    rest = int(abs(seconds))
-    parts: list[str] = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        count, rest = divmod(rest, size)
-        if count or (parts and len(parts) < 2):
-            parts.append(f"{count}{unit}")
-        if len(parts) == 2:
-            break
-    while len(parts) > 1 and parts[-1].startswith("0"):
-        parts.pop()
-    return " ".join(parts) or "0s"
 
 
 def last_rotated(meta: LiveMetadata) -> datetime | None:

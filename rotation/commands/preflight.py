@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, TextIO
@@ -41,6 +42,7 @@ from rotation.locks import PendingOperation, lock_holders, pending_operations, s
 from rotation.output import Result
 from rotation.planning import add_rotated_arguments, rotated_secrets
 from rotation.stacks import add_stack_arguments, repo_root, targets
+from rotation.timefmt import rfc3339
 from rotation.vault import vault_errors
 
 NAME = "preflight"
@@ -62,7 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def conflict_message(state: SecretState) -> str:
     """Explain a live version that is neither the declared one nor the one before it."""
     live, declared = state.live_version, state.declared
-    when = state.live.updated_time.isoformat() if state.live and state.live.updated_time else "?"
+    when = rfc3339(state.live.updated_time) if state.live and state.live.updated_time \
+        else "at an unknown time"
     if live > declared:
         return (f"{state.secret.id}: live version {live} (written {when}) is ahead of the "
                 f"declared {declared}: someone wrote it outside this repository. Merge: read "
@@ -84,7 +87,8 @@ def classify(
         live, declared = state.live_version, state.declared
         if state.secret.id in rotated and live == declared:
             classified[state.secret.id] = "conflict"
-            when = state.live.updated_time if state.live else None
+            updated = state.live.updated_time if state.live else None
+            when = rfc3339(updated) if updated else "at an unknown time"
             failures.append(
                 f"{state.secret.id}: already at version {declared} (written {when}) before this "
                 "rotation was applied: someone wrote it outside this repository (or the "
@@ -258,24 +262,36 @@ def run(args: argparse.Namespace) -> Result:
         "next_steps": next_steps,
     }
 
+    return Result(payload, _renderer(payload, node.describe(), lock_text),
+                  exit_code=1 if failures else 0)
+
+
+def _renderer(payload: dict[str, Any], node: str, lock_text: str) -> Callable[[TextIO], None]:
+    """Return the text output: every check preflight made, in the order it made them."""
+
     def render(out: TextIO) -> None:
-        out.write(f"Vault {node.describe()}: initialized, unsealed, active "
-                  f"(version {status.get('version')})\n")
-        for entry in secrets:
+        out.write(f"Vault {node}: initialized, unsealed, active "
+                  f"(version {payload['vault']['version']})\n")
+        for entry in payload["secrets"]:
             out.write(f"  {entry['state']:<8} {entry['secret']} live={entry['live']} "
                       f"declared={entry['declared']}\n")
-        for device in audit:
+        if payload["capabilities"]:
+            for path, caps in payload["capabilities"].items():
+                out.write(f"token capabilities on {path}: {', '.join(caps) or 'deny'}\n")
+        else:
+            out.write("token capabilities: not checked (no pending secret to write)\n")
+        for device in payload["audit_devices"]:
             out.write(f"audit device {device['path']} ({device['type']}): {device['state']} "
                       f"- {device['detail']}\n")
         out.write(f"pulumi lock: {lock_text}\n")
-        for warning in warnings:
+        for warning in payload["warnings"]:
             out.write(f"WARN {warning}\n")
-        for failure in failures:
+        for failure in payload["failures"]:
             out.write(f"FAIL {failure}\n")
-        if next_steps:
+        if payload["next_steps"]:
             out.write("next steps, in order:\n")
-            for number, step in enumerate(next_steps, start=1):
+            for number, step in enumerate(payload["next_steps"], start=1):
                 out.write(f"  {number}. {step}\n")
-        out.write("preflight passed\n" if not failures else "preflight FAILED\n")
+        out.write("preflight passed\n" if not payload["failures"] else "preflight FAILED\n")
 
-    return Result(payload, render, exit_code=1 if failures else 0)
+    return render

@@ -26,6 +26,7 @@ from rotation.live import secret_states
 from rotation.output import Result
 from rotation.planning import add_rotated_arguments, rotated_secrets
 from rotation.stacks import add_stack_arguments, repo_root, targets
+from rotation.timefmt import reformat, rfc3339
 
 NAME = "record"
 HELP = "append the rotation record (identifiers and evidence, never values)"
@@ -80,8 +81,9 @@ def evidence_lines(path: Path) -> list[str]:
                          + (f" state={safe(entry['state'])}" if "state" in entry else ""))
     for secret_id, found in (data.get("audit_evidence") or {}).items():
         if isinstance(found, dict):
+            when = reformat(str(found.get("time") or "")) or "an unknown time"
             lines.append(f"  - audit: `{safe(secret_id)}` v{safe(found.get('version'))} request "
-                         f"`{safe(found.get('request_id'))}` at {safe(found.get('time'))}")
+                         f"`{safe(found.get('request_id'))}` at {safe(when)}")
     for failure in data.get("failures", []):
         lines.append(f"  - failure: {safe(failure)}")
     return lines
@@ -167,8 +169,8 @@ def run(args: argparse.Namespace) -> Result:
     services: dict[str, str] = {}
     for secret_id in rotated:
         state = states[secret_id]
-        stamp = (state.live.updated_time.replace(microsecond=0).isoformat()
-                 if state.live and state.live.updated_time else now.isoformat())
+        stamp = rfc3339(state.live.updated_time if state.live and state.live.updated_time
+                        else now)
         entries.append({"secret": secret_id, "old_version": state.declared - 1,
                         "new_version": state.declared, "live_version": state.live_version,
                         "live_updated_time": stamp, "consumers": list(state.secret.consumers)})
@@ -177,7 +179,7 @@ def run(args: argparse.Namespace) -> Result:
                     f"{', '.join(safe(c) for c in state.secret.consumers)} |")
         for consumer in state.secret.consumers:
             services[consumer] = max(services.get(consumer, ""), stamp)
-    lines = [f"## {safe(target.name)}: rotation recorded {now.isoformat()}", "",
+    lines = [f"## {safe(target.name)}: rotation recorded {rfc3339(now)}", "",
              f"- environment: `{safe(target.name)}` (Vault {safe(target.vault.address)})",
              f"- operator: {safe(operator)}", f"- commit: `{safe(commit)}`"]
     lines += [f"- pull request: {safe(args.pr)}"] if args.pr else []

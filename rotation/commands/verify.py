@@ -18,6 +18,7 @@ Exit 1 with everything that is missing.
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import time
 from dataclasses import asdict, replace
@@ -32,7 +33,9 @@ from rotation.errors import BadInput
 from rotation.live import secret_states
 from rotation.output import Result, log
 from rotation.planning import add_rotated_arguments, rotated_secrets
+from rotation.progress import StatusLine
 from rotation.stacks import StackTarget, add_stack_arguments, repo_root, targets
+from rotation.timefmt import format_duration, reformat, rfc3339_or_none
 from rotation.vault import vault_errors
 
 NAME = "verify"
@@ -97,6 +100,7 @@ def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one che
         if state.live_version != state.declared:
             failures.append(f"{state.secret.id}: live version {state.live_version}, declared "
                             f"{state.declared}")
+    shown_with_versions = set(failures)  # the text output prints these on their version line
     rotated = rotated_secrets(root, target, args.base, args.secret)
     log_path = audit_log_path(args, target)
     evidence: dict[str, Any] = {}
@@ -116,7 +120,7 @@ def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one che
             failures.append(f"{secret_id}: no audit event for the write of version {declared} "
                             f"on {secret.data_path} in {log_path}")
         else:
-            evidence[secret_id] = asdict(found)
+            evidence[secret_id] = {**asdict(found), "time": reformat(found.time, exact=True)}
     leases: dict[str, int] = {}
     database = target.spec.database
     for role in args.expect_leases:
@@ -135,20 +139,33 @@ def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one che
                        if target.spec.secret(s) is not None}
         if database is not None:
             watch_paths |= {f"{database.mount}/creds/{r}" for r in args.expect_leases}
-        log.info("watching %s for failures on %d paths for %ss", log_path, len(watch_paths),
-                 args.watch)
+        log.info("watching %s for failures on %d paths for %s", log_path, len(watch_paths),
+                 format_duration(args.watch))
+        passing = (f"{len(states)}/{len(states)} versions as declared, audit evidence for "
+                   f"{len(evidence)}/{len(rotated)} rotated"
+                   + (f", leases for {len(leases)} role(s)" if leases else ""))
         deadline = time.monotonic() + args.watch
-        while time.monotonic() < deadline:
-            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
-            new_events, offset = events_from_file(log_path, offset)
-            for event in new_events:
-                if event.error and event.path in watch_paths:
-                    watched.append(asdict(event))
-                    failures.append(f"{event.path}: request {event.request_id} failed at "
-                                    f"{event.time}: {event.error[:120]}")
+        read = 0
+        with StatusLine() as status:
+            while (left := deadline - time.monotonic()) > 0:
+                remaining = format_duration(math.ceil(left))
+                status.update(f"verify --watch {target.name}: {remaining} left; {passing}; "
+                              f"{len(watched)} failed request(s) on "
+                              f"{len(watch_paths)} watched path(s), {read} audit events read")
+                time.sleep(min(1.0, left))
+                new_events, offset = events_from_file(log_path, offset)
+                read += len(new_events)
+                for event in new_events:
+                    if event.error and event.path in watch_paths:
+                        watched.append(asdict(event))
+                        failures.append(f"{event.path}: request {event.request_id} failed at "
+                                        f"{reformat(event.time)}: {event.error[:120]}")
+            status.update(f"verify --watch {target.name}: done after "
+                          f"{format_duration(args.watch)}; {len(watched)} failed request(s), "
+                          f"{read} audit events read")
     versions = [{"secret": s.secret.id, "declared": s.declared, "live": s.live_version,
-                 "updated_time": s.live.updated_time.isoformat()
-                 if s.live and s.live.updated_time else None} for s in states]
+                 "updated_time": rfc3339_or_none(s.live.updated_time if s.live else None,
+                                                 exact=True)} for s in states]
     payload: dict[str, Any] = {
         "ok": not failures,
         "stack": target.name,
@@ -169,11 +186,12 @@ def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one che
                       f"declared={entry['declared']}\n")
         for secret_id, found in evidence.items():
             out.write(f"audit: {secret_id} v{found['version']} written by request "
-                      f"{found['request_id']} at {found['time']}\n")
+                      f"{found['request_id']} at {reformat(found['time'])}\n")
         for role, count in leases.items():
             out.write(f"leases: {role}: {count} live\n")
         for failure in failures:
-            out.write(f"FAIL {failure}\n")
+            if failure not in shown_with_versions:  # each failure once
+                out.write(f"FAIL {failure}\n")
         out.write("verify passed\n" if not failures else "verify FAILED\n")
 
     return Result(payload, render, exit_code=1 if failures else 0)

@@ -322,3 +322,44 @@ def test_preflight_without_sudo_says_audit_devices_were_not_checked(
     assert code == 0
     assert out["audit_devices"] == []
     assert any("audit devices not checked" in w for w in out["warnings"])
+
+
+def test_text_output_shows_each_check_once(vault: Any, stack_repo: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    args = common(vault, stack_repo)
+    assert main(["preflight", *args, "--skip-lock-check"]) == 0
+    out = capsys.readouterr().out
+    for secret in load_stack_file(stack_repo / "Pulumi.local.yaml").static_secrets:
+        assert f"token capabilities on {secret.data_path}: root" in out
+    apply_like_pulumi(vault.client(), stack_repo, "local")
+    assert main(["bump", "--stack", "local", SIGNING, "--repo", str(stack_repo)]) == 0
+    capsys.readouterr()
+    assert main(["verify", *args, "--secret", SIGNING, "--audit-log", audit_log(vault)]) == 1
+    out = capsys.readouterr().out
+    assert out.count(SIGNING) == out.count(f"FAIL {SIGNING}") == 2  # two checks, once each
+    assert out.count(f"FAIL {SIGNING} live=1 declared=2") == 1
+    assert f"FAIL {SIGNING}: no audit event for the write of version 2" in out
+
+
+def test_verify_watch_shows_a_live_status_on_a_terminal_and_periodic_lines_off_one(
+    vault: Any, stack_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+
+    from tests.rotation.terminal_support import run_on_terminal
+
+    apply_like_pulumi(vault.client(), stack_repo, "local")
+    argv = ["verify", *common(vault, stack_repo), "--secret", SIGNING, "--audit-log",
+            audit_log(vault), "--watch", "3s"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "verify --watch local: 3s left; 4/4 versions as declared, audit evidence for 1/1 " \
+           "rotated; 0 failed request(s) on 1 watched path(s)" in err
+    assert "verify --watch local: done after 3s; 0 failed request(s)" in err
+
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    code, screen = run_on_terminal(argv, env=env, cwd=stack_repo, columns=200)
+    assert code == 0, screen
+    for left in ("3s left", "2s left", "1s left"):
+        assert left in screen, screen
+    assert "verify passed" in screen

@@ -155,6 +155,13 @@ def _checks(stack: str, secret: str, data_path: str, new: int) -> list[str]:
     ]
 
 
+def yaml_problem(source: str, exc: yaml.YAMLError) -> str:
+    """Return a YAML error as one line naming the file, line and column (never the text)."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{source}: {where}{getattr(exc, 'problem', None) or 'not valid YAML'}"
+
+
 def plan_stack(
     plan: Plan, stack: str, old_text: str | None, new_text: str | None, root: Path
 ) -> None:
@@ -167,10 +174,20 @@ def plan_stack(
         new_doc = safe_load_yaml(new_text)
         new_spec = parse_spec(_spec_of(new_doc), source=source, stack=stack,
                               policy_dir=root / "policies" / "acl")
-    except (yaml.YAMLError, SpecError) as exc:
+    except yaml.YAMLError as exc:
+        plan.findings.append(Finding(stack, "error", f"invalid stack file: "
+                                     f"{yaml_problem(source, exc)}"))
+        return
+    except SpecError as exc:
         plan.findings.append(Finding(stack, "error", f"invalid stack file: {exc}"))
         return
-    old_doc = safe_load_yaml(old_text) if old_text is not None else {}
+    try:
+        old_doc = safe_load_yaml(old_text) if old_text is not None else {}
+    except yaml.YAMLError as exc:  # the base revision itself was broken: compare with nothing
+        plan.findings.append(Finding(stack, "warning", f"{source} at {plan.base} is not valid "
+                                     f"YAML ({yaml_problem(source, exc)}); every secret is "
+                                     "shown as new"))
+        old_doc = {}
     old_secrets, new_secrets = _secrets(_spec_of(old_doc)), _secrets(_spec_of(new_doc))
     old_config = old_doc.get("config", {}) if isinstance(old_doc, dict) else {}
     new_config = new_doc.get("config", {})

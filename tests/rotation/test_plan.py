@@ -186,3 +186,19 @@ def test_announce_failure_is_reported(stack_repo: Path, capsys: pytest.CaptureFi
     assert "webhook answered HTTP 500" in capsys.readouterr().err
     monkeypatch.delenv("ROTATION_ANNOUNCE_WEBHOOK")
     assert main(["plan", "--repo", str(stack_repo), "--announce"]) == 2
+
+
+def test_a_yaml_error_is_one_line_naming_the_file_and_line(
+    stack_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    edit(stack_repo, "local", "keys: [SIGNING_KEY]", "keys: [SIGNING_KEY")
+    code, report = run_plan(capsys, stack_repo)
+    assert code == 1
+    [finding] = report["findings"]
+    assert finding["severity"] == "error"
+    assert "<unicode string>" not in finding["message"] and "\n" not in finding["message"]
+    line = next(n for n, text in enumerate(
+        (stack_repo / "Pulumi.local.yaml").read_text().splitlines(), start=1)
+        if "keys: [SIGNING_KEY" in text)
+    assert finding["message"].startswith(
+        f"invalid stack file: Pulumi.local.yaml: line {line + 1}, column ")

@@ -59,7 +59,14 @@ import hvac.exceptions
 
 from rotation import address as vault_address
 from rotation.atomic import write_text_atomic
-from rotation.errors import BadInput, CheckFailed, Escalation, RotationError, VaultUnavailable
+from rotation.errors import (
+    BadInput,
+    CheckFailed,
+    DatabaseUnavailable,
+    Escalation,
+    RotationError,
+    VaultUnavailable,
+)
 from rotation.timefmt import rfc3339
 from rotation.vault import vault_errors
 
@@ -229,6 +236,27 @@ def retry_delay(backoff_delay: float, remaining: float | None, escalate_in: floa
 def resolve_address(address: str | None) -> str:
     """Return ``--address``, else ``$VAULT_ADDR``/``$BAO_ADDR`` (the rule of rotation.address)."""
     return vault_address.resolve(address).url
+
+
+# What the database plugins put in a 500 when the database, not Vault, failed. The
+# driver's text is never repeated (it names the database user); only the reason is.
+_DATABASE_REASONS = (
+    ("connection refused", "connection refused"),
+    ("password authentication failed", "the database refused Vault's credentials"),
+    ("no such host", "the database host name does not resolve"),
+    ("i/o timeout", "the database did not answer in time"),
+    ("timeout", "the database did not answer in time"),
+    ("failed to connect", "cannot connect to the database"),
+    ("unable to start transaction", "cannot open a database transaction"),
+    ("sqlstate", "the database rejected a statement"),
+    ("pq: ", "the database rejected a statement"),
+)
+
+
+def database_failure(message: str) -> str | None:
+    """Return why the database behind Vault failed, if a 500's message says it did."""
+    lowered = message.lower()
+    return next((reason for marker, reason in _DATABASE_REASONS if marker in lowered), None)
 
 
 def revoke_lease(client: hvac.Client, lease_id: str) -> None:
@@ -452,12 +480,22 @@ class DynamicCredentialManager:
                     self.role, mount_point=self.mount)
             except hvac.exceptions.InvalidPath:
                 raise BadInput(f"no database secrets engine is mounted at {self.mount!r}",
-                               hint="check --mount (vault secrets list)") from None
+                               hint="check --mount (`bao secrets list`)") from None
             except hvac.exceptions.InvalidRequest as exc:
                 if "unknown role" in str(exc):
                     raise BadInput(f"role {self.role!r} does not exist at mount {self.mount!r}",
-                                   hint=f"vault list {self.mount}/roles") from None
+                                   hint=f"bao list {self.mount}/roles (vault on HashiCorp "
+                                        "Vault)") from None
                 raise
+            except hvac.exceptions.InternalServerError as exc:
+                reason = database_failure(str(exc))
+                if reason is None:
+                    raise
+                raise DatabaseUnavailable(
+                    f"the database behind {self.mount}/ did not serve role {self.role} "
+                    f"({reason}) while {what}; Vault itself answered",
+                    hint=f"check the database server and the connection Vault uses (`bao read "
+                         f"{self.mount}/config/<name>`); nothing was issued") from None
         lease_id, duration = resp.get("lease_id"), resp.get("lease_duration")
         data = resp.get("data")
         if not lease_id or not isinstance(duration, int) or duration <= 0 \

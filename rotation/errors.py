@@ -8,6 +8,7 @@ Exit codes (also in ``--help`` and the README):
 2     usage error or bad input (file and field named); nothing written
 3     Vault unreachable, sealed, or standby
 4     escalate: Vault unavailable longer than the runbook allows
+5     the database behind Vault's database engine refused or did not answer
 130   interrupted (SIGINT/SIGTERM)
 ====  ==========================================================
 
@@ -21,6 +22,7 @@ EXIT_CHECK_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_VAULT_UNAVAILABLE = 3
 EXIT_ESCALATE = 4
+EXIT_DATABASE_UNAVAILABLE = 5
 EXIT_INTERRUPTED = 130
 
 EXIT_CODES_HELP = """exit codes:
@@ -29,6 +31,7 @@ EXIT_CODES_HELP = """exit codes:
   2    usage error or bad input (the file and field are named); nothing written
   3    Vault unreachable, sealed or standby
   4    escalate: Vault unavailable longer than the runbook's limit
+  5    the database behind Vault refused or did not answer (Vault itself is up)
   130  interrupted (SIGINT/SIGTERM)
 """
 
@@ -61,6 +64,17 @@ class VaultUnavailable(RotationError):
     """Vault could not be reached, or is sealed or standby."""
 
     exit_code = EXIT_VAULT_UNAVAILABLE
+
+
+class DatabaseUnavailable(VaultUnavailable):
+    """Vault answered, but the database its database engine talks to did not.
+
+    A subclass of :class:`VaultUnavailable` so that ``--watch`` retries it the
+    same way, with its own exit code and message: the operator has to look at
+    the database server, not at Vault or its audit devices.
+    """
+
+    exit_code = EXIT_DATABASE_UNAVAILABLE
 
 
 class Escalation(RotationError):

@@ -162,6 +162,30 @@ def yaml_problem(source: str, exc: yaml.YAMLError) -> str:
     return f"{source}: {where}{getattr(exc, 'problem', None) or 'not valid YAML'}"
 
 
+def _parse_both(plan: Plan, stack: str, source: str, old_text: str | None, *, new_text: str,
+                root: Path) -> tuple[Any, Any, EnvironmentSpec] | None:
+    """Parse both sides of one stack file's change; None (with an error finding) if unusable."""
+    try:
+        new_doc = safe_load_yaml(new_text)
+        new_spec = parse_spec(_spec_of(new_doc), source=source, stack=stack,
+                              policy_dir=root / "policies" / "acl")
+    except yaml.YAMLError as exc:
+        plan.findings.append(Finding(stack, "error", f"invalid stack file: "
+                                     f"{yaml_problem(source, exc)}"))
+        return None
+    except SpecError as exc:
+        plan.findings.append(Finding(stack, "error", f"invalid stack file: {exc}"))
+        return None
+    try:
+        old_doc = safe_load_yaml(old_text) if old_text is not None else {}
+    except yaml.YAMLError as exc:  # the base revision itself was broken: compare with nothing
+        plan.findings.append(Finding(stack, "warning", f"{source} at {plan.base} is not valid "
+                                     f"YAML ({yaml_problem(source, exc)}); every secret is "
+                                     "shown as new"))
+        old_doc = {}
+    return old_doc, new_doc, new_spec
+
+
 def plan_stack(
     plan: Plan, stack: str, old_text: str | None, new_text: str | None, root: Path
 ) -> None:
@@ -170,24 +194,10 @@ def plan_stack(
     if new_text is None:
         plan.findings.append(Finding(stack, "warning", f"{source} was deleted"))
         return
-    try:
-        new_doc = safe_load_yaml(new_text)
-        new_spec = parse_spec(_spec_of(new_doc), source=source, stack=stack,
-                              policy_dir=root / "policies" / "acl")
-    except yaml.YAMLError as exc:
-        plan.findings.append(Finding(stack, "error", f"invalid stack file: "
-                                     f"{yaml_problem(source, exc)}"))
+    parsed = _parse_both(plan, stack, source, old_text, new_text=new_text, root=root)
+    if parsed is None:
         return
-    except SpecError as exc:
-        plan.findings.append(Finding(stack, "error", f"invalid stack file: {exc}"))
-        return
-    try:
-        old_doc = safe_load_yaml(old_text) if old_text is not None else {}
-    except yaml.YAMLError as exc:  # the base revision itself was broken: compare with nothing
-        plan.findings.append(Finding(stack, "warning", f"{source} at {plan.base} is not valid "
-                                     f"YAML ({yaml_problem(source, exc)}); every secret is "
-                                     "shown as new"))
-        old_doc = {}
+    old_doc, new_doc, new_spec = parsed
     old_secrets, new_secrets = _secrets(_spec_of(old_doc)), _secrets(_spec_of(new_doc))
     old_config = old_doc.get("config", {}) if isinstance(old_doc, dict) else {}
     new_config = new_doc.get("config", {})

@@ -506,3 +506,43 @@ def test_watch_escalates_with_exit_code_4_when_vault_stays_unreachable(
     assert_no_secrets([doc["password"], doc["username"]], out, err)
     vault.client().sys.revoke_lease(doc["lease_id"])
     assert not lease_live(vault.client(), doc["lease_id"])
+
+
+def test_a_database_that_is_down_has_its_own_message_and_exit_code(
+    vault: Any, postgres: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tests.rotation.dynamic_support import CONNECTION
+
+    client = vault.client()
+    mount = "database-behind-proxy"
+    with TcpProxy(postgres.port) as proxy:
+        client.sys.enable_secrets_engine("database", path=mount)
+        client.secrets.database.configure(
+            name=CONNECTION, plugin_name="postgresql-database-plugin",
+            connection_url=f"postgresql://{{{{username}}}}:{{{{password}}}}@127.0.0.1:"
+                           f"{proxy.port}/postgres",
+            username=postgres.superuser, password=postgres.password, allowed_roles=["*"],
+            mount_point=mount)
+        create_role(client, "behind-proxy", 60, 120, mount=mount)
+        monkeypatch.delenv("VAULT_ADDR", raising=False)
+        monkeypatch.setenv("VAULT_TOKEN", vault.root_token)
+        output = tmp_path / "creds.json"
+        argv = ["secrets-issue-dynamic", "--address", vault.address, "--mount", mount,
+                "--role", "behind-proxy", "--output", str(output)]
+        assert main(argv) == 0  # PostgreSQL up: issued through the proxy
+        client.sys.revoke_lease(read_doc(output)["lease_id"])
+        output.unlink()
+        capsys.readouterr()
+        proxy.close()  # PostgreSQL "down": nothing listens there any more
+        for as_json in (False, True):
+            code = main([*argv, *(["--json"] if as_json else [])])
+            out, err = capsys.readouterr()
+            assert code == 5, err
+            assert f"the database behind {mount}/ did not serve role behind-proxy" in err
+            assert "Vault itself answered" in err and "audit" not in err
+            assert postgres.superuser not in out + err and postgres.password not in out + err
+            if as_json:
+                assert json.loads(out)["exit_code"] == 5
+        assert not output.exists()
+    client.sys.disable_secrets_engine(mount)

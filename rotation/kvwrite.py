@@ -166,7 +166,7 @@ def read_snapshot(client: hvac.Client, mount: str, path: str) -> Snapshot:
 def _refuse_deleted(where: str, version: int) -> None:
     raise CheckFailed(
         f"{where}: current version {version} is deleted or destroyed; refusing to merge onto it",
-        hint=f"undelete it (vault kv undelete -versions={version} {where}) or have its owner "
+        hint=f"undelete it (bao kv undelete -versions={version} {where}) or have its owner "
              "write a full new version",
     )
 

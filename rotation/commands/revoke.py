@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> Result:
         raise CheckFailed(
             f"lease {lease_id} is not live (already revoked, expired, or the id is wrong); "
             "nothing was revoked",
-            hint="list live leases with `vault list sys/leases/lookup/<mount>/creds/<role>`",
+            hint="list live leases with `bao list sys/leases/lookup/<mount>/creds/<role>`",
         )
     revoke_lease(client, lease_id)
     verified = False

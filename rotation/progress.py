@@ -34,6 +34,7 @@ class StatusLine:
         self._every = every
         self._clock = clock
         self._last_logged: float | None = None
+        self._logged_text = ""
         self.text = ""
 
     @property
@@ -56,11 +57,12 @@ class StatusLine:
         now = self._clock()
         if self._last_logged is None or now - self._last_logged >= self._every:
             self._last_logged = now
+            self._logged_text = text
             log.info("%s", text)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         if self._live is not None:
             self._live.stop()
-        if self.text:
+        if self.text and self.text != self._logged_text:
             log.info("%s", self.text)  # the last state stays on screen and in the log

@@ -25,6 +25,7 @@ from rotation import gitutil
 from rotation.errors import BadInput
 from rotation.output import Result, log
 from rotation.planning import Plan, plan_stack
+from rotation.progress import StatusLine
 from rotation.pulumi_cli import set_secret_config
 from rotation.stackedit import bump_version_text, validate_text, write_stack_text
 from rotation.stacks import load_stack, repo_root
@@ -156,7 +157,10 @@ def run(args: argparse.Namespace) -> Result:
     try:
         if value is not None:
             assert secret.config_secret is not None
-            set_secret_config(root, args.stack, secret.config_secret, value)
+            with StatusLine() as status:  # pulumi takes a few seconds: say what it does
+                status.update(f"storing the new value of {secret.id} as encrypted config "
+                              f"{secret.config_secret} (pulumi config set --secret)")
+                set_secret_config(root, args.stack, secret.config_secret, value)
             log.info("stored the new value of %s as encrypted config %s", secret.id,
                      secret.config_secret)
             # pulumi rewrote the file (ciphertext); bump on top of what it wrote.

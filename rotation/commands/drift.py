@@ -28,6 +28,7 @@ from rotation.live import Declared, declare, read_live
 from rotation.output import Result, log
 from rotation.tables import TableData
 from rotation.timefmt import rfc3339, rfc3339_or_none
+from rotation.vault import read_token
 
 NAME = "drift"
 HELP = "compare declared static-secret versions with live KV v2 versions"
@@ -143,6 +144,8 @@ def read_reachable(
     address came from and the error. When no stack answers, the first error is
     raised as it is (exit 3 with its hint).
     """
+    for target in targets:  # a missing token variable is exit 2 before any request
+        read_token(target.vault.token_env)
     live: dict[tuple[str, str], LiveMetadata | None] = {}
     unreachable: list[dict[str, str]] = []
     first: VaultUnavailable | None = None

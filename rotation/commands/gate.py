@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TextIO
 
 from rotation.output import Result
+from rotation.progress import StatusLine
 from rotation.stacks import repo_root
 
 NAME = "gate"
@@ -47,8 +48,11 @@ def run(args: argparse.Namespace) -> Result:
     from rotation.gates.secret_scan import ALLOWLIST_FILE
 
     root = repo_root(args.repo)
-    report = run_gate(root, args.base, args.head, allowlist=args.allowlist or ALLOWLIST_FILE,
-                      cache=not args.no_cache)
+    with StatusLine() as status:  # a cold secret scan takes seconds: show it is working
+        status.update("gate: checking stack files, ACL policies, the rotation plan, tracked "
+                      "files for secrets and dr mirrors")
+        report = run_gate(root, args.base, args.head,
+                          allowlist=args.allowlist or ALLOWLIST_FILE, cache=not args.no_cache)
 
     def render(out: TextIO) -> None:
         report.render(out)

@@ -18,15 +18,15 @@ from rotation.cli import main
 from rotation.errors import BadInput
 from tests.servers import free_port
 
-SECRET = "secret/services/execution/broker-api"
+BROKER_ID = "secret/services/execution/broker-api"
 
 # Every command that talks to Vault, with the arguments it needs to get that far.
 COMMANDS = {
     "drift": ["drift", "--stack", "local"],
     "due": ["due", "--stack", "local"],
     "preflight": ["preflight", "--stack", "local", "--skip-lock-check"],
-    "verify": ["verify", "--stack", "local", "--secret", SECRET],
-    "record": ["record", "--stack", "local", "--secret", SECRET],
+    "verify": ["verify", "--stack", "local", "--secret", BROKER_ID],
+    "record": ["record", "--stack", "local", "--secret", BROKER_ID],
     "kv-put": ["kv-put", "--path", "other/x", "--set", "K=HOME", "--stack", "local"],
     "revoke": ["revoke", "--lease-id", "database/creds/r/abc", "--stack", "local"],
     "secrets-issue-dynamic": ["secrets-issue-dynamic", "--role", "r", "--output",

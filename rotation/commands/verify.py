@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one che
                 read += len(new_events)
                 for event in new_events:
                     if event.error and event.path in watch_paths:
-                        watched.append(asdict(event))
+                        watched.append({**asdict(event), "time": reformat(event.time, exact=True)})
                         failures.append(f"{event.path}: request {event.request_id} failed at "
                                         f"{reformat(event.time)}: {event.error[:120]}")
             status.update(f"verify --watch {target.name}: done after "

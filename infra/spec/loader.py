@@ -15,7 +15,7 @@ problems at once, so a reviewer fixes a bad spec in one round.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -23,6 +23,7 @@ import yaml
 
 from infra import paths
 from infra.spec import schema
+from infra.spec.marks import line_of
 from infra.spec.model import (
     Audit,
     AuditDevice,
@@ -65,10 +66,12 @@ class Problem:
 
     path: KeyPath
     message: str
+    line: int | None = None  # known when the spec was read from a file (infra.spec.marks)
 
     def render(self, source: str) -> str:
-        """Return ``<file>: <key path>: <message>``."""
-        return f"{source}: {format_key_path(self.path)}: {self.message}"
+        """Return ``<file>: <key path>: <message>`` (`` (line N)`` when known)."""
+        where = f" (line {self.line})" if self.line is not None else ""
+        return f"{source}: {format_key_path(self.path)}: {self.message}{where}"
 
 
 class SpecError(ValueError):
@@ -551,8 +554,22 @@ def load_stack_file(
     config = doc["config"]
     if paths.SPEC_CONFIG_KEY not in config:
         raise SpecError(path.name, [Problem((), "required key is missing")])
-    return parse_spec(config[paths.SPEC_CONFIG_KEY], source=path.name, stack=stack,
-                      policy_dir=policy_dir)
+    try:
+        return parse_spec(config[paths.SPEC_CONFIG_KEY], source=path.name, stack=stack,
+                          policy_dir=policy_dir)
+    except SpecError as exc:
+        raise with_lines(exc, path.read_text(encoding="utf-8")) from None
+
+
+def with_lines(exc: SpecError, text: str) -> SpecError:
+    """Return ``exc`` with each problem's line in ``text`` (the node tree, on the error path)."""
+    try:
+        root = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError:
+        return exc
+    return SpecError(exc.source, [
+        replace(p, line=line_of(root, ("config", paths.SPEC_CONFIG_KEY, *p.path)))
+        for p in exc.problems])
 
 
 def load_current_stack() -> EnvironmentSpec:

@@ -1,0 +1,35 @@
+"""Line numbers for key paths: so an error in a stack file names the file *and* the line.
+
+The spec is validated as data (JSON Schema, cross-references), which knows key
+paths (``tradepulse-vault:spec.services[0].policies[1]``) but not lines. The
+YAML node tree carries start marks; walking it along a key path gives the line
+of the deepest node that exists (a missing key is reported at its parent,
+where it would have to be added).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import yaml
+
+
+def line_of(root: yaml.Node | None, path: Sequence[str | int]) -> int | None:
+    """Return the 1-based line of ``path`` in the tree (or of its deepest existing parent)."""
+    node = root
+    line = None if root is None else root.start_mark.line + 1
+    for part in path:
+        child: yaml.Node | None = None
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.value == part:
+                    child, line = value, key.start_mark.line + 1
+                    break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) \
+                and 0 <= part < len(node.value):
+            child = node.value[part]
+            line = child.start_mark.line + 1
+        if child is None:
+            break
+        node = child
+    return line

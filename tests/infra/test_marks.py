@@ -1,0 +1,46 @@
+"""Stack-file errors name the line as well as the file and key path."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from infra.spec import SpecError, load_stack_file
+from infra.spec.marks import line_of
+from tests.conftest import REPO_ROOT
+
+TEXT = """\
+config:
+  a:
+    list:
+      - x: 1
+      - x: 2
+        y: 3
+"""
+
+
+def test_line_of_follows_keys_and_indices_and_stops_at_the_deepest_existing_node() -> None:
+    root = yaml.compose(TEXT)
+    assert line_of(root, ("config", "a", "list", 1, "y")) == 6
+    assert line_of(root, ("config", "a", "list", 0)) == 4
+    assert line_of(root, ("config", "a", "missing", 3)) == 2  # where it would be added
+    assert line_of(root, ("config", "a", "list", 9)) == 3
+    assert line_of(None, ("config",)) is None
+
+
+def test_a_schema_error_in_a_stack_file_names_file_key_path_and_line(tmp_path: Path) -> None:
+    shutil.copytree(REPO_ROOT / "policies", tmp_path / "policies")
+    text = (REPO_ROOT / "Pulumi.local.yaml").read_text()
+    lines = text.splitlines()
+    target = next(i for i, line in enumerate(lines) if line.strip() == "version: 1")
+    lines[target] = lines[target].replace("version: 1", "version: one")
+    path = tmp_path / "Pulumi.local.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(SpecError) as caught:
+        load_stack_file(path, policy_dir=tmp_path / "policies" / "acl")
+    first = str(caught.value).splitlines()[0]
+    assert first.startswith("Pulumi.local.yaml: tradepulse-vault:spec.static_secrets[")
+    assert first.endswith(f"'one' is not of type 'integer' (line {target + 1})")

@@ -198,7 +198,15 @@ def explain(argv: Sequence[str], message: str, *, prog: str,
         return _choice_problem(choice, prog, top.prog, help_command, parsers)
     if command is None or position is None:
         return UsageProblem(_redact(f"{prog}: {message}"), help_command)
-    options = known_options(parsers[command]) | known_options(top)
+    own = known_options(parsers[command])
+    options = own | known_options(top)
+    misplaced = [w.split("=", 1)[0] for w in argv[position + 1:]
+                 if w.startswith("--") and _resolve(w.split("=", 1)[0], options) is not None
+                 and _resolve(w.split("=", 1)[0], own) is None]
+    if misplaced and message.startswith("unrecognized arguments"):
+        flag = misplaced[0]
+        return UsageProblem(f"{help_command}: {flag} goes before the command: "
+                            f"{top.prog} {flag} ... {command} ...", f"{top.prog}")
     words = [*argv[:position], *argv[position + 1:]]
     scan = _scan(words, options, parsers, positional_count(parsers[command]))
     return _extras_problem(scan, message, help_command, options)

@@ -41,6 +41,8 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
       "expir"], ["'expir' is not one of revoke, expire", "did you mean 'expire'?"],
      " secrets-issue-dynamic"),
     (["verify", "--stack", "local", "--watch", "5x"], ["'5x'", "30s, 15m or 1h"], " verify"),
+    (["drift", "--stack", "local", "--env-file", "x.env"],
+     ["--env-file goes before the command: python -m rotation --env-file ... drift ..."], ""),
 ])
 def test_usage_errors_show_the_typo_and_the_commands_help(
     capsys: pytest.CaptureFixture[str], argv: list[str], shown: list[str], help_of: str,

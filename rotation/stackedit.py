@@ -18,6 +18,7 @@ import yaml
 
 from infra import paths
 from infra.spec import SpecError, parse_spec
+from infra.spec.marks import duplicate_keys
 from infra.spec.yamlload import safe_load_yaml
 from rotation.atomic import write_text_atomic
 from rotation.errors import BadInput
@@ -43,20 +44,11 @@ def _compose(text: str, source: str) -> yaml.Node:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise BadInput(f"{source}: not valid YAML{where}; nothing changed") from None
-    stack: list[yaml.Node] = [root] if root is not None else []
-    while stack:
-        node = stack.pop()
-        if isinstance(node, yaml.MappingNode):
-            seen: set[str] = set()
-            for key, value in node.value:
-                if isinstance(key, yaml.ScalarNode):
-                    if key.value in seen:
-                        raise BadInput(f"{source}: not valid YAML at line "
-                                       f"{key.start_mark.line + 1}; nothing changed")
-                    seen.add(key.value)
-                stack.append(value)
-        elif isinstance(node, yaml.SequenceNode):
-            stack.extend(node.value)
+    duplicates = duplicate_keys(root)
+    if duplicates:
+        key, line, first = duplicates[0]
+        raise BadInput(f"{source}: line {line}: duplicate key {key!r} (first at line {first}); "
+                       "nothing changed")
     if root is None:
         raise BadInput(f"{source}: no static_secrets in {paths.SPEC_CONFIG_KEY}")
     return root

@@ -33,3 +33,29 @@ def line_of(root: yaml.Node | None, path: Sequence[str | int]) -> int | None:
             break
         node = child
     return line
+
+
+def duplicate_keys(root: yaml.Node | None) -> list[tuple[str, int, int]]:
+    """Return ``(key, line, first line)`` for every mapping key given twice in the tree.
+
+    PyYAML keeps the last value of a repeated key without a word; a stack file
+    where ``version`` appears twice would be edited on one line and loaded
+    from the other.
+    """
+    found: list[tuple[str, int, int]] = []
+    stack: list[yaml.Node] = [root] if root is not None else []
+    while stack:
+        node = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            first: dict[str, int] = {}
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode):
+                    line = key.start_mark.line + 1
+                    if key.value in first:
+                        found.append((key.value, line, first[key.value]))
+                    else:
+                        first[key.value] = line
+                stack.append(value)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+    return sorted(found, key=lambda item: item[1])

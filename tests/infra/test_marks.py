@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from infra.spec import SpecError, load_stack_file
-from infra.spec.marks import line_of
+from infra.spec.marks import duplicate_keys, line_of
 from tests.conftest import REPO_ROOT
 
 TEXT = """\
@@ -44,3 +44,10 @@ def test_a_schema_error_in_a_stack_file_names_file_key_path_and_line(tmp_path: P
     first = str(caught.value).splitlines()[0]
     assert first.startswith("Pulumi.local.yaml: tradepulse-vault:spec.static_secrets[")
     assert first.endswith(f"'one' is not of type 'integer' (line {target + 1})")
+
+
+def test_duplicate_keys_are_found_with_both_lines() -> None:
+    root = yaml.compose("a:\n  x: 1\n  y: 2\n  x: 3\nb: [ {k: 1, k: 2} ]\n")
+    assert duplicate_keys(root) == [("x", 4, 2), ("k", 5, 5)]
+    assert duplicate_keys(yaml.compose("a: 1\nb: 2\n")) == []
+    assert duplicate_keys(None) == []

@@ -188,3 +188,19 @@ def test_value_stdin_at_a_terminal_prompts_without_echo(stack_repo: Path) -> Non
     assert CANARY not in screen
     assert code == 2 and "no Pulumi CLI" in screen  # the value was read and accepted
     assert (stack_repo / "Pulumi.prod.yaml").read_bytes() == before
+
+
+def test_a_duplicate_key_is_named_with_both_lines(stack_repo: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    path = stack_repo / "Pulumi.prod.yaml"
+    lines = path.read_text().splitlines(keepends=True)
+    at = next(i for i, line in enumerate(lines) if line.strip() == "version: 9")
+    lines.insert(at + 1, lines[at])
+    path.write_text("".join(lines))
+    before = path.read_bytes()
+    assert main(["bump", "--stack", "prod", SIGNING, "--repo", str(stack_repo),
+                 "--allow-dirty"]) == 2
+    err = capsys.readouterr().err
+    assert f"Pulumi.prod.yaml: line {at + 2}: duplicate key 'version' (first at line " \
+           f"{at + 1})" in err
+    assert path.read_bytes() == before

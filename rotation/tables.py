@@ -122,12 +122,28 @@ def fit(data: TableData, width: int) -> tuple[str, list[tuple[str, list[str]]]]:
                    if full[i] and full[i] != "-"]
         if short[1] != full[1]:
             details.insert(0, f"{data.headers[1]}: {full[1]}")
-        wrapped = textwrap.wrap("; ".join(details), width=max(20, width - 4),
-                                initial_indent="  ↳ ", subsequent_indent="    ",
-                                break_on_hyphens=False, break_long_words=False
-                                ) if details else []
-        rows.append((_line(short, widths), wrapped))
+        rows.append((_line(short, widths), _detail_lines(details, width)))
     return _line(shortened[0], widths), rows
+
+
+def _detail_lines(details: Sequence[str], width: int) -> list[str]:
+    """Pack the details into ``↳`` lines of at most ``width``; a detail is split only if alone."""
+    lines: list[str] = []
+    current = ""
+    for detail in details:
+        candidate = f"{current}; {detail}" if current else f"  ↳ {detail}"
+        if len(candidate) <= width or not current:
+            current = candidate
+            continue
+        lines.append(current)
+        current = f"  ↳ {detail}"
+    if current:
+        lines.append(current)
+    wrapped: list[str] = []
+    for line in lines:  # a single detail longer than the line wraps, its words whole
+        wrapped += textwrap.wrap(line, width=max(20, width), subsequent_indent="      ",
+                                 break_on_hyphens=False, break_long_words=False) or [line]
+    return wrapped
 
 
 def render_terminal(data: TableData, out: TextIO, *, width: int | None = None) -> None:

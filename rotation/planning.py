@@ -106,6 +106,18 @@ def _diff_paths(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [prefix or "(whole file)"]
 
 
+def declared_version(text: str, secret_id: str) -> int | None:
+    """Return the version ``text`` (a stack file) declares for ``secret_id`` (None if unknown).
+
+    One parse, no validation: for comparing a working tree with a revision.
+    """
+    try:
+        version = _secrets(_spec_of(safe_load_yaml(text))).get(secret_id, {}).get("version")
+    except yaml.YAMLError:
+        return None
+    return version if isinstance(version, int) and not isinstance(version, bool) else None
+
+
 def _strip_rotation_fields(doc: Any, config_keys: set[str]) -> Any:
     """Return ``doc`` without what a rotation may change: versions and provided ciphertexts.
 

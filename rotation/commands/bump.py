@@ -24,7 +24,7 @@ from infra.spec.model import StaticSecret
 from rotation import gitutil
 from rotation.errors import BadInput
 from rotation.output import Result, log
-from rotation.planning import Plan, plan_stack
+from rotation.planning import declared_version
 from rotation.progress import StatusLine
 from rotation.pulumi_cli import set_secret_config
 from rotation.stackedit import bump_version_text, validate_text, write_stack_text
@@ -96,8 +96,7 @@ def _new_value(secret: StaticSecret, args: argparse.Namespace, source: str) -> s
     return json.dumps(value, sort_keys=True)
 
 
-def refuse_second_bump(root: Path, stack: str, source: str, secret_id: str,
-                       text: str) -> None:
+def refuse_second_bump(root: Path, source: str, secret: StaticSecret) -> None:
     """Refuse a bump of a secret whose version already moved in the uncommitted stack file.
 
     Bumping twice would make 1 -> 3, a diff the plan (and CI's gate) refuses,
@@ -109,22 +108,16 @@ def refuse_second_bump(root: Path, stack: str, source: str, secret_id: str,
     except BadInput:
         return  # no commit yet: nothing to compare with
     committed = gitutil.show(root, "HEAD", source)
-    if committed is None or committed == text:
+    before = declared_version(committed, secret.id) if committed is not None else None
+    if before is None or before == secret.version:
         return
-    plan = Plan(base="HEAD", head="working tree")
-    plan_stack(plan, stack, committed, text, root)
-    moved = next((f"{r.old_version} -> {r.new_version}" for r in plan.rotations
-                  if r.secret == secret_id), None)
-    if moved is None and any(f.message.startswith(f"{secret_id}: version moved")
-                             for f in plan.findings):
-        moved = "by more than one"
-    if moved is not None:
-        raise BadInput(
-            f"{source}: {secret_id} is already bumped in the working tree (version {moved}, "
-            "not committed); a rotation moves one version, so nothing was changed",
-            hint=f"commit it and open its PR (python -m rotation plan), or `git checkout -- "
-                 f"{source}` to start over; --allow-dirty allows other uncommitted edits, "
-                 "not a second bump of the same secret")
+    raise BadInput(
+        f"{source}: {secret.id} is already bumped in the working tree (version {before} -> "
+        f"{secret.version}, not committed); a rotation moves one version, so nothing was "
+        "changed",
+        hint=f"commit it and open its PR (python -m rotation plan), or `git checkout -- "
+             f"{source}` to start over; --allow-dirty allows other uncommitted edits, not a "
+             "second bump of the same secret")
 
 
 def run(args: argparse.Namespace) -> Result:
@@ -146,7 +139,7 @@ def run(args: argparse.Namespace) -> Result:
                        "(one reviewed diff per rotation), or pass --allow-dirty")
     original = path.read_text(encoding="utf-8")
     if dirty:
-        refuse_second_bump(root, args.stack, source, secret.id, original)
+        refuse_second_bump(root, source, secret)
     new_text, old, new = bump_version_text(original, secret.id, source, reason=args.reason)
     validate_text(new_text, source, args.stack, root / "policies" / "acl")
     value = None

@@ -84,7 +84,7 @@ def follow_active(client: hvac.Client, address: str) -> tuple[ActiveNode, hvac.C
             f"Vault at {address} is a standby and knows no active node (an election is "
             "under way, or the cluster lost its quorum)",
             hint="retry in a few seconds; if no node becomes active, check the other "
-                 "nodes (vault operator raft list-peers); nothing was changed")
+                 "nodes (bao operator raft list-peers); nothing was changed")
     # The same session: TLS settings (CA, client certificate) carry over to the active node.
     active = hvac.Client(url=active_address, token=client.token, session=client.session,
                          timeout=DEFAULT_TIMEOUT_SECONDS)

@@ -25,13 +25,25 @@ def is_dirty(root: Path, path: Path) -> bool:
 
 
 def show(root: Path, rev: str, path: str) -> str | None:
-    """Return ``path`` as of ``rev``, or None if it did not exist there."""
-    out = _git(root, "show", f"{rev}:{path}", check=False)
+    """Return ``path`` as of ``rev``, or None if it did not exist there.
+
+    :class:`BadInput` when git fails or the content is not UTF-8 text.
+    """
+    try:
+        out = subprocess.run(["git", "-C", str(root), "show", f"{rev}:{path}"],
+                             capture_output=True, check=False, timeout=30)
+    except FileNotFoundError:
+        raise BadInput("git is not installed") from None
+    stderr = out.stderr.decode("utf-8", "replace")
     if out.returncode != 0:
-        if "exists on disk, but not in" in out.stderr or "does not exist in" in out.stderr:
+        if "exists on disk, but not in" in stderr or "does not exist in" in stderr:
             return None
-        raise BadInput(f"git show {rev}:{path} failed: {out.stderr.strip()[:200]}")
-    return out.stdout
+        raise BadInput(f"git show {rev}:{path} failed: {stderr.strip()[:200]}")
+    try:
+        return out.stdout.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{path} at {rev[:12]} is not UTF-8 text ({exc.reason} at byte "
+                       f"{exc.start})") from None
 
 
 def rev_parse(root: Path, rev: str) -> str:

@@ -20,7 +20,7 @@ import yaml
 
 from infra import paths
 from infra.spec import EnvironmentSpec, SpecError, parse_spec
-from infra.spec.yamlload import safe_load_yaml
+from infra.spec.stackfile import parse_yaml
 from rotation import gitutil
 from rotation.errors import BadInput
 from rotation.stacks import StackTarget
@@ -112,7 +112,7 @@ def declared_version(text: str, secret_id: str) -> int | None:
     One parse, no validation: for comparing a working tree with a revision.
     """
     try:
-        version = _secrets(_spec_of(safe_load_yaml(text))).get(secret_id, {}).get("version")
+        version = _secrets(_spec_of(parse_yaml(text).data)).get(secret_id, {}).get("version")
     except yaml.YAMLError:
         return None
     return version if isinstance(version, int) and not isinstance(version, bool) else None
@@ -178,7 +178,7 @@ def _parse_both(plan: Plan, stack: str, source: str, old_text: str | None, *, ne
                 root: Path) -> tuple[Any, Any, EnvironmentSpec] | None:
     """Parse both sides of one stack file's change; None (with an error finding) if unusable."""
     try:
-        new_doc = safe_load_yaml(new_text)
+        new_doc = parse_yaml(new_text).data
         new_spec = parse_spec(_spec_of(new_doc), source=source, stack=stack,
                               policy_dir=root / "policies" / "acl")
     except yaml.YAMLError as exc:
@@ -189,7 +189,7 @@ def _parse_both(plan: Plan, stack: str, source: str, old_text: str | None, *, ne
         plan.findings.append(Finding(stack, "error", f"invalid stack file: {exc}"))
         return None
     try:
-        old_doc = safe_load_yaml(old_text) if old_text is not None else {}
+        old_doc = parse_yaml(old_text).data if old_text is not None else {}
     except yaml.YAMLError as exc:  # the base revision itself was broken: compare with nothing
         plan.findings.append(Finding(stack, "warning", f"{source} at {plan.base} is not valid "
                                      f"YAML ({yaml_problem(source, exc)}); every secret is "
@@ -279,16 +279,32 @@ def build_plan(root: Path, base: str, head: str | None) -> Plan:
         if name == "Pulumi.yaml":
             continue
         stack = name[len("Pulumi."):-len(".yaml")]
-        old_text = gitutil.show(root, base, name)
-        if head is None:
-            path = root / name
-            new_text = path.read_text(encoding="utf-8") if path.exists() else None
-        else:
-            new_text = gitutil.show(root, head, name)
+        try:
+            old_text = gitutil.show(root, base, name)
+            new_text = _working_text(root / name) if head is None else gitutil.show(root, head,
+                                                                                     name)
+        except BadInput as exc:  # not text, or not a regular file: said, never a crash
+            plan.findings.append(Finding(stack, "error", f"cannot plan {name}: {exc}"))
+            continue
         if old_text == new_text:
             continue
         plan_stack(plan, stack, old_text, new_text, root)
     return plan
+
+
+def _working_text(path: Path) -> str | None:
+    """Return a stack file's text in the working tree (None if absent); :class:`BadInput` if odd."""
+    if not path.exists() and not path.is_symlink():
+        return None
+    if path.is_symlink() or not path.is_file():
+        raise BadInput("a symlink or directory named like a stack file; stack files must be "
+                       "regular files")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise BadInput(f"cannot be read ({exc.strerror or type(exc).__name__})") from None
 
 
 def _names_at(root: Path, rev: str) -> list[str]:

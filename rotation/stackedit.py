@@ -1,16 +1,18 @@
 """Round-trip edits of ``Pulumi.<stack>.yaml`` that change one value and nothing else.
 
-The YAML node tree (libyaml's composer, with line and column marks) finds the
+The file is parsed once (:mod:`infra.spec.stackfile`: the node tree with line
+and column marks, and the data from the same parse). The node tree finds the
 exact line and column of the value to change; the edit is then made on the
 original text, so comments, order, quoting and formatting of every other byte
-stay as they were. The result is
-re-parsed and compared with the original to prove that only the intended
-value changed, validated as a spec, and written atomically.
+stay as they were. The new text is parsed once and its data compared with the
+original's to prove that only the intended value changed; that same parse is
+validated as a spec before the file is written atomically.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -19,7 +21,7 @@ import yaml
 from infra import paths
 from infra.spec import SpecError, parse_spec
 from infra.spec.marks import duplicate_keys
-from infra.spec.yamlload import safe_load_yaml
+from infra.spec.stackfile import YamlDocument, parse_yaml
 from rotation.atomic import write_text_atomic
 from rotation.errors import BadInput
 
@@ -27,31 +29,27 @@ _INT_TOKEN = re.compile(r"\d+")
 _COMMENT_SAFE = re.compile(r"[^\w .,:;()/@+=-]")
 
 
-_LOADER: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _INT_TAG = "tag:yaml.org,2002:int"
 
 
-def _compose(text: str, source: str) -> yaml.Node:
-    """Return the YAML node tree (with line/column marks); :class:`BadInput` if not YAML.
+def parse_text(text: str, source: str) -> YamlDocument:
+    """Parse a stack file's text once (nodes and data); :class:`BadInput` if not YAML.
 
-    The node tree is all an edit needs: where the version literal sits. It comes
-    from libyaml in milliseconds where a ruamel round-trip load of a large stack
-    file took seconds. Duplicate keys are refused, as the round-trip loader did.
+    Duplicate keys are refused (PyYAML would keep the last one silently), so
+    an edit can never land on a key the loader ignores.
     """
     try:
-        root = yaml.compose(text, Loader=_LOADER)
+        document = parse_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise BadInput(f"{source}: not valid YAML{where}; nothing changed") from None
-    duplicates = duplicate_keys(root)
+    duplicates = duplicate_keys(document.root)
     if duplicates:
         key, line, first = duplicates[0]
         raise BadInput(f"{source}: line {line}: duplicate key {key!r} (first at line {first}); "
                        "nothing changed")
-    if root is None:
-        raise BadInput(f"{source}: no static_secrets in {paths.SPEC_CONFIG_KEY}")
-    return root
+    return document
 
 
 def _get(node: yaml.Node | None, key: str) -> yaml.Node | None:
@@ -87,16 +85,38 @@ def clean_reason(reason: str) -> str:
     return _COMMENT_SAFE.sub("", flat)[:120]
 
 
+@dataclass(frozen=True)
+class Bump:
+    """The result of one version bump: the new text (and its one parse), old and new version."""
+
+    text: str
+    document: YamlDocument
+    old_version: int
+    new_version: int
+
+
 def bump_version_text(
     text: str, secret_id: str, source: str, *, reason: str | None = None
 ) -> tuple[str, int, int]:
-    """Return ``(new_text, old_version, new_version)`` with the secret's version raised by one.
+    """Return ``(new_text, old_version, new_version)``: :func:`bump_document` of ``text``."""
+    bump = bump_document(parse_text(text, source), secret_id, source, reason=reason)
+    return bump.text, bump.old_version, bump.new_version
+
+
+def bump_document(
+    document: YamlDocument, secret_id: str, source: str, *, reason: str | None = None
+) -> Bump:
+    """Raise the secret's version by one in the parsed stack file ``document``.
 
     Only the digits of the version value change, plus the comment at the end
-    of that line when ``reason`` is given. Raises :class:`BadInput` for an
-    unknown secret, a mirror (versions follow prod), or anything else changing.
+    of that line when ``reason`` is given. The new text is parsed once, to
+    prove that nothing else changed; that parse is returned for validation.
+    Raises :class:`BadInput` for an unknown secret, a mirror (versions follow
+    prod), or anything else changing.
     """
-    root = _compose(text, source)
+    text, root = document.text, document.root
+    if root is None:
+        raise BadInput(f"{source}: no static_secrets in {paths.SPEC_CONFIG_KEY}")
     node, index = _secret_node(root, secret_id, source)
     mirror = _get(node, "mirror_of")
     if mirror is not None:
@@ -121,35 +141,41 @@ def bump_version_text(
         tail = f" # {clean_reason(reason)}{ending}"
     lines[line_no] = f"{head}{new}{tail}"
     new_text = "".join(lines)
-    _prove_only_version_changed(text, new_text, index, new, source)
-    return new_text, old, new
+    after = parse_text(new_text, source)
+    _prove_only_version_changed(document.data, after.data, index, new, source)
+    return Bump(new_text, after, old, new)
 
 
 def _prove_only_version_changed(
-    old_text: str, new_text: str, index: int, new_version: int, source: str
+    before: Any, after: Any, index: int, new_version: int, source: str
 ) -> None:
-    expected = safe_load_yaml(old_text)  # a fresh parse, edited in place: no copy needed
-    after = safe_load_yaml(new_text)
-    node = expected["config"][paths.SPEC_CONFIG_KEY]["static_secrets"][index]
+    secrets = before["config"][paths.SPEC_CONFIG_KEY]["static_secrets"]
+    node = secrets[index]
     # The loader (PyYAML, YAML 1.1) must read the old version as new - 1 too: a literal
     # like 010 is 10 to ruamel but 8 to PyYAML, and bumping it would jump by three.
     if node.get("version") != new_version - 1 or isinstance(node.get("version"), bool):
         raise BadInput(f"{source}: static_secrets[{index}].version is not a plain decimal "
                        "integer; write it as one (e.g. 10, not 010)")
+    # Compare with the old data edited in place, restoring it after: no copy of the document.
     node["version"] = new_version
-    if after != expected:
+    try:
+        changed_elsewhere = after != before
+    finally:
+        node["version"] = new_version - 1
+    if changed_elsewhere:
         raise BadInput(f"{source}: the edit would change more than the version; nothing written")
 
 
-def validate_text(text: str, source: str, stack: str, policy_dir: Path) -> None:
-    """Validate a stack file's text as a spec; :class:`BadInput` naming the problems."""
+def validate_text(text: str, source: str, stack: str, policy_dir: Path,
+                  *, document: YamlDocument | None = None) -> None:
+    """Validate a stack file's text (or its parse ``document``) as a spec; :class:`BadInput`."""
     try:
-        data = safe_load_yaml(text)
+        data = (document if document is not None else parse_text(text, source)).data
         parse_spec(data["config"][paths.SPEC_CONFIG_KEY], source=source, stack=stack,
                    policy_dir=policy_dir)
     except SpecError as exc:
         raise BadInput(str(exc)) from None
-    except (yaml.YAMLError, KeyError, TypeError):
+    except (KeyError, TypeError):
         raise BadInput(f"{source}: not a valid stack file") from None
 
 

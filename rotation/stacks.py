@@ -20,6 +20,8 @@ import hvac
 
 from infra import paths
 from infra.spec import EnvironmentSpec, SpecError, load_stack_file
+from infra.spec.loader import read_stack_document
+from infra.spec.stackfile import YamlDocument
 from rotation import address as vault_address
 from rotation.errors import BadInput
 from rotation.vault import VaultTarget, connect
@@ -44,15 +46,31 @@ def stack_names(root: Path) -> list[str]:
     return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
 
 
-def load_stack(root: Path, stack: str) -> EnvironmentSpec:
-    """Load and validate ``Pulumi.<stack>.yaml``; unknown stack or bad spec -> :class:`BadInput`."""
+def load_stack(root: Path, stack: str, *, document: YamlDocument | None = None
+               ) -> EnvironmentSpec:
+    """Load and validate ``Pulumi.<stack>.yaml``; unknown stack or bad spec -> :class:`BadInput`.
+
+    ``document`` is the file's parse when the caller already holds it
+    (:func:`read_stack`): the file is then not read again.
+    """
     path = paths.stack_file(stack, root)
-    if not path.is_file():
+    if document is None and not path.is_file():
         known = ", ".join(stack_names(root)) or "none"
         raise BadInput(f"unknown stack {stack!r}: {path.name} not found in {root} "
                        f"(stacks: {known})")
     try:
-        return load_stack_file(path, policy_dir=root / "policies" / "acl")
+        return load_stack_file(path, policy_dir=root / "policies" / "acl", document=document)
+    except SpecError as exc:
+        raise BadInput(str(exc), hint="fix the stack file; nothing was changed") from None
+
+
+def read_stack(root: Path, stack: str) -> YamlDocument:
+    """Read and parse ``Pulumi.<stack>.yaml`` once, for a command that edits it too."""
+    path = paths.stack_file(stack, root)
+    if not path.is_file():
+        load_stack(root, stack)  # raises the unknown-stack message
+    try:
+        return read_stack_document(path)
     except SpecError as exc:
         raise BadInput(str(exc), hint="fix the stack file; nothing was changed") from None
 

@@ -50,7 +50,7 @@ from infra.spec.model import (
     VaultTarget,
     Workload,
 )
-from infra.spec.yamlload import safe_load_yaml
+from infra.spec.stackfile import YamlDocument, parse_yaml
 
 KeyPath = tuple[str | int, ...]
 
@@ -98,8 +98,6 @@ def _short(value: object) -> str:
 
 
 def _schema_problems(data: object) -> list[Problem]:
-    if schema.fast_valid(data):  # the common case; see infra.spec.schema
-        return []
     problems: list[Problem] = []
     for err in schema.validator().iter_errors(data):
         where: KeyPath = tuple(err.absolute_path)
@@ -524,49 +522,69 @@ def parse_spec(
     return _build(spec_data, source)
 
 
-def read_stack_file(path: Path) -> Mapping[str, Any]:
-    """Parse a stack file's YAML; raise :class:`SpecError` naming the file on bad YAML."""
+def read_stack_document(path: Path) -> YamlDocument:
+    """Read and parse a stack file once (text, nodes, data); :class:`SpecError` naming the file.
+
+    The document's data is a mapping with a ``config:`` mapping.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError(path.name, [Problem((), "stack file does not exist")]) from None
+    except IsADirectoryError:
+        raise SpecError(path.name, [Problem((), "a directory, not a stack file")]) from None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise SpecError(path.name, [Problem((), f"cannot be read ({reason})")]) from None
     except UnicodeDecodeError as exc:
         raise SpecError(path.name, [Problem((), f"not UTF-8 text ({exc.reason} at byte "
                                             f"{exc.start})")]) from None
     try:
-        doc = safe_load_yaml(text)
+        document = parse_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         reason = getattr(exc, "problem", None) or "invalid YAML"
         raise SpecError(path.name, [Problem((), f"{where}{reason}")]) from None
+    _config_of(document, path.name)
+    return document
+
+
+def _config_of(document: YamlDocument, source: str) -> Mapping[str, Any]:
+    doc = document.data
     if not isinstance(doc, Mapping) or not isinstance(doc.get("config"), Mapping):
-        raise SpecError(path.name, [Problem((), "no `config:` mapping in the stack file")])
-    return cast(Mapping[str, Any], doc)
+        raise SpecError(source, [Problem((), "no `config:` mapping in the stack file")])
+    return cast(Mapping[str, Any], doc["config"])
+
+
+def read_stack_file(path: Path) -> Mapping[str, Any]:
+    """Parse a stack file's YAML; raise :class:`SpecError` naming the file on bad YAML."""
+    return cast(Mapping[str, Any], read_stack_document(path).data)
 
 
 def load_stack_file(
-    path: Path, *, policy_dir: Path = paths.POLICY_DIR
+    path: Path, *, policy_dir: Path = paths.POLICY_DIR, document: YamlDocument | None = None,
 ) -> EnvironmentSpec:
-    """Load and validate the spec of the stack file at ``path`` (``Pulumi.<stack>.yaml``)."""
-    doc = read_stack_file(path)
+    """Load and validate the spec of the stack file at ``path`` (``Pulumi.<stack>.yaml``).
+
+    ``document``, when the caller has already parsed the file
+    (:func:`read_stack_document`), is used instead of reading it again.
+    """
+    if document is None:
+        document = read_stack_document(path)
     stack = path.name.removeprefix("Pulumi.").removesuffix(".yaml")
-    config = doc["config"]
+    config = _config_of(document, path.name)
     if paths.SPEC_CONFIG_KEY not in config:
         raise SpecError(path.name, [Problem((), "required key is missing")])
     try:
         return parse_spec(config[paths.SPEC_CONFIG_KEY], source=path.name, stack=stack,
                           policy_dir=policy_dir)
     except SpecError as exc:
-        raise with_lines(exc, path.read_text(encoding="utf-8")) from None
+        raise with_lines(exc, document.root) from None
 
 
-def with_lines(exc: SpecError, text: str) -> SpecError:
-    """Return ``exc`` with each problem's line in ``text`` (the node tree, on the error path)."""
-    try:
-        root = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError:
-        return exc
+def with_lines(exc: SpecError, root: yaml.Node | None) -> SpecError:
+    """Return ``exc`` with each problem's line, found in the file's node tree (same parse)."""
     return SpecError(exc.source, [
         replace(p, line=line_of(root, ("config", paths.SPEC_CONFIG_KEY, *p.path)))
         for p in exc.problems])

@@ -27,8 +27,13 @@ from rotation.output import Result, log
 from rotation.planning import declared_version
 from rotation.progress import StatusLine
 from rotation.pulumi_cli import set_secret_config
-from rotation.stackedit import bump_version_text, validate_text, write_stack_text
-from rotation.stacks import load_stack, repo_root
+from rotation.stackedit import (
+    bump_document,
+    bump_version_text,
+    validate_text,
+    write_stack_text,
+)
+from rotation.stacks import load_stack, read_stack, repo_root
 from rotation.usage import suggest
 
 NAME = "bump"
@@ -123,7 +128,8 @@ def refuse_second_bump(root: Path, source: str, secret: StaticSecret) -> None:
 def run(args: argparse.Namespace) -> Result:
     """Bump the version; for provided secrets store the new value first."""
     root = repo_root(args.repo)
-    spec = load_stack(root, args.stack)
+    document = read_stack(root, args.stack)  # the one parse of the file this bump edits
+    spec = load_stack(root, args.stack, document=document)
     path = paths.stack_file(args.stack, root)
     source = path.name
     secret = spec.secret(args.secret)
@@ -137,11 +143,13 @@ def run(args: argparse.Namespace) -> Result:
     if dirty and not args.allow_dirty:
         raise BadInput(f"{source} has uncommitted changes; commit or stash them first "
                        "(one reviewed diff per rotation), or pass --allow-dirty")
-    original = path.read_text(encoding="utf-8")
+    original = document.text
     if dirty:
         refuse_second_bump(root, source, secret)
-    new_text, old, new = bump_version_text(original, secret.id, source, reason=args.reason)
-    validate_text(new_text, source, args.stack, root / "policies" / "acl")
+    bumped = bump_document(document, secret.id, source, reason=args.reason)
+    new_text, old, new = bumped.text, bumped.old_version, bumped.new_version
+    validate_text(new_text, source, args.stack, root / "policies" / "acl",
+                  document=bumped.document)
     value = None
     if secret.source == "provided":
         value = _new_value(secret, args, source)

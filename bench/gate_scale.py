@@ -1,7 +1,7 @@
 """The PR gate at fleet scale: ``python -m rotation gate`` on this repo and on a 1000-service one.
 
 Each measurement is the whole CLI as CI runs it (a fresh interpreter,
-``--no-cache`` so the secret scan reads every file, ``--json``), median of
+the secret scan reads every file, ``--json``), median of
 ``--runs``. The generated repository is a git checkout with this repository's
 stack files and ``policies/`` (including the capability-matrix expectations),
 whose ``Pulumi.prod.yaml`` holds a generated fleet (prod's own services plus
@@ -15,8 +15,8 @@ the timing is what this benchmark reports.
 
     .venv/bin/python bench/gate_scale.py [--services 1000] [--runs 5] [--json]
 
-``bench/gate_wall_time.py`` breaks down the gate on this repository (cold and
-warm scan cache, in-process).
+``bench/gate_wall_time.py`` breaks down the gate on this repository
+(in-process and CLI).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ BASELINE = ("import sys; from pathlib import Path; from infra.spec import load_s
 def gate(root: Path) -> tuple[float, int, list[str]]:
     """Run the gate CLI once; return (seconds, exit code, failed checks)."""
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "rotation", "gate", "--no-cache", "--repo",
+    out = subprocess.run([sys.executable, "-m", "rotation", "gate", "--repo",
                           str(root), "--json"], cwd=REPO, capture_output=True, text=True,
                          check=False)
     seconds = time.perf_counter() - start
@@ -108,7 +108,7 @@ def main() -> int:
                          f"{seconds / base:.2f}x", ",".join(map(str, codes)),
                          ", ".join(failed) or "none", f"< {target:.0f} s",
                          "yes" if seconds < target else "NO"])
-    notes = [f"median of {args.runs} runs each: `python -m rotation gate --no-cache --json` "
+    notes = [f"median of {args.runs} runs each: `python -m rotation gate --json` "
              "as a subprocess (interpreter start included); baseline: a fresh interpreter "
              "loading and validating every stack file of the same repository",
              "exit/failed checks are reported as the gate printed them; the timing target "

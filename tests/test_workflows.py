@@ -102,7 +102,7 @@ def test_pull_requests_run_the_gate_the_tests_and_a_preview_per_stack() -> None:
     assert set(wf["jobs"]) == {"gate", "tests", "preview"}
     gate = wf["jobs"]["gate"]
     runs = [s.get("run", "") for s in gate["steps"]]
-    assert any("python -m rotation gate --no-cache --base \"$BASE_SHA\" --head \"$HEAD_SHA\"" in r
+    assert any("python -m rotation gate --base \"$BASE_SHA\" --head \"$HEAD_SHA\"" in r
                for r in runs)
     assert gate["env"]["BASE_SHA"] == "${{ github.event.pull_request.base.sha }}"
     [comment] = steps_using(gate, "marocchino/sticky-pull-request-comment")

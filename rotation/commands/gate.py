@@ -34,9 +34,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allowlist", type=Path,
                         help="secret-scan allowlist (default: rotation/gates/"
                         "secret_allowlist.yaml)")
-    parser.add_argument("--no-cache", action="store_true",
-                        help="scan every file again (the scan cache is $TRADEPULSE_GATE_CACHE "
-                        "or ~/.cache/tradepulse-vault/secret-scan)")
     parser.epilog = ("checks: stack-files, acl-policies, rotation-plan, secrets, dr-mirrors"
                      f"\n\n{parser.epilog or ''}")
 
@@ -48,11 +45,11 @@ def run(args: argparse.Namespace) -> Result:
     from rotation.gates.secret_scan import ALLOWLIST_FILE
 
     root = repo_root(args.repo)
-    with StatusLine() as status:  # a cold secret scan takes seconds: show it is working
+    with StatusLine() as status:  # a secret scan takes seconds: show it is working
         status.update("gate: checking stack files, ACL policies, the rotation plan, tracked "
                       "files for secrets and dr mirrors")
         report = run_gate(root, args.base, args.head,
-                          allowlist=args.allowlist or ALLOWLIST_FILE, cache=not args.no_cache)
+                          allowlist=args.allowlist or ALLOWLIST_FILE)
 
     def render(out: TextIO) -> None:
         report.render(out)

@@ -33,6 +33,8 @@ from typing import Any, TextIO
 from infra import paths
 from infra.policy_files import PolicyParseError, parse_policy
 from infra.spec import EnvironmentSpec, SpecError, load_stack_file
+from infra.spec.loader import read_stack_document
+from infra.spec.stackfile import YamlDocument
 from rotation import gitutil
 from rotation.gates import capabilities, dr, secret_scan
 from rotation.planning import build_plan
@@ -123,15 +125,35 @@ def stack_paths(root: Path) -> list[Path]:
 
 def check_stack_files(root: Path) -> tuple[CheckResult, dict[str, EnvironmentSpec]]:
     """Validate every stack file; return the loaded specs for the other checks."""
+    result, specs, _ = read_stack_files(root)
+    return result, specs
+
+
+def read_stack_files(root: Path) -> tuple[CheckResult, dict[str, EnvironmentSpec],
+                                          dict[str, YamlDocument]]:
+    """Parse each stack file once and validate it; return the check, specs and documents.
+
+    A name like a stack file that is not a regular file (a directory, a
+    symlink) is an error, never followed.
+    """
     result = CheckResult("stack-files")
     specs: dict[str, EnvironmentSpec] = {}
+    documents: dict[str, YamlDocument] = {}
     files = stack_paths(root)
     if not files:
         result.errors.append(f"no Pulumi.<stack>.yaml in {root}")
     for path in files:
         stack = path.name[len("Pulumi."):-len(".yaml")]
+        if path.is_symlink() or not path.is_file():
+            kind = "a symlink" if path.is_symlink() else "a directory or special file"
+            result.errors.append(f"{path.name}: {kind}, not a stack file; stack files must be "
+                                 "regular files: remove or rename it")
+            continue
         try:
-            specs[stack] = load_stack_file(path, policy_dir=root / "policies" / "acl")
+            document = read_stack_document(path)
+            documents[path.name] = document
+            specs[stack] = load_stack_file(path, policy_dir=root / "policies" / "acl",
+                                           document=document)
         except SpecError as exc:
             result.errors.extend(str(exc).splitlines())
             continue
@@ -145,7 +167,7 @@ def check_stack_files(root: Path) -> tuple[CheckResult, dict[str, EnvironmentSpe
                 "log: add a second device")
     result.summary = (f"{len(specs)} of {len(files)} stack files validate"
                       + (f": {', '.join(sorted(specs))}" if specs else ""))
-    return result, specs
+    return result, specs, documents
 
 
 def check_acl_policies(root: Path) -> CheckResult:
@@ -198,19 +220,28 @@ def check_rotation_plan(root: Path, base: str, head: str | None) -> CheckResult:
     return result
 
 
-def check_secrets(root: Path, allowlist: Path, *, cache: bool = True) -> CheckResult:
-    """Scan the tracked tree for plaintext secrets."""
+def _secret_message(finding: secret_scan.Finding) -> str:
+    """Say what a scan finding means and what to do about it."""
+    if finding.detector == secret_scan.STRUCTURAL:
+        return (f"{finding.render()}: project config other than the spec must be `secure:` "
+                "ciphertext (pulumi config set --secret)")
+    if finding.detector == secret_scan.NOT_CIPHERTEXT:
+        return (f"{finding.render()}: a `secure:` value must be Pulumi ciphertext "
+                f"({finding.note}); set it with pulumi config set --secret")
+    if finding.detector == secret_scan.UNSCANNABLE:
+        return (f"{finding.render()}: {finding.note}; fix it, or if it holds no secret add a "
+                "whole_file allowlist entry with the reason")
+    return (f"{finding.render()}: possible plaintext secret; remove it (and rotate it if it "
+            "was real) or, if it is not a secret, add an allowlist entry with the reason")
+
+
+def check_secrets(root: Path, allowlist: Path,
+                  documents: dict[str, YamlDocument] | None = None) -> CheckResult:
+    """Scan the tracked tree for plaintext secrets (``documents``: stack files parsed already)."""
     result = CheckResult("secrets")
     entries = secret_scan.load_allowlist(allowlist)
-    scan = secret_scan.scan_tree(root, entries, cache=cache)
-    result.errors.extend(
-        f"{f.render()}: possible plaintext secret; remove it (and rotate it if it was real) "
-        "or, if it is not a secret, add an allowlist entry with the reason"
-        if f.detector != secret_scan.STRUCTURAL else
-        f"{f.render()}: project config other than the spec must be `secure:` ciphertext "
-        "(pulumi config set --secret)"
-        for f in scan.findings)
-    result.warnings.extend(f"not scanned: {s}" for s in scan.skipped)
+    scan = secret_scan.scan_tree(root, entries, documents=documents)
+    result.errors.extend(_secret_message(f) for f in scan.findings)
     result.notes.extend(f"allowlist entry matched nothing: {e.describe()}" for e in scan.unused)
     result.summary = (f"{scan.files} tracked files scanned, {len(scan.findings)} finding(s), "
                       f"{len(scan.allowlisted)} allowlisted")
@@ -249,14 +280,14 @@ def _timed(check: Callable[[], CheckResult]) -> CheckResult:
 
 def run_gate(
     root: Path, base: str, head: str | None, *,
-    allowlist: Path = secret_scan.ALLOWLIST_FILE, cache: bool = True,
+    allowlist: Path = secret_scan.ALLOWLIST_FILE,
 ) -> GateReport:
     """Run every check on the repository at ``root``; raise BadInput for unknown revisions."""
     start = time.perf_counter()
     gitutil.rev_parse(root, base)
     report = GateReport(repo=str(root), base=base, head=head or "working tree")
     started = time.perf_counter()
-    stack_result, specs = check_stack_files(root)
+    stack_result, specs, documents = read_stack_files(root)
     stack_result.seconds = time.perf_counter() - started
     report.checks.append(stack_result)
     report.checks.append(_timed(lambda: check_acl_policies(root)))
@@ -265,7 +296,7 @@ def run_gate(
         plan_result.notes.append(f"the other checks read the working tree, not {head}: check "
                                  f"out {head} to run them on it")
     report.checks.append(plan_result)
-    report.checks.append(_timed(lambda: check_secrets(root, allowlist, cache=cache)))
+    report.checks.append(_timed(lambda: check_secrets(root, allowlist, documents)))
     report.checks.append(_timed(lambda: check_dr(root, specs)))
     report.seconds = time.perf_counter() - start
     return report

@@ -1,132 +1,129 @@
-"""No plaintext secret anywhere in the tracked tree: detect-secrets plus one structural rule.
+"""No plaintext secret anywhere in the tracked tree: detect-secrets as configured, plus our rules.
 
 * Every file git tracks (``git ls-files``, read from the working tree) is
-  scanned with `detect-secrets <https://github.com/Yelp/detect-secrets>`_'s
-  detectors: high-entropy strings and keyword assignments
-  (:data:`HEURISTIC_PLUGINS`, through its scanner), and known token formats
-  (:data:`PATTERN_PLUGINS`: cloud keys, private keys, basic-auth URLs, JWTs,
-  CI and chat tokens) plus our Vault/OpenBao and Pulumi token detectors
-  (:mod:`rotation.gates.secret_plugins`).
+  scanned by `detect-secrets <https://github.com/Yelp/detect-secrets>`_'s own
+  scanner (``SecretsCollection.scan_file``) with the
+  configuration :data:`SETTINGS`: its high-entropy, keyword and token-format
+  plugins, our Vault/OpenBao and Pulumi token plugins
+  (:mod:`rotation.gates.secret_plugins`, loaded by file path as any custom
+  plugin), and its default false-positive filters except the inline
+  ``pragma: allowlist secret`` one, so that every exception is reviewed in
+  the allowlist file.
+* detect-secrets reads YAML through its YAML transformer, which sees only the
+  string values of mappings, and reads only quoted strings for entropy. So
+  each YAML file is also scanned as a text copy with the same line numbers,
+  where every line carries, quoted after it, the words of the YAML value
+  scalars it holds (mapping values, sequence items, block and flow scalars,
+  anchors): a value is read in every position. Files detect-secrets skips by their
+  name (``.svg``, ``.lock``, ``.sum``...) are scanned as text copies too: a
+  name does not make content safe.
+* What cannot be scanned is a finding, never a silent skip: content that is
+  not UTF-8 text, a file larger than :data:`MAX_FILE_BYTES`, a file name with
+  control characters, a tracked entry that is not a regular file. A
+  symlink's committed content is its target path, which is what is scanned.
 * In ``Pulumi.<stack>.yaml`` every ``tradepulse-vault:*`` config key other
-  than the spec must be a ``secure:`` ciphertext: the design keeps all
-  environment data in the spec, so any other project key holds a secret.
-* ``secure:`` ciphertext lines of stack files are never findings (they are
-  KMS/passphrase ciphertext, the one form in which a value may be committed).
+  than the spec must be a ``secure:`` value, and every ``secure:`` value must
+  have the shape of Pulumi ciphertext for that stack's secrets provider
+  (``v1:<nonce>:<ciphertext>`` for the passphrase and cloud KMS providers,
+  the Pulumi Cloud service's base64 otherwise). Lines holding only such a
+  ciphertext (or the provider's ``encryptionsalt`` / ``encryptedkey``) are
+  the only lines exempt from the detectors.
 
 Anything else that is not a secret is silenced only by an entry in the
 allowlist file (``secret_allowlist.yaml`` beside this module, or
 ``--allowlist``): file globs, the detector, the exact shape of the line as a
-regular expression, and the reason. Inline ``pragma: allowlist secret``
-comments are ignored on purpose, so every exception is reviewed in one file.
-Findings name the file, line and detector, never the matched text.
-
-A cold scan costs about a second per ten thousand lines of code, spread over
-a process pool (one process per CPU, at most four; ``$TRADEPULSE_GATE_WORKERS``
-to choose) once there is more than half a MiB to read. YAML files are read for
-detect-secrets from libyaml's events (:mod:`rotation.gates.secret_yaml`), the
-same lines its YAML transformer makes, without its pure-Python parser.
-Findings are also cached per file content and scanner configuration
-(``~/.cache/tradepulse-vault/secret-scan``, ``$TRADEPULSE_GATE_CACHE`` to move
-it, ``off`` to disable): a file is scanned again only when its bytes or the
-scanner change.
+regular expression (or a PEM block of public material, or a whole file that
+cannot be scanned), and the reason. Findings name the file, line and
+detector, never the matched text.
 """
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import functools
-import hashlib
-import json
 import os
 import re
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar, cast
+from typing import Any, cast
 
 import jsonschema
 import yaml
-from detect_secrets.core.scan import scan_file, scan_line
-from detect_secrets.filters.heuristic import is_indirect_reference
-from detect_secrets.plugins.base import RegexBasedDetector
+from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
+from detect_secrets.core.secrets_collection import SecretsCollection
+from detect_secrets.filters.heuristic import is_non_text_file
 from detect_secrets.settings import transient_settings
 
 from infra import paths
-from infra.spec.yamlload import safe_load_yaml
-from rotation.atomic import write_text_atomic
+from infra.spec.stackfile import LOADER, YamlDocument, read_yaml
 from rotation.errors import BadInput
-from rotation.gates.secret_yaml import fast_yaml_transformer
-
-_T = TypeVar("_T")
 
 ALLOWLIST_FILE = Path(__file__).with_name("secret_allowlist.yaml")
 PLUGIN_FILE = Path(__file__).with_name("secret_plugins.py")
-YAML_FILES = (Path(__file__).with_name("secret_yaml.py"),  # and the scalar resolver it uses
-              paths.REPO_ROOT / "infra" / "spec" / "yamlload.py")
-MAX_FILE_BYTES = 2 * 1024 * 1024  # larger files are data dumps, not config: reported, not read
+MAX_FILE_BYTES = 2 * 1024 * 1024  # larger files fail unless allowlisted as a whole file
 STRUCTURAL = "Plain config value"
-CACHE_ENV = "TRADEPULSE_GATE_CACHE"
-CACHE_FORMAT = 4
-RAW_PASS_SUFFIXES = (".yaml", ".yml")
-WORKERS_ENV = "TRADEPULSE_GATE_WORKERS"
-MAX_WORKERS = 4
-# Below this many bytes to scan a process pool costs more than it saves.
-PARALLEL_MIN_BYTES = 512 * 1024
-UNIT_OVERHEAD = 1024  # detect-secrets' fixed work per file, in bytes scanned
-RAW_BYTE_COST = 0.6  # a raw-text pass byte against a heuristic pass byte (it skips most lines)
+NOT_CIPHERTEXT = "Not Pulumi ciphertext"
+UNSCANNABLE = "Unscannable file"
+NOT_GO_SUM = "Not a go.sum line"
+OUR_RULES = frozenset({STRUCTURAL, NOT_CIPHERTEXT, UNSCANNABLE, NOT_GO_SUM})
+# go.sum files are module hashes, one per line, all high entropy: instead of detectors they
+# get a format rule, so that nothing but hash lines can sit in one.
+GO_SUM_LINE = re.compile(r"\S+ v[0-9A-Za-z.+-]+(?:/go\.mod)? h1:[A-Za-z0-9+/]{43}=")
+YAML_SUFFIXES = (".yaml", ".yml")
+STACK_GLOB = "Pulumi.*.yaml"
 
-# detect-secrets' detectors, in two groups. The heuristic ones (entropy,
-# keyword assignments) need its file transformers and false-positive filters,
-# so they run through its scanner. The pattern ones (known token formats) are
-# detect-secrets' own regex plugin classes plus ours, run directly over each
-# file's text and confirmed line by line with the plugin's own matcher: the
-# scanner's per-line, per-plugin dispatch costs about 15 us a line and plugin,
-# which for every pattern plugin would be seconds on this repository.
-HEURISTIC_PLUGINS: tuple[dict[str, Any], ...] = (
-    {"name": "Base64HighEntropyString", "limit": 4.5},
-    {"name": "HexHighEntropyString", "limit": 3.0},
-    {"name": "KeywordDetector", "keyword_exclude": ""},
-)
-# The raw-text pass of YAML files: the entropy detectors only (see detect()).
-RAW_PLUGINS = tuple(p for p in HEURISTIC_PLUGINS if p["name"] != "KeywordDetector")
-# Credentials this repository's world has: AWS (state, KMS), GitHub/GitLab
-# (CI), Slack (the ops channel), database URLs, JWTs, keys, package tokens,
-# Vault/OpenBao and Pulumi tokens. SaaS we do not use and IP addresses are
-# left out.
-PATTERN_PLUGINS = (
-    "AWSKeyDetector", "ArtifactoryDetector", "AzureStorageKeyDetector", "BasicAuthDetector",
-    "GitHubTokenDetector", "GitLabTokenDetector", "JwtTokenDetector", "NpmDetector",
-    "OpenAIDetector", "PrivateKeyDetector", "PypiTokenDetector", "SlackDetector",
-    "StripeDetector",
-)
-# detect-secrets' default false-positive heuristics, without its inline
-# allowlist pragma (see the module docstring). Its is_indirect_reference line
-# filter (`secret = get_secret()`) is applied to the heuristic findings after
-# the scan instead of to every line before it: same result, and its regex is
-# the most expensive step of the scan.
-FILTERS: tuple[dict[str, Any], ...] = (
-    # First, so that the other filters and every plugin skip quiet lines.
-    {"path": "rotation.gates.secret_plugins.is_quiet_line"},
-    *({"path": f"detect_secrets.filters.heuristic.{name}"} for name in (
+# detect-secrets' configuration, as its baseline files spell it. Credentials this
+# repository's world has: AWS (state, KMS), GitHub/GitLab (CI), Slack (the ops channel),
+# database URLs, JWTs, keys, package tokens, Vault/OpenBao and Pulumi tokens.
+SETTINGS: dict[str, Any] = {
+    "plugins_used": [
+        {"name": "Base64HighEntropyString", "limit": 4.5},
+        {"name": "HexHighEntropyString", "limit": 3.0},
+        {"name": "KeywordDetector", "keyword_exclude": ""},
+        *({"name": name} for name in (
+            "AWSKeyDetector", "ArtifactoryDetector", "AzureStorageKeyDetector",
+            "BasicAuthDetector", "GitHubTokenDetector", "GitLabTokenDetector",
+            "JwtTokenDetector", "NpmDetector", "OpenAIDetector", "PrivateKeyDetector",
+            "PypiTokenDetector", "SlackDetector", "StripeDetector")),
+        {"name": "VaultTokenDetector", "path": f"file://{PLUGIN_FILE}"},
+        {"name": "PulumiAccessTokenDetector", "path": f"file://{PLUGIN_FILE}"},
+    ],
+    # detect-secrets' default filters without is_line_allowlisted (the inline pragma).
+    "filters_used": [{"path": f"detect_secrets.filters.heuristic.{name}"} for name in (
         "is_sequential_string", "is_potential_uuid", "is_likely_id_string",
-        "is_templated_secret", "is_prefixed_with_dollar_sign",
+        "is_templated_secret", "is_prefixed_with_dollar_sign", "is_indirect_reference",
         "is_lock_file", "is_not_alphanumeric_string", "is_swagger_file",
-    )),
-)
-# The raw-text pass of YAML files runs the entropy detectors only, so it also skips lines
-# that cannot hold a string they report (same findings, a fraction of the lines).
-RAW_FILTERS: tuple[dict[str, Any], ...] = (
-    FILTERS[0], {"path": "rotation.gates.secret_plugins.is_quiet_for_entropy"}, *FILTERS[1:],
-)
-# A `secure:` value alone on its line, or inline as `key: {secure: ...}`.
+    )],
+}
+
+# The text copies of YAML files run without the keyword detector: detect-secrets' YAML
+# pass applies it already, with YAML's syntax (on a copy it would read the quoted words).
+COPY_SETTINGS: dict[str, Any] = {
+    **SETTINGS,
+    "plugins_used": [p for p in SETTINGS["plugins_used"] if p["name"] != "KeywordDetector"],
+}
+
+# Pulumi ciphertext per secrets provider. The passphrase and cloud KMS providers encrypt
+# with AES-256-GCM under a data key: "v1:" + base64 of the 12-byte nonce (16 characters) +
+# ":" + base64 of the ciphertext and its 16-byte tag. The Pulumi Cloud service returns its
+# own versioned base64 blob.
+_B64 = r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?"
+SYMMETRIC_CIPHERTEXT = re.compile(rf"v1:[A-Za-z0-9+/]{{16}}:(?=[A-Za-z0-9+/=]{{24}}){_B64}")
+SERVICE_CIPHERTEXT = re.compile(rf"AAABA(?=[A-Za-z0-9+/=]{{24}}){_B64}")
+CLOUD_PROVIDERS = ("awskms://", "azurekeyvault://", "gcpkms://", "hashivault://")
+# The provider's own keys: the passphrase salt (itself "v1:<salt>:" + a symmetric
+# ciphertext), and a cloud provider's data key encrypted by the KMS (its base64 blob).
+SALT_VALUE = re.compile(rf"v1:[A-Za-z0-9+/=]+:{SYMMETRIC_CIPHERTEXT.pattern}")
+ENCRYPTED_KEY_VALUE = re.compile(rf"(?=[A-Za-z0-9+/=]{{24}}){_B64}")
+# A line holding nothing but a `secure:` value (alone, or inline as `key: {secure: ...}`),
+# or a provider key: the only lines the detectors' findings are dropped on.
 SECURE_LINE = re.compile(
-    r"\s*(?:-\s*)?(?:[\w.:-]+:\s*)?(?:\{\s*secure:\s*[A-Za-z0-9+/=:_-]+\s*\}|"
-    r"secure:\s*[A-Za-z0-9+/=:_-]+)\s*(?:#.*)?")
+    r"\s*(?:-\s*)?(?:[\w.:-]+:\s*)?(?:\{\s*secure:\s*\S+\s*\}|secure:\s*\S+)\s*(?:#.*)?")
+PROVIDER_LINE = re.compile(r"(?:encryptionsalt|encryptedkey):\s*\S+\s*(?:#.*)?")
+_WORD_EDGE = "\"'`,;()[]{}<>"
 
 _ALLOWLIST_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -148,9 +145,12 @@ _ALLOWLIST_SCHEMA: dict[str, Any] = {
                     "line": {"type": "string", "minLength": 1},
                     # Never PRIVATE KEY: only material that is public by construction.
                     "pem_block": {"enum": ["PUBLIC KEY", "CERTIFICATE"]},
+                    # A file that cannot be scanned (too large, not text), by name.
+                    "whole_file": {"const": True},
                     "reason": {"type": "string", "minLength": 20},
                 },
-                "oneOf": [{"required": ["line"]}, {"required": ["pem_block"]}],
+                "oneOf": [{"required": ["line"]}, {"required": ["pem_block"]},
+                          {"required": ["whole_file"]}],
             },
         },
     },
@@ -159,15 +159,20 @@ _ALLOWLIST_SCHEMA: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class Finding:
-    """A possible secret: where it is and which detector saw it (never the text)."""
+    """A possible secret: where it is and which detector saw it (never the text).
+
+    ``note`` says more for our own rules (why a file cannot be scanned).
+    """
 
     path: str
     line: int
     detector: str
+    note: str = ""
 
     def render(self) -> str:
-        """Return ``path:line: detector``."""
-        return f"{self.path}:{self.line}: {self.detector}"
+        """Return ``path:line: detector`` (the path escaped if it holds control characters)."""
+        shown = self.path if self.path.isprintable() else ascii(self.path)
+        return f"{shown}:{self.line}: {self.detector}"
 
 
 @dataclass(frozen=True)
@@ -178,6 +183,7 @@ class AllowEntry:
     detector: str | None
     line: re.Pattern[str] | None
     pem_block: str | None
+    whole_file: bool
     reason: str
 
     def matches(self, finding: Finding, lines: Sequence[str]) -> bool:
@@ -185,8 +191,14 @@ class AllowEntry:
         if not (any(fnmatch.fnmatchcase(finding.path, g) for g in self.paths)
                 and self.detector in {None, finding.detector}):
             return False
+        if finding.detector == UNSCANNABLE or self.whole_file:
+            return self.whole_file and finding.detector == UNSCANNABLE
+        if finding.detector in OUR_RULES:
+            return False  # config and ciphertext rules are fixed in the file, not allowlisted
         if self.pem_block is not None:
-            return finding.line in pem_block_lines(tuple(lines), self.pem_block)
+            # Public material holds no private key, whatever block it sits in.
+            return (finding.detector != "Private Key"
+                    and finding.line in pem_block_lines(tuple(lines), self.pem_block))
         text = lines[finding.line - 1] if 0 < finding.line <= len(lines) else ""
         return self.line is not None and self.line.fullmatch(text.strip()) is not None
 
@@ -194,12 +206,22 @@ class AllowEntry:
         """Return a short description for reports."""
         if self.pem_block is not None:
             return f"{', '.join(self.paths)} PEM {self.pem_block}"
+        if self.whole_file:
+            return f"{', '.join(self.paths)} (whole file)"
         return f"{', '.join(self.paths)} /{self.line.pattern if self.line else ''}/"
+
+
+_PEM_BODY = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 
 
 @functools.cache
 def pem_block_lines(lines: tuple[str, ...], label: str) -> frozenset[int]:
-    """Return the (1-based) line numbers inside PEM blocks labelled ``label``, markers included."""
+    """Return the (1-based) line numbers inside PEM blocks labelled ``label``, markers included.
+
+    A block counts only when every line between its markers is base64 (with
+    the YAML or Markdown indentation around it): a block holding anything
+    else, such as another PEM block, is not that label's material.
+    """
     inside: set[int] = set()
     start: int | None = None
     for number, text in enumerate(lines, start=1):
@@ -209,6 +231,8 @@ def pem_block_lines(lines: tuple[str, ...], label: str) -> frozenset[int]:
         elif stripped == f"-----END {label}-----" and start is not None:
             inside.update(range(start, number + 1))
             start = None
+        elif start is not None and not _PEM_BODY.fullmatch(stripped):
+            start = None  # not a clean block of this label
     return frozenset(inside)
 
 
@@ -219,16 +243,18 @@ class ScanResult:
     files: int = 0
     findings: list[Finding] = field(default_factory=list)
     allowlisted: list[Finding] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
     unused: list[AllowEntry] = field(default_factory=list)
 
 
 def load_allowlist(path: Path = ALLOWLIST_FILE) -> list[AllowEntry]:
     """Read the allowlist; :class:`BadInput` naming the problem if it is malformed."""
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=LOADER)  # noqa: S506 - safe
     except FileNotFoundError:
         raise BadInput(f"secret-scan allowlist {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"secret-scan allowlist {path} cannot be read "
+                       f"({type(exc).__name__})") from None
     except yaml.YAMLError as exc:
         raise BadInput(f"{path.name}: not valid YAML: {str(exc).splitlines()[0]}") from None
     errors = list(jsonschema.Draft202012Validator(_ALLOWLIST_SCHEMA).iter_errors(doc))
@@ -244,304 +270,243 @@ def load_allowlist(path: Path = ALLOWLIST_FILE) -> list[AllowEntry]:
             raise BadInput(f"{path.name}: entries.{i}.line: not a regular expression "
                            f"({exc})") from None
         entries.append(AllowEntry(tuple(raw["paths"]), raw.get("detector"), pattern,
-                                  raw.get("pem_block"), " ".join(raw["reason"].split())))
+                                  raw.get("pem_block"), bool(raw.get("whole_file")),
+                                  " ".join(raw["reason"].split())))
     return entries
 
 
 def tracked_files(root: Path) -> list[str]:
-    """Return the files git tracks under ``root`` that exist in the working tree."""
+    """Return every path git tracks under ``root`` that exists in the working tree.
+
+    Names are decoded as the file system does (undecodable bytes kept), so a
+    file with an odd name is still found and read.
+    """
     try:
         out = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--cached"],
                              capture_output=True, check=True, timeout=60)
     except (subprocess.CalledProcessError, FileNotFoundError) as exc:
         raise BadInput(f"cannot list the files of {root}: not a git checkout? "
                        f"({type(exc).__name__})") from None
-    names = sorted({n for n in out.stdout.decode("utf-8", "replace").split("\0") if n})
-    return [n for n in names if (root / n).is_file() and not (root / n).is_symlink()]
+    names = sorted({os.fsdecode(n) for n in out.stdout.split(b"\0") if n})
+    return [n for n in names if os.path.lexists(root / n)]
 
 
 @functools.cache
 def _lines(path: Path) -> list[str]:
-    return path.read_text(encoding="utf-8", errors="replace").splitlines()
+    try:
+        if path.is_symlink():
+            return [os.readlink(path)]
+        return path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
 
 
-def _is_binary(data: bytes) -> bool:
-    return b"\0" in data[:8192]
+def _read(root: Path, name: str) -> tuple[str | None, list[Finding]]:
+    """Return the text of a tracked entry (None if it cannot be scanned) and its problems."""
+    path = root / name
+    problems = []
+    if not name.isprintable():
+        problems.append(Finding(name, 0, UNSCANNABLE, "the file name holds control characters "
+                                "or bytes that are not UTF-8; rename it"))
+    if path.is_symlink():
+        return os.readlink(path), problems  # what git holds for a symlink: its target
+    if not path.is_file():
+        return None, [*problems, Finding(name, 0, UNSCANNABLE, "not a regular file (a "
+                                         "directory or a submodule): not scanned")]
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        return None, [*problems, Finding(name, 0, UNSCANNABLE, f"{size} bytes, larger than "
+                                         f"{MAX_FILE_BYTES // (1024 * 1024)} MiB: not scanned")]
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8"), problems
+    except UnicodeDecodeError as exc:
+        return None, [*problems, Finding(name, 0, UNSCANNABLE, f"not UTF-8 text ({exc.reason} "
+                                         f"at byte {exc.start}): not scanned")]
 
 
-def cache_dir() -> Path | None:
-    """Return where scan results are cached (``$TRADEPULSE_GATE_CACHE``; ``off`` disables)."""
-    value = os.environ.get(CACHE_ENV, "")
-    if value == "off":
+def _yaml_words(text: str, parsed: YamlDocument | None = None) -> dict[int, list[str]] | None:
+    """Return, per (0-based) line, the words of every YAML value scalar on it; None if not YAML.
+
+    Block scalars are taken line by line from the text (each of their lines
+    holds its own words); other scalars put their words on their first line.
+    """
+    try:
+        roots = [parsed.root] if parsed is not None else list(yaml.compose_all(text,
+                                                                              Loader=LOADER))
+    except yaml.YAMLError:
         return None
-    if value:
-        return Path(value)
-    return paths.user_cache_dir("secret-scan")
+    lines = text.splitlines()
+    words: dict[int, list[str]] = {}
+    seen: set[int] = set()
+    todo: list[yaml.Node] = [r for r in roots if r is not None]
+    while todo:
+        node = todo.pop()
+        if id(node) in seen:  # an alias: the anchored node is read once
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            todo.extend(value for _, value in node.value)  # keys are read on the raw line
+        elif isinstance(node, yaml.SequenceNode):
+            todo.extend(node.value)
+        elif isinstance(node, yaml.ScalarNode):
+            first = node.start_mark.line
+            if node.style in {"|", ">"}:
+                for number in range(first + 1, min(node.end_mark.line + 1, len(lines))):
+                    words.setdefault(number, []).extend(lines[number].split())
+            else:
+                words.setdefault(first, []).extend(str(node.value).split())
+    return words
 
 
-@functools.cache
-def scanner_fingerprint() -> str:
-    """Hash of everything a file's findings depend on besides its bytes."""
-    from detect_secrets.__version__ import VERSION
-
-    parts = json.dumps([CACHE_FORMAT, VERSION, HEURISTIC_PLUGINS, PATTERN_PLUGINS, FILTERS,
-                        RAW_FILTERS], sort_keys=True).encode()
-    code = b"".join(f.read_bytes() for f in (PLUGIN_FILE, *YAML_FILES))
-    return hashlib.sha256(parts + code).hexdigest()[:24]
-
-
-def _valid_hits(value: object) -> bool:
-    return isinstance(value, list) and all(
-        isinstance(hit, list) and len(hit) == 2 and isinstance(hit[0], int)
-        and isinstance(hit[1], str) for hit in value)
+def _text_copy(text: str, yaml_file: bool, parsed: YamlDocument | None = None) -> str:
+    """Return ``text`` with, on each line, its YAML values' words quoted after it (same lines)."""
+    lines = text.split("\n")
+    if not yaml_file:
+        return text
+    words = _yaml_words(text, parsed)
+    if words is None:  # not YAML after all: every word of every line is a candidate
+        words = {i: line.split() for i, line in enumerate(lines)}
+    for number, found in words.items():
+        quoted = {w.strip(_WORD_EDGE) for w in found} - {""}
+        if quoted and number < len(lines):
+            lines[number] += "  " + " ".join(f'"{w}"' for w in sorted(quoted) if '"' not in w)
+    return "\n".join(lines)
 
 
-class _Cache:
-    """Findings per file content (sha256), for one scanner fingerprint.
-
-    A file's findings are a pure function of its bytes and the scanner
-    configuration, so unchanged files are not scanned again. Entries hold line
-    numbers and detector names only, never matched text.
-    """
-
-    def __init__(self, directory: Path | None) -> None:
-        self.path = None if directory is None else directory / f"{scanner_fingerprint()}.json"
-        self.entries: dict[str, list[list[Any]]] = {}
-        self.dirty = False
-        if self.path is not None and self.path.is_file():
-            with contextlib.suppress(OSError, ValueError):
-                loaded = json.loads(self.path.read_text(encoding="utf-8"))
-                if isinstance(loaded, dict) and all(_valid_hits(v) for v in loaded.values()):
-                    self.entries = loaded  # anything malformed: start cold, never guess
-
-    def save(self) -> None:
-        if self.path is None or not self.dirty:
-            return
-        with contextlib.suppress(OSError):  # a cache that cannot be written is just cold
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(self.path, json.dumps(self.entries, sort_keys=True))
-
-
-def _scan_heuristic(paths_to_scan: Iterable[tuple[str, Path]],
-                    plugins: Sequence[dict[str, Any]],
-                    filters: Sequence[dict[str, Any]] = FILTERS) -> dict[str, list[list[Any]]]:
-    """Run detect-secrets' scanner with ``plugins`` over ``(key, path)`` pairs; hits per key.
-
-    YAML files go through detect-secrets' YAML transformer as always, its lines
-    computed from libyaml's events when they can be (:mod:`rotation.gates.secret_yaml`).
-    """
-    out: dict[str, list[list[Any]]] = {}
-    with transient_settings({"plugins_used": list(plugins), "filters_used": list(filters)}), \
-            fast_yaml_transformer():
-        for key, path in paths_to_scan:
-            out[key] = [[s.line_number, s.type] for s in scan_file(str(path))]
-    return out
-
-
-@functools.cache
-def pattern_plugins() -> tuple[RegexBasedDetector, ...]:
-    """Instances of the pattern detectors: detect-secrets' named classes and ours."""
-    from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
-
-    from rotation.gates.secret_plugins import PulumiAccessTokenDetector, VaultTokenDetector
-
-    # detect-secrets' mapping is untyped; name its values' type here.
-    mapping: dict[str, Any] = dict(get_mapping_from_secret_type_to_class())
-    by_name = {plugin.__name__: plugin for plugin in mapping.values()}
-    missing = [n for n in PATTERN_PLUGINS if n not in by_name]
-    if missing:
-        raise RuntimeError(f"detect-secrets has no plugins {missing}: check its version")
-    classes: list[Any] = [by_name[n] for n in PATTERN_PLUGINS]
-    classes += [VaultTokenDetector, PulumiAccessTokenDetector]
-    return tuple(cast(RegexBasedDetector, c()) for c in classes)
-
-
-def _pattern_settings() -> dict[str, Any]:
-    ours = [{"name": n, "path": f"file://{PLUGIN_FILE}"}
-            for n in ("VaultTokenDetector", "PulumiAccessTokenDetector")]
-    return {"plugins_used": [{"name": n} for n in PATTERN_PLUGINS] + ours,
-            "filters_used": [f for f in FILTERS if not f["path"].endswith("is_quiet_line")]}
-
-
-def scan_patterns(texts: Mapping[str, str]) -> dict[str, list[list[Any]]]:
-    """Return ``[line, detector]`` per text for every known token format in it.
-
-    Each plugin's regexes run over the whole text at once to find candidate
-    lines; each candidate line then goes through detect-secrets' own line scan
-    (every pattern plugin, with its false-positive filters, e.g. templated
-    ``{{password}}`` URLs), so a finding is exactly what detect-secrets reports
-    for that line.
-    """
-    out: dict[str, list[list[Any]]] = {}
-    candidates: dict[str, tuple[list[str], set[int]]] = {}
-    for key, text in texts.items():
-        lines = text.split("\n")
-        numbers = {text.count("\n", 0, match.start()) + 1
-                   for plugin in pattern_plugins() for regex in plugin.denylist
-                   for match in regex.finditer(text)}
-        candidates[key] = (lines, numbers)
-        out[key] = []
-    if not any(numbers for _, numbers in candidates.values()):
-        return out
-    from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
-
-    with transient_settings(_pattern_settings()):
-        # detect-secrets caches its plugin classes without the custom ones of these settings.
+def _detect_secrets(files: Mapping[str, str], settings: Mapping[str, Any]
+                    ) -> list[tuple[str, int, str]]:
+    """Run detect-secrets' scanner with ``settings`` over ``{key: path}``; ``(key, line, type)``."""
+    by_path = {str(Path(p).resolve()): key for key, p in files.items()}
+    if not by_path:
+        return []
+    with transient_settings(dict(settings)):
+        # Its plugin-class table is computed once per process from the settings then in
+        # force; computed again here so that our custom plugins (by file path) are in it.
         get_mapping_from_secret_type_to_class.cache_clear()
-        for key, (lines, numbers) in candidates.items():
-            hits = {(number, str(secret.type)) for number in numbers
-                    for secret in scan_line(lines[number - 1])}
-            out[key] = [[line, kind] for line, kind in sorted(hits)]
+        collection = SecretsCollection(root="/")
+        # One file at a time in this process: its scan_files() forks a multiprocessing
+        # pool from wherever the gate runs, which can hang on a lock another thread held.
+        for path in by_path:
+            collection.scan_file(path.lstrip("/"))
+    get_mapping_from_secret_type_to_class.cache_clear()
+    out: list[tuple[str, int, str]] = []
+    for filename, secrets in collection.data.items():
+        key = by_path[str(Path("/", filename))]
+        out.extend((key, secret.line_number, str(secret.type)) for secret in secrets)
     return out
 
 
-class _Unit(NamedTuple):
-    """One detect-secrets pass over one file: the heuristic pass, or (``raw``) the raw-text one."""
-
-    key: str
-    path: str
-    raw: bool
-    size: int
-
-
-def _scan_units(units: Sequence[_Unit]) -> list[tuple[str, list[list[Any]]]]:
-    """Run the passes ``units`` ask for; return ``(key, [[line, detector], ...])`` per unit.
-
-    Module level, so that a process pool can run it (:func:`_run_scans`).
-    """
-    heuristic = [(u.key, Path(u.path)) for u in units if not u.raw]
-    raw = [(u.key, Path(u.path)) for u in units if u.raw]
-    return [*_scan_heuristic(heuristic, HEURISTIC_PLUGINS).items(),
-            *_scan_heuristic(raw, RAW_PLUGINS, RAW_FILTERS).items()]
-
-
-def workers() -> int:
-    """Return how many processes the scan may use (``$TRADEPULSE_GATE_WORKERS``, else the CPUs)."""
-    value = os.environ.get(WORKERS_ENV, "")
-    if value.isdigit() and int(value) > 0:
-        return int(value)
-    return max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0))))
-
-
-def _batches(units: Sequence[_Unit], count: int) -> list[list[_Unit]]:
-    """Split ``units`` into ``count`` batches of about equal cost, largest units first.
-
-    A unit costs its size (times :data:`RAW_BYTE_COST` for a raw-text pass)
-    plus :data:`UNIT_OVERHEAD` bytes (detect-secrets' per-file work); each
-    goes to the batch with the least cost so far.
-    """
-    def cost(unit: _Unit) -> float:
-        return unit.size * (RAW_BYTE_COST if unit.raw else 1.0) + UNIT_OVERHEAD
-
-    batches: list[list[_Unit]] = [[] for _ in range(count)]
-    load = [0.0] * count
-    for unit in sorted(units, key=cost, reverse=True):
-        smallest = load.index(min(load))
-        batches[smallest].append(unit)
-        load[smallest] += cost(unit)
-    return [b for b in batches if b]
-
-
-def _run_scans(units: Sequence[_Unit], meanwhile: Callable[[], _T]
-               ) -> tuple[dict[str, list[list[Any]]], _T]:
-    """Run ``units`` (in a process pool when worth it) and ``meanwhile()`` here; return both.
-
-    Each file's findings depend only on its bytes and the scanner settings, so
-    splitting the files between processes changes nothing but the wall time.
-    Small scans (under :data:`PARALLEL_MIN_BYTES`) and single-CPU machines stay
-    in this process; a pool that cannot start falls back to it too.
-    """
-    hits: dict[str, list[list[Any]]] = {u.key: [] for u in units}
-    count = min(workers(), len(units))
-    results: list[tuple[str, list[list[Any]]]] = []
-    if count > 1 and sum(u.size for u in units) >= PARALLEL_MIN_BYTES:
-        try:
-            with ProcessPoolExecutor(max_workers=count) as pool:
-                futures = [pool.submit(_scan_units, batch) for batch in _batches(units, count)]
-                other = meanwhile()
-                for future in futures:
-                    results.extend(future.result())
-        except (OSError, BrokenProcessPool):
-            results = []  # no pool here (e.g. no /dev/shm): scan in this process
-        else:
-            for key, found in results:
-                hits[key].extend(found)
-            return hits, other
-    for key, found in _scan_units(units):
-        hits[key].extend(found)
-    return hits, meanwhile()
-
-
-def detect(root: Path, names: Sequence[str], skipped: list[str],
-           cache_directory: Path | None = None) -> list[Finding]:
+def detect(root: Path, names: Sequence[str],
+           documents: Mapping[str, YamlDocument] | None = None) -> list[Finding]:
     """Run the detectors over ``names`` (relative to ``root``); return their findings.
 
-    YAML files get a second, raw-text pass of the entropy detectors:
-    detect-secrets' YAML transformer drops block scalars (a PEM block, a pasted
-    multi-line value) and, once it finds anything, the raw lines are never
-    read. The keyword detector is not repeated there: the YAML pass already
-    applies it with YAML's syntax.
+    ``documents`` holds the files the caller has parsed already (the stack
+    files, by name): their node trees are used instead of parsing them again.
+    """
+    documents = documents or {}
+    found: set[Finding] = set()
+    direct: dict[str, str] = {}
+    copies: dict[str, str] = {}
+    yaml_copies: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="gate-scan-") as tmp:
+        for index, name in enumerate(names):
+            text, problems = _read(root, name)
+            found.update(problems)
+            if text is None:
+                continue
+            path = root / name
+            if path.name == "go.sum" and not path.is_symlink():
+                found.update(Finding(name, number, NOT_GO_SUM) for number, line
+                             in enumerate(text.splitlines(), start=1)
+                             if not GO_SUM_LINE.fullmatch(line))
+                continue
+            yaml_file = path.suffix in YAML_SUFFIXES
+            if not path.is_symlink() and not is_non_text_file(name):
+                direct[name] = str(path)  # read by detect-secrets as what it is
+            if yaml_file or path.is_symlink() or is_non_text_file(name):
+                copy = Path(tmp) / str(index) / f"{path.name}.txt"
+                copy.parent.mkdir()
+                parsed = documents.get(name)
+                if parsed is not None and parsed.text != text:
+                    parsed = None  # changed since it was parsed: parse what is there now
+                copy.write_text(_text_copy(text, yaml_file, parsed), encoding="utf-8")
+                (yaml_copies if yaml_file else copies)[name] = str(copy)
+        hits = (_detect_secrets(direct, SETTINGS) + _detect_secrets(copies, SETTINGS)
+                + _detect_secrets(yaml_copies, COPY_SETTINGS))
+    found.update(Finding(name, line, kind) for name, line, kind in hits)
+    return sorted(found, key=lambda f: (f.path, f.line, f.detector))
+
+
+def secrets_provider_shape(doc: Mapping[str, Any]) -> tuple[re.Pattern[str] | None, str]:
+    """Return the ciphertext shape of a stack file's secrets provider and its name."""
+    provider = doc.get("secretsprovider")
+    if provider in {None, "default", "service"}:
+        return SERVICE_CIPHERTEXT, "the Pulumi Cloud service"
+    if provider == "passphrase" or (isinstance(provider, str)
+                                    and provider.startswith(CLOUD_PROVIDERS)):
+        return SYMMETRIC_CIPHERTEXT, f"{provider}"
+    return None, f"an unknown secrets provider {str(provider)[:40]!r}"
+
+
+def _secure_values(root_node: yaml.Node) -> Iterable[tuple[yaml.Node, yaml.Node | None]]:
+    """Yield ``(mapping, value)`` for every mapping with a ``secure`` key in the document."""
+    todo = [root_node]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.value == "secure":
+                    yield node, value
+                todo.append(value)
+        elif isinstance(node, yaml.SequenceNode):
+            todo.extend(node.value)
+
+
+def _provider_key_lines(node: yaml.MappingNode, lines: Sequence[str]) -> Iterable[int]:
+    """Yield the (1-based) lines of a well-formed ``encryptionsalt`` / ``encryptedkey``."""
+    shapes = {"encryptionsalt": SALT_VALUE, "encryptedkey": ENCRYPTED_KEY_VALUE}
+    for key, value in node.value:
+        pattern = shapes.get(key.value) if isinstance(key, yaml.ScalarNode) else None
+        if (pattern is not None and isinstance(value, yaml.ScalarNode)
+                and pattern.fullmatch(value.value)
+                and PROVIDER_LINE.fullmatch(lines[key.start_mark.line])):
+            yield key.start_mark.line + 1
+
+
+def stack_config_findings(root: Path, names: Iterable[str],
+                          documents: Mapping[str, YamlDocument] | None = None,
+                          ) -> tuple[list[Finding], set[tuple[str, int]]]:
+    """Apply our rules to stack files; return findings and the lines exempt from detectors.
+
+    Project config keys other than the spec must be ``secure:``; every
+    ``secure:`` value must be ciphertext of the stack's secrets provider.
     """
     found: list[Finding] = []
-    cache = _Cache(cache_directory)
-    todo: dict[str, tuple[str, Path, bytes]] = {}
-    keys: list[tuple[str, str]] = []
-    for name in names:
-        path = root / name
-        if path.stat().st_size > MAX_FILE_BYTES:
-            skipped.append(f"{name}: larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
-            continue
-        data = path.read_bytes()
-        if _is_binary(data):
-            continue
-        # The file name matters too: it picks transformers and filename filters.
-        key = hashlib.sha256(path.name.encode() + b"\0" + data).hexdigest()
-        keys.append((name, key))
-        if key not in cache.entries:
-            todo[key] = (name, path, data)
-    if todo:
-        texts = {key: data.decode("utf-8", errors="replace")
-                 for key, (_, _, data) in todo.items()}
-        with tempfile.TemporaryDirectory(prefix="gate-raw-") as tmp:
-            units: list[_Unit] = []
-            for key, (_, path, data) in todo.items():
-                units.append(_Unit(key, str(path), False, len(data)))
-                if path.suffix in RAW_PASS_SUFFIXES:
-                    copy = Path(tmp) / f"{key}.txt"
-                    copy.write_bytes(data)
-                    units.append(_Unit(key, str(copy), True, len(data)))
-            hits, patterns = _run_scans(units, lambda: scan_patterns(texts))
-        for key, text in texts.items():
-            lines = text.split("\n")
-            hits[key] = [[line, kind] for line, kind in hits[key]
-                         if not (0 < line <= len(lines) and is_indirect_reference(lines[line - 1]))]
-            hits[key].extend(patterns[key])
-            unique = {(int(line), str(kind)) for line, kind in hits[key]}
-            cache.entries[key] = [[line, kind] for line, kind in sorted(unique)]
-        cache.dirty = True
-    for name, key in keys:
-        found.extend(Finding(name, int(line), str(kind)) for line, kind in cache.entries[key])
-    cache.save()
-    return sorted(set(found), key=lambda f: (f.path, f.line, f.detector))
-
-
-def _key_line(lines: Sequence[str], key: str) -> int:
-    pattern = re.compile(rf"\s*['\"]?{re.escape(key)}['\"]?\s*:")
-    return next((i for i, text in enumerate(lines, start=1) if pattern.match(text)), 0)
-
-
-def stack_config_findings(root: Path, names: Iterable[str]) -> list[Finding]:
-    """Project config keys other than the spec that are not ``secure:`` ciphertext."""
-    found = []
+    exempt: set[tuple[str, int]] = set()
     prefix = f"{paths.PROJECT_NAME}:"
     for name in names:
-        if not fnmatch.fnmatchcase(name, "Pulumi.*.yaml"):
-            continue
+        path = root / name
+        if not fnmatch.fnmatchcase(name, STACK_GLOB) or not path.is_file() or path.is_symlink():
+            continue  # non-regular stack-file names are the stack-files check's to report
         try:
-            # libyaml-backed, same result as yaml.safe_load: a fleet's prod file took ~8 s.
-            doc = safe_load_yaml((root / name).read_text(encoding="utf-8"))
-        except yaml.YAMLError:
-            continue  # the stack-files check reports unparsable YAML
+            document = (documents or {}).get(name) or read_yaml(path)
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue  # reported by detect() (not text) or the stack-files check (not YAML)
+        node, doc, text = document.root, document.data, document.text
+        if not isinstance(node, yaml.MappingNode) or not isinstance(doc, dict):
+            continue
+        shape, provider = secrets_provider_shape(doc)
+        lines = text.splitlines()
+        for mapping, value in _secure_values(node):
+            line = (value or mapping).start_mark.line + 1
+            cipher = value.value if isinstance(value, yaml.ScalarNode) else None
+            if shape is not None and isinstance(cipher, str) and shape.fullmatch(cipher):
+                if SECURE_LINE.fullmatch(lines[line - 1]):
+                    exempt.add((name, line))
+                continue
+            found.append(Finding(name, line, NOT_CIPHERTEXT, f"not ciphertext of {provider}"))
+        exempt.update((name, line) for line in _provider_key_lines(node, lines))
         config = doc.get("config") if isinstance(doc, dict) else None
         if not isinstance(config, dict):
             continue
@@ -550,31 +515,32 @@ def stack_config_findings(root: Path, names: Iterable[str]) -> list[Finding]:
                 continue
             if isinstance(value, dict) and set(value) == {"secure"}:
                 continue
-            found.append(Finding(name, _key_line(_lines(root / name), str(key)), STRUCTURAL))
-    return found
+            found.append(Finding(name, _key_line(lines, str(key)), STRUCTURAL))
+    return found, exempt
 
 
-def _secure_line(finding: Finding, text: str) -> bool:
-    return (fnmatch.fnmatchcase(finding.path, "Pulumi.*.yaml")
-            and SECURE_LINE.fullmatch(text) is not None)
+def _key_line(lines: Sequence[str], key: str) -> int:
+    pattern = re.compile(rf"\s*['\"]?{re.escape(key)}['\"]?\s*:")
+    return next((i for i, text in enumerate(lines, start=1) if pattern.match(text)), 0)
 
 
 def scan_tree(root: Path, allowlist: Sequence[AllowEntry],
-              names: Sequence[str] | None = None, *, cache: bool = True) -> ScanResult:
-    """Scan ``names`` (default: every tracked file) and sort findings by the allowlist."""
+              names: Sequence[str] | None = None,
+              documents: Mapping[str, YamlDocument] | None = None) -> ScanResult:
+    """Scan ``names`` (default: every tracked file) and sort findings by the allowlist.
+
+    ``documents``: stack files the caller has parsed (by name), not parsed again.
+    """
     _lines.cache_clear()
     files = tracked_files(root) if names is None else list(names)
     result = ScanResult(files=len(files))
     used: set[int] = set()
-    raw = (detect(root, files, result.skipped, cache_dir() if cache else None)
-           + stack_config_findings(root, files))
-    for finding in raw:
-        lines = _lines(root / finding.path)
-        text = lines[finding.line - 1] if 0 < finding.line <= len(lines) else ""
-        if finding.detector != STRUCTURAL and _secure_line(finding, text):
+    ours, exempt = stack_config_findings(root, files, documents)
+    for finding in detect(root, files, documents) + ours:
+        if finding.detector not in OUR_RULES and (finding.path, finding.line) in exempt:
             continue
-        entry = next((i for i, e in enumerate(allowlist) if finding.detector != STRUCTURAL
-                      and e.matches(finding, lines)), None)
+        lines = _lines(root / finding.path)
+        entry = next((i for i, e in enumerate(allowlist) if e.matches(finding, lines)), None)
         if entry is None:
             result.findings.append(finding)
         else:

@@ -36,12 +36,6 @@ SECOND_DEVICE = """        - path: syslog-secondary
 """
 
 
-@pytest.fixture(autouse=True)
-def scan_cache(tmp_path_factory: pytest.TempPathFactory,
-               monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TRADEPULSE_GATE_CACHE", str(tmp_path_factory.getbasetemp() / "scan"))
-
-
 @pytest.mark.parametrize("stack", ["prod", "dr"])
 def test_gate_refuses_prod_or_dr_with_one_audit_device(
     stack: str, stack_repo: Path, capsys: pytest.CaptureFixture[str]

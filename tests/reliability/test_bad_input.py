@@ -216,7 +216,6 @@ def test_malformed_input_is_refused_and_nothing_is_written(
 ) -> None:
     monkeypatch.chdir(stack_repo)
     monkeypatch.setenv("VAULT_TOKEN", "not-a-real-token")
-    monkeypatch.setenv("TRADEPULSE_GATE_CACHE", "off")
     monkeypatch.delenv("VAULT_ADDR", raising=False)
     case.setup(stack_repo)
     before = repo_files(stack_repo)

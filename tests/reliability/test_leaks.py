@@ -9,7 +9,7 @@ rotation`` runs as a subprocess (``-v`` for debug logs), on a success and a
 failure path, as text and with ``--json``. Afterwards each canary is searched
 for in every run's stdout and stderr (logs, error messages and hints go
 there), every file the runs left in the repository (records, the services
-table) or beside it (evidence, output files, the gate's scan cache), and every
+table) or beside it (evidence, output files), and every
 git-tracked file (``git grep``). The one file allowed to hold the issued
 credentials is the ``--output`` of ``secrets-issue-dynamic``.
 """
@@ -116,9 +116,7 @@ def test_no_command_leaks_a_canary(openbao: Any, postgres: Any, stack_repo: Path
     bad_env_file.write_text(f"VAULT_TOKEN={openbao.root_token}\n{CANARY_ENVFILE} oops\n")
     bad_evidence = tmp_path / "evidence.txt"
     bad_evidence.write_text(f"password: {CANARY_EVIDENCE}\n")
-    cache = tmp_path / "gate-cache"
-    env = child_env(VAULT_TOKEN=openbao.root_token, NEW_API_KEY=CANARY_KVPUT,
-                    TRADEPULSE_GATE_CACHE=str(cache))
+    env = child_env(VAULT_TOKEN=openbao.root_token, NEW_API_KEY=CANARY_KVPUT)
     h = Harness(stack_repo, env)
     repo = ["--repo", str(stack_repo)]
     stack = ["--stack", "local", *repo, "--address", openbao.address]
@@ -243,7 +241,6 @@ def test_no_command_leaks_a_canary(openbao: Any, postgres: Any, stack_repo: Path
                     and leaky / "settings.ini" != path:
                 artifacts[str(path)] = path.read_bytes().decode("utf-8", "replace")
     assert any("secret-rotations" in name for name in artifacts), "no record was written"
-    assert any("gate-cache" in name for name in artifacts), "the gate cache was not written"
     checks = 0
     for what, canary in canaries.items():
         for name, text in artifacts.items():

@@ -6,7 +6,8 @@ the lease on the schedule Vault's own lifetime watcher uses
 (``api/lifetime_watcher.go``), replaces the credentials before they expire when
 the lease cannot be extended any further, and revokes what it issued when it
 is stopped. :class:`ManagerGroup` drives many managers from one dispatcher
-thread and a small worker pool (the benchmark keeps 1000 leases alive that way).
+thread and a small worker pool (docs/benchmarks-dynamic.md measures how many
+leases that keeps alive).
 
 The schedule, per lease of ``D`` seconds:
 

@@ -53,8 +53,8 @@ def emit(result: Result, *, as_json: bool, stream: TextIO | None = None) -> None
     """Write ``result`` to stdout as JSON (``--json``) or as text."""
     out = stream or sys.stdout
     if as_json:
-        # Indented for a person at a terminal; compact (json's C encoder, ~10x faster on a
-        # 5,000-secret report) for pipes, files and CI.
+        # Indented for a person at a terminal; compact (json's C encoder: much faster on a
+        # large report, see docs/benchmarks.md) for pipes, files and CI.
         indent = 2 if out.isatty() else None
         out.write(json.dumps(result.payload, indent=indent, sort_keys=True, default=str))
         out.write("\n")

@@ -122,7 +122,7 @@ def _strip_rotation_fields(doc: Any, config_keys: set[str]) -> Any:
     """Return ``doc`` without what a rotation may change: versions and provided ciphertexts.
 
     Only the containers on the way to those fields are copied (the rest is
-    shared, never mutated): a deep copy of a 2,500-secret document cost 0.5 s.
+    shared, never mutated): a deep copy of a large document is slow (docs/benchmarks.md).
     """
     if not isinstance(doc, dict):
         return doc

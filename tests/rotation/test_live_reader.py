@@ -1,15 +1,15 @@
-"""``rotation.live.read_live``'s HTTP transport: real OpenBao servers, and scripted ones.
+"""``rotation.live.read_live``: concurrent metadata reads through hvac, real and scripted servers.
 
-The metadata reads go over plain keep-alive sockets parsed by httptools, not
-hvac: against real OpenBao dev servers (plain HTTP, and TLS on an extra
-listener with a certificate made here) every answer must equal hvac's, a
-connection the server resets between two reads is reopened once, and a
-denied token maps to exit 1 without the token in the message. What OpenBao
-never sends (chunked bodies, ``Connection: close``, HTTP/1.0 bodies up to
-the close, interim 1xx answers, a kept-alive connection closed under the
-client, answers that trickle in, never come, or are not HTTP at all) comes
-from :class:`ScriptedServer`, a loopback socket server answering each
-request with what the test says.
+Each worker reads with its own hvac client (a requests session, one
+keep-alive connection per Vault). Against real OpenBao dev servers (plain
+HTTP, and TLS on an extra listener with a certificate made here) every
+answer must equal a plain hvac read, a connection the server resets between
+two reads is reopened, and a denied token maps to exit 1 without the token
+in the message. What OpenBao never sends (chunked bodies, ``Connection:
+close``, HTTP/1.0 bodies up to the close, interim 1xx answers, answers that
+trickle in, never come, or are not HTTP at all) comes from
+:class:`ScriptedServer`, a loopback socket server answering each request
+with what the test says: every one ends in data or a documented exit code.
 """
 
 from __future__ import annotations
@@ -210,7 +210,6 @@ def test_the_request_is_a_plain_get_with_the_vault_headers(
     assert headers["Host"] == f"127.0.0.1:{server.port}"
     assert headers["X-Vault-Token"] == TOKEN
     assert headers["X-Vault-Request"] == "true"
-    assert headers["Accept"] == "application/json"
 
 
 def test_keep_alive_one_connection_per_worker(scripted: Callable[[Handler], ScriptedServer],
@@ -256,7 +255,7 @@ def test_a_server_closing_after_its_answer_gets_a_new_connection(
     assert len(server.requests) == 3
 
 
-def test_a_reused_connection_is_retried_once_then_it_is_exit_3(
+def test_a_reused_connection_closed_without_an_answer_is_exit_3(
         scripted: Callable[[Handler], ScriptedServer], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(live, "MAX_WORKERS", 1)
 
@@ -270,48 +269,21 @@ def test_a_reused_connection_is_retried_once_then_it_is_exit_3(
     error = failure(lambda: read_live(declared(server.address, ["a", "b", "c"])))
     assert isinstance(error, VaultUnavailable) and error.exit_code == 3
     assert "cannot reach Vault" in str(error) and "secret/b" in str(error)
-    assert server.accepted == 2  # the kept-alive one, then exactly one retry
-    assert len(server.requests) == 3
+    assert len(server.requests) <= 3  # b failed (at most one reconnect): c never asked
 
 
-def test_a_408_on_a_kept_alive_connection_is_retried_once(
-        scripted: Callable[[Handler], ScriptedServer], monkeypatch: pytest.MonkeyPatch) -> None:
-    """A server timing out an idle connection may say 408 before closing it: reconnect."""
-    monkeypatch.setattr(live, "MAX_WORKERS", 1)
-    timed_out = response(408, b"", "Connection: close")
-
-    def idle_timeout(number: int, own: int, request: bytes, conn: socket.socket) -> bool:
-        if own == 1:
-            conn.sendall(OK)
-            if number == 1:  # the first connection then times out while the client is idle
-                time.sleep(0.05)
-                conn.sendall(timed_out)
-            return True
-        return False
-
-    server = scripted(idle_timeout)
-    got = read_live(declared(server.address, ["a", "b"]))
-    assert got == {("prod", "secret/a"): expected("a"), ("prod", "secret/b"): expected("b")}
-    assert server.accepted == 2
-    # On a fresh connection a 408 is an answer like any other failure: exit 3.
-    fresh = scripted(answer(timed_out, keep=False))
-    error = failure(lambda: read_live(declared(fresh.address, ["a"])))
-    assert isinstance(error, VaultUnavailable)
-    assert fresh.accepted == 1
-
-
-def test_a_fresh_connection_closed_without_an_answer_is_not_retried(
+def test_a_connection_closed_without_an_answer_is_retried_once_then_exit_3(
         scripted: Callable[[Handler], ScriptedServer]) -> None:
     server = scripted(lambda number, own, request, conn: False)
     error = failure(lambda: read_live(declared(server.address, ["a"])))
     assert isinstance(error, VaultUnavailable)
-    assert server.accepted == 1
+    assert server.accepted == 2
 
 
 def test_a_truncated_body_is_exit_3(scripted: Callable[[Handler], ScriptedServer]) -> None:
     server = scripted(answer(OK[:-20], keep=False))
     error = failure(lambda: read_live(declared(server.address, ["a"])))
-    assert isinstance(error, VaultUnavailable) and "ConnectionError" in str(error)
+    assert isinstance(error, VaultUnavailable) and "cannot reach Vault" in str(error)
 
 
 def test_an_http10_body_up_to_the_close(scripted: Callable[[Handler], ScriptedServer]) -> None:
@@ -357,7 +329,7 @@ def test_no_answer_within_the_timeout_is_exit_3(
     finally:
         release.set()
     assert time.monotonic() - start < 5
-    assert isinstance(error, VaultUnavailable) and "ReadTimeout" in str(error)
+    assert isinstance(error, VaultUnavailable) and "cannot reach Vault" in str(error)
 
 
 @pytest.mark.parametrize("data", [
@@ -369,7 +341,7 @@ def test_an_answer_that_is_not_http_is_exit_3(scripted: Callable[[Handler], Scri
                                               data: bytes) -> None:
     server = scripted(answer(data))
     error = failure(lambda: read_live(declared(server.address, ["a"])))
-    assert isinstance(error, VaultUnavailable) and "ConnectionError" in str(error)
+    assert isinstance(error, VaultUnavailable) and error.exit_code == 3
 
 
 @pytest.mark.parametrize("body", [b"<html>proxy error</html>", b'{"data": null}', b"[1]"])
@@ -377,7 +349,7 @@ def test_a_200_that_is_not_kv_metadata_is_exit_3(scripted: Callable[[Handler], S
                                                  body: bytes) -> None:
     server = scripted(answer(response(200, body)))
     error = failure(lambda: read_live(declared(server.address, ["a"])))
-    assert isinstance(error, VaultUnavailable) and "InvalidJSONError" in str(error)
+    assert isinstance(error, VaultUnavailable) and "not KV v2 metadata" in str(error)
 
 
 @pytest.mark.parametrize(("status", "errors", "kind", "says"), [
@@ -478,9 +450,6 @@ def test_a_real_server_gives_what_hvac_reads(openbao: Any, monkeypatch: pytest.M
         monkeypatch.setattr(live, "MAX_WORKERS", 4)
         assert read_live(declared(proxy.address, paths)) == want
         assert proxy.accepted == 4  # one keep-alive connection per worker
-    # The hvac path (taken where a proxy or client certificate applies) reads the same.
-    monkeypatch.setenv("VAULT_CLIENT_CERT", str(openbao.workdir / "no-such-cert.pem"))
-    assert read_live(declared(openbao.address, paths)) == want
 
 
 @pytest.mark.integration
@@ -489,15 +458,15 @@ def test_connections_the_server_side_dropped_are_reopened(
     client = openbao.client()
     seed(client, 2)
     with TcpProxy(openbao.port) as proxy:
-        reader = live._MetadataReader({VaultTarget(proxy.address): openbao.root_token}, None)
+        client = live.worker_client(VaultTarget(proxy.address), openbao.root_token)
         try:
             first, second = declared(proxy.address, ["reader/000", "reader/001"])
-            assert reader.read(first) is not None
+            assert live.read_one(client, first) is not None
             proxy.cut()  # resets the kept-alive connection (a restarted load balancer, say)
             proxy.restore()
-            got = reader.read(second)
+            got = live.read_one(client, second)
         finally:
-            reader.close()
+            client.adapter.close()
         assert got is not None and got.current_version == 2
         assert proxy.accepted == 2
 

@@ -123,12 +123,6 @@ def stack_paths(root: Path) -> list[Path]:
     return sorted(root.glob("Pulumi.*.yaml"))
 
 
-def check_stack_files(root: Path) -> tuple[CheckResult, dict[str, EnvironmentSpec]]:
-    """Validate every stack file; return the loaded specs for the other checks."""
-    result, specs, _ = read_stack_files(root)
-    return result, specs
-
-
 def read_stack_files(root: Path) -> tuple[CheckResult, dict[str, EnvironmentSpec],
                                           dict[str, YamlDocument]]:
     """Parse each stack file once and validate it; return the check, specs and documents.

@@ -7,16 +7,18 @@ For each static secret of a stack the *declared* version is the stack file's
 
 from __future__ import annotations
 
+import json
 import os
 import threading
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
 
-import hvac
-import hvac.exceptions
-import requests
-import requests.adapters
+import hvac.utils
+import urllib3
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from urllib3.util.retry import Retry
@@ -92,7 +94,8 @@ def declare(root: Path, targets: Sequence[StackTarget]) -> list[Declared]:
 def _check_token(token: str, token_env: str) -> None:
     """Refuse a token that cannot be an HTTP header value, before any request (never shown).
 
-    requests would refuse it too, but with the header value in its message.
+    urllib3 would send it as it is (a header injection) or refuse it with the value in
+    its message.
     """
     try:
         value = token.encode("latin-1")
@@ -106,9 +109,8 @@ def _check_token(token: str, token_env: str) -> None:
 def _check_ca_files() -> None:
     """Refuse a configured CA file or directory that does not exist, before any request (exit 2).
 
-    hvac passes ``VAULT_CACERT`` / ``VAULT_CAPATH`` to requests, which would
-    only fail (with an ``OSError``, not one of its own exceptions) on the
-    first request.
+    urllib3 would only fail (with an ``OSError``, not one of its own
+    exceptions) on the first request.
     """
     for name in ("VAULT_CACERT", "VAULT_CAPATH"):
         value = os.environ.get(name)
@@ -118,19 +120,42 @@ def _check_ca_files() -> None:
                            hint="check VAULT_CACERT / VAULT_CAPATH")
 
 
-def read_one(client: hvac.Client, d: Declared) -> LiveMetadata | None:
-    """Read one secret's metadata with ``client`` (an answer that is not metadata is exit 3)."""
+def read_one(pool: urllib3.PoolManager, d: Declared, token: str) -> LiveMetadata | None:
+    """Read one secret's metadata through ``pool`` (None if it does not exist).
+
+    A failed answer raises hvac's exception for its status
+    (``hvac.utils.raise_for_error``), so :func:`rotation.vault.vault_errors`
+    maps it as it maps every hvac call; a network failure or an answer that
+    is not KV v2 metadata is exit 3, naming the request, never a header.
+    """
+    base = d.vault.address.rstrip("/")
+    url = f"{base}/v1/{quote(d.secret.mount)}/metadata/{quote(d.secret.path)}"
+    what = f"reading metadata of {d.secret.id} ({d.stack})"
     try:
-        response = client.secrets.kv.v2.read_secret_metadata(path=d.secret.path,
-                                                             mount_point=d.secret.mount)
-    except hvac.exceptions.InvalidPath:
+        response = pool.request("GET", url, headers={"X-Vault-Token": token,
+                                                     "X-Vault-Request": "true"})
+    except urllib3.exceptions.HTTPError as exc:
+        cause = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) else exc
+        raise VaultUnavailable(
+            f"cannot reach Vault at {d.vault.address} while {what} ({type(cause).__name__})",
+            hint="check VAULT_ADDR/--address and the network; escalate after 5 minutes",
+        ) from None
+    if response.status == 404:
         return None
-    data = response.get("data") if isinstance(response, dict) else None
+    try:
+        doc = json.loads(response.data) if response.data else None
+    except ValueError:
+        doc = None
+    if response.status != 200:
+        errors = doc.get("errors") if isinstance(doc, dict) else None
+        hvac.utils.raise_for_error("GET", url, response.status, errors=errors,
+                                   text=response.data.decode("utf-8", "replace"), json=doc)
+    data = doc.get("data") if isinstance(doc, dict) else None
     if not isinstance(data, dict):
         raise VaultUnavailable(
-            f"Vault at {d.vault.address} answered the metadata read of {d.secret.id} "
-            f"({d.stack}) with something that is not KV v2 metadata",
-            hint="check the address: a proxy or another service may be answering")
+            f"Vault at {d.vault.address} answered while {what} with something that is not "
+            "KV v2 metadata", hint="check the address: a proxy or another service may be "
+            "answering")
     return metadata_from_response(d.secret.mount, d.secret.path, data)
 
 
@@ -183,14 +208,17 @@ class _Scan:
         mine: dict[tuple[str, str], LiveMetadata | None] = {}
         with self._lock:
             self.parts.append(mine)
-        clients: dict[VaultTarget, hvac.Client] = {}
+        pools: dict[str, urllib3.PoolManager] = {}
         try:
             while (chunk := self._next_chunk()) is not None:
                 for d in chunk:
                     if self.stop:
                         return
                     try:
-                        mine[d.key] = read_one(self._client(clients, d.vault), d)
+                        pool = pools.get(d.vault.address)
+                        if pool is None:
+                            pool = pools[d.vault.address] = worker_pool(d.vault.address)
+                        mine[d.key] = read_one(pool, d, self._tokens[d.vault])
                     except Exception as exc:  # noqa: BLE001 - mapped, kept, raised by read_live
                         self.fail(_mapped(d, exc))
                         return
@@ -198,35 +226,33 @@ class _Scan:
         except BaseException as exc:  # noqa: BLE001 - e.g. a progress bar failing: kept, raised
             self.fail(exc)
         finally:
-            for client in clients.values():
-                client.adapter.close()
+            for pool in pools.values():
+                pool.clear()
 
-    def _client(self, clients: dict[VaultTarget, hvac.Client], vault: VaultTarget) -> hvac.Client:
-        """Return this worker's client for ``vault`` (:func:`worker_client`), made once."""
-        client = clients.get(vault)
-        if client is None:
-            client = clients[vault] = worker_client(vault, self._tokens[vault])
-        return client
+def worker_pool(address: str) -> urllib3.PoolManager:
+    """Return one worker's urllib3 pool for ``address``: one keep-alive connection.
 
-
-def worker_client(vault: VaultTarget, token: str) -> hvac.Client:
-    """Return an hvac client with its own requests session: one worker's keep-alive pool.
-
-    hvac (requests underneath) applies the proxy variables, ``VAULT_CLIENT_CERT``
-    and keep-alive; ``VAULT_CACERT``/``VAULT_CAPATH`` are read now, as
-    :func:`_check_ca_files` does, and set on the session (hvac prefers a
-    session's own ``verify``). urllib3 retries a request once when its
-    connection fails: a kept-alive connection the server or a load balancer
-    dropped meanwhile is opened again (a metadata GET changes nothing).
+    The trust is what every command uses: ``VAULT_CACERT`` / ``VAULT_CAPATH``
+    when set (else the system's), ``VAULT_CLIENT_CERT`` / ``VAULT_CLIENT_KEY``
+    for a client certificate; the proxy is the environment's for that host
+    (``urllib.request.getproxies``, as requests reads it). urllib3 retries a
+    request once when its connection fails: a kept-alive connection the server
+    or a load balancer dropped meanwhile is opened again (a GET changes nothing).
     """
-    session = requests.Session()
-    adapter = requests.adapters.HTTPAdapter(
-        max_retries=Retry(total=1, connect=1, read=1, status=0, redirect=0))
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    session.verify = os.environ.get("VAULT_CACERT") or os.environ.get("VAULT_CAPATH") or True
-    return hvac.Client(url=vault.address, token=token, timeout=DEFAULT_TIMEOUT_SECONDS,
-                       session=session)
+    options: dict[str, Any] = {
+        "maxsize": 1, "timeout": urllib3.Timeout(DEFAULT_TIMEOUT_SECONDS),
+        "retries": Retry(total=1, connect=1, read=1, status=0, redirect=0),
+        "ca_certs": os.environ.get("VAULT_CACERT") or None,
+        "ca_cert_dir": os.environ.get("VAULT_CAPATH") or None,
+        "cert_file": os.environ.get("VAULT_CLIENT_CERT") or None,
+        "key_file": os.environ.get("VAULT_CLIENT_KEY") or None,
+    }
+    parts = urlsplit(address)
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if proxy and not urllib.request.proxy_bypass(parts.hostname or ""):
+        return urllib3.ProxyManager(proxy, **options)
+    return urllib3.PoolManager(**options)
 
 
 def read_live(
@@ -237,9 +263,9 @@ def read_live(
 
     Tokens are resolved up front (a missing variable is exit 2 before any
     request). ``MAX_WORKERS`` threads take chunks of secrets from a shared
-    list; each keeps one hvac client (one requests session with its
-    keep-alive connection) per Vault. The first failure (unreachable, sealed,
-    denied) stops the run with its documented exit code.
+    list; each keeps one urllib3 pool (one keep-alive connection) per Vault
+    (:func:`worker_pool`). The first failure (unreachable, sealed, denied)
+    stops the run with its documented exit code.
     """
     tokens = {d.vault: read_token(d.vault.token_env) for d in declared}
     results: dict[tuple[str, str], LiveMetadata | None] = {}

@@ -1,11 +1,10 @@
-"""``rotation.live.read_live``: concurrent metadata reads through hvac, real and scripted servers.
+"""``rotation.live.read_live``: urllib3 metadata reads, on real and scripted servers.
 
-Each worker reads with its own hvac client (a requests session, one
-keep-alive connection per Vault). Against real OpenBao dev servers (plain
-HTTP, and TLS on an extra listener with a certificate made here) every
-answer must equal a plain hvac read, a connection the server resets between
-two reads is reopened, and a denied token maps to exit 1 without the token
-in the message. What OpenBao never sends (chunked bodies, ``Connection:
+Each worker reads through its own urllib3 pool (one keep-alive connection per
+Vault). Against real OpenBao dev servers (plain HTTP, and TLS on an extra
+listener with a certificate made here) every answer must equal hvac's read,
+a connection the server resets between two reads is reopened, and a denied
+token maps to exit 1 without the token in the message. What OpenBao never sends (chunked bodies, ``Connection:
 close``, HTTP/1.0 bodies up to the close, interim 1xx answers, answers that
 trickle in, never come, or are not HTTP at all) comes from
 :class:`ScriptedServer`, a loopback socket server answering each request
@@ -458,15 +457,16 @@ def test_connections_the_server_side_dropped_are_reopened(
     client = openbao.client()
     seed(client, 2)
     with TcpProxy(openbao.port) as proxy:
-        client = live.worker_client(VaultTarget(proxy.address), openbao.root_token)
+        pool = live.worker_pool(proxy.address)
+        token = openbao.root_token
         try:
             first, second = declared(proxy.address, ["reader/000", "reader/001"])
-            assert live.read_one(client, first) is not None
+            assert live.read_one(pool, first, token) is not None
             proxy.cut()  # resets the kept-alive connection (a restarted load balancer, say)
             proxy.restore()
-            got = live.read_one(client, second)
+            got = live.read_one(pool, second, token)
         finally:
-            client.adapter.close()
+            pool.clear()
         assert got is not None and got.current_version == 2
         assert proxy.accepted == 2
 

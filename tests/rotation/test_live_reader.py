@@ -4,9 +4,10 @@ Each worker reads through its own urllib3 pool (one keep-alive connection per
 Vault). Against real OpenBao dev servers (plain HTTP, and TLS on an extra
 listener with a certificate made here) every answer must equal hvac's read,
 a connection the server resets between two reads is reopened, and a denied
-token maps to exit 1 without the token in the message. What OpenBao never sends (chunked bodies, ``Connection:
-close``, HTTP/1.0 bodies up to the close, interim 1xx answers, answers that
-trickle in, never come, or are not HTTP at all) comes from
+token maps to exit 1 without the token in the message. What OpenBao never
+sends (chunked bodies, ``Connection: close``, HTTP/1.0 bodies up to the
+close, interim 1xx answers, answers that trickle in, never come, or are not
+HTTP at all) comes from
 :class:`ScriptedServer`, a loopback socket server answering each request
 with what the test says: every one ends in data or a documented exit code.
 """

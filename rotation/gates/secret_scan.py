@@ -2,8 +2,7 @@
 
 * Every file git tracks (``git ls-files``, read from the working tree) is
   scanned by `detect-secrets <https://github.com/Yelp/detect-secrets>`_'s own
-  scanner (``SecretsCollection.scan_files``, with its own process pool
-  when the gate runs single-threaded) with the
+  scanner (``SecretsCollection.scan_file``, file by file) with the
   configuration :data:`SETTINGS`: its high-entropy, keyword and token-format
   plugins, our Vault/OpenBao and Pulumi token plugins
   (:mod:`rotation.gates.secret_plugins`, loaded by file path as any custom
@@ -46,7 +45,6 @@ import os
 import re
 import subprocess
 import tempfile
-import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -387,15 +385,10 @@ def _detect_secrets(files: Mapping[str, str], settings: Mapping[str, Any]
         # force; computed again here so that our custom plugins (by file path) are in it.
         get_mapping_from_secret_type_to_class.cache_clear()
         collection = SecretsCollection(root="/")
-        relative = [p.lstrip("/") for p in by_path]
-        processes = min(len(os.sched_getaffinity(0)), len(relative))
-        # detect-secrets' own process pool forks: only from a process with no other thread
-        # (a fork can inherit a lock another thread held, and hang).
-        if processes > 1 and threading.active_count() == 1:
-            collection.scan_files(*relative, num_processors=processes)
-        else:
-            for path in relative:
-                collection.scan_file(path)
+        # One file at a time in this process. detect-secrets' scan_files() process pool
+        # was tried: from the gate its forked workers hung (one died, the pool waited).
+        for path in by_path:
+            collection.scan_file(path.lstrip("/"))
     get_mapping_from_secret_type_to_class.cache_clear()
     out: list[tuple[str, int, str]] = []
     for filename, secrets in collection.data.items():

@@ -112,7 +112,7 @@ def test_an_invalid_stack_file_fails_stack_files(
     code, report = gate(capsys, stack_repo)
     assert code == 1 and "stack-files" in failed(report)
     assert by_name(report)["stack-files"]["errors"] == [
-        "Pulumi.staging.yaml: tradepulse-vault:spec.colour: unknown key"]
+        "Pulumi.staging.yaml: tradepulse-vault:spec.colour: unknown key (line 9)"]
     assert by_name(report)["stack-files"]["summary"].startswith("3 of 4 stack files validate")
 
 

@@ -14,6 +14,25 @@ path "database/creds/*" {
   capabilities = ["read"]
 }
 
+# Reviewed rotations applied by pulumi up: static roles, the root credential,
+# JWT issuer keys (revoking a role's leases needs sudo: break-glass applies it).
+path "database/rotate-role/*" {
+  capabilities = ["update"]
+}
+
+path "database/rotate-root/*" {
+  capabilities = ["update"]
+}
+
+path "identity/oidc/key/+/rotate" {
+  capabilities = ["update"]
+}
+
+# verify and due read when a static role last rotated (never its password).
+path "database/static-roles/*" {
+  capabilities = ["read"]
+}
+
 path "sys/leases/renew" {
   capabilities = ["update"]
 }

@@ -88,7 +88,7 @@ def credentials(spec: EnvironmentSpec) -> tuple[Credential, ...]:
             capabilities=("update",),
             action=f"writes version {secret.version} of {secret.data_path} with "
                    f"cas={secret.version - 1}",
-            consumers=secret.consumers, reload="re-read the secret (VSO restarts the workload)",
+            consumers=secret.consumers, reload="re-read the secret; VSO restarts the workload",
             rotation_interval_seconds=secret.rotation_interval_seconds, related=()))
     for i, key in enumerate(spec.jwt_issuer_keys):
         out.append(Credential(
@@ -120,7 +120,7 @@ def credentials(spec: EnvironmentSpec) -> tuple[Credential, ...]:
             action=f"rotates the password of database user {role.username} now "
                    f"({mount}/rotate-role/{role.name}); the previous one stops working",
             consumers=role.consumers,
-            reload=f"re-read {mount}/static-creds/{role.name} (VSO restarts the workload)",
+            reload=f"re-read {mount}/static-creds/{role.name}; VSO restarts the workload",
             rotation_interval_seconds=role.rotation_period_seconds,
             related=tuple(static_role_id(mount, p) for p in role.paired_with)))
     for i, dyn in enumerate(database.roles):
@@ -132,8 +132,9 @@ def credentials(spec: EnvironmentSpec) -> tuple[Credential, ...]:
             action_path=f"sys/leases/revoke-prefix/{mount}/creds/{dyn.name}",
             capabilities=("update", "sudo"),
             action=f"revokes every lease issued under {mount}/creds/{dyn.name} "
-                   f"(sys/leases/revoke-prefix, sudo); consumers must issue new credentials",
-            consumers=users, reload="issue new credentials (managers do it on their own)",
+                   f"(sys/leases/revoke-prefix/{mount}/creds/{dyn.name}, needs sudo); "
+                   "consumers must issue new credentials",
+            consumers=users, reload="issue new credentials; running managers do it themselves",
             rotation_interval_seconds=None, related=()))
     return tuple(out)
 

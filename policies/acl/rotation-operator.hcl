@@ -14,17 +14,9 @@ path "database/creds/*" {
   capabilities = ["read"]
 }
 
-# Reviewed rotations applied by pulumi up: static roles, the root credential,
-# JWT issuer keys (revoking a role's leases needs sudo: break-glass applies it).
+# A static role's reviewed rotation (pulumi up writes rotate-role). The root
+# credential, JWT issuer keys and revoking a role's leases stay with break-glass.
 path "database/rotate-role/*" {
-  capabilities = ["update"]
-}
-
-path "database/rotate-root/*" {
-  capabilities = ["update"]
-}
-
-path "identity/oidc/key/+/rotate" {
   capabilities = ["update"]
 }
 

@@ -24,6 +24,7 @@ from infra import paths
 from infra.spec import EnvironmentSpec, load_stack_file
 from infra.spec.credentials import Credential, credential, rotation_payload
 from rotation.cli import main
+from rotation.credential_checks import parse_time
 from tests.rotation.dynamic_support import can_login, live_leases, wait_until
 from tests.rotation.test_preflight_verify import apply_like_pulumi
 from tests.rotation.test_secrets_issue_dynamic import Watcher, read_doc, start_cli
@@ -273,3 +274,34 @@ def test_preflight_names_break_glass_for_rotations_the_operator_may_not_apply(
     assert all("break-glass" in f for f in pre["failures"] if "lacks" in f)
     static = next(r for r in pre["credentials"] if r["id"] == STATIC)
     assert static["capabilities"] == ["update"], "the operator may rotate a static role"
+
+
+def test_due_lists_every_class_and_staggers_a_services_static_role_behind_its_key(
+    local: dict[str, Any], postgres: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The static role rotates every 30d, like execution's session-signing-key, and both were
+    # set up just now: they would be due in the same hour.
+    path = paths.stack_file("local", local["root"])
+    text = path.read_text()
+    assert "rotation_period_seconds: 604800 # 7d" in text
+    path.write_text(text.replace("rotation_period_seconds: 604800 # 7d",
+                                 "rotation_period_seconds: 2592000 # 30d"))
+    spec = load_stack_file(path)
+    configure_like_the_program(local["client"], spec, postgres)
+    code, report, _ = cli(capsys, "due", "--stack", "local", "--repo", str(local["root"]),
+                          "--address", local["server"].address)
+    assert code == 0, report
+    kinds = {r["id"]: (r["kind"], r["state"]) for r in report["credentials"]}
+    assert kinds == {
+        JWT_KEY: ("jwt-key", "vault_managed"), ROOT: ("db-root", "on_demand"),
+        STATIC: ("db-static-role", "ok"),
+        "database/roles/tradepulse-execution": ("db-lease-generation", "on_demand"),
+        "database/roles/tradepulse-ingestion": ("db-lease-generation", "on_demand"),
+        "database/roles/tradepulse-analytics": ("db-lease-generation", "on_demand")}
+    rows = {r["id"]: r for r in report["secrets"] + report["credentials"]}
+    signing, static = rows["secret/services/execution/session-signing-key"], rows[STATIC]
+    first, second = sorted((signing, static), key=lambda r: r["due_at"])
+    assert first["staggered_due_at"] is None and report["staggered"] == 1
+    gap = parse_time(second["staggered_due_at"]) - parse_time(first["due_at"])
+    assert gap.total_seconds() == 3600
+    assert f"1h after {first['id']} (same service execution)" in second["note"]

@@ -22,7 +22,7 @@ import pytest
 
 from infra import paths
 from infra.spec import EnvironmentSpec, load_stack_file
-from infra.spec.credentials import Credential, credential, rotation_payload
+from infra.spec.credentials import Credential, credential, credentials, rotation_payload
 from rotation.cli import main
 from rotation.credential_checks import parse_time
 from tests.rotation.dynamic_support import can_login, live_leases, wait_until
@@ -305,3 +305,18 @@ def test_due_lists_every_class_and_staggers_a_services_static_role_behind_its_ke
     gap = parse_time(second["staggered_due_at"]) - parse_time(first["due_at"])
     assert gap.total_seconds() == 3600
     assert f"1h after {first['id']} (same service execution)" in second["note"]
+
+
+def test_drift_reports_whether_each_credential_exists_without_claiming_a_version(
+    local: dict[str, Any], postgres: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["drift", "--stack", "local", "--repo", str(local["root"]), "--address",
+            local["server"].address]
+    code, report, _ = cli(capsys, *base)
+    assert code == 0 and {r["state"] for r in report["credentials"]} == {"missing"}
+    configure_like_the_program(local["client"], local["spec"], postgres)
+    code, report, _ = cli(capsys, *base)
+    assert code == 0
+    assert {r["id"]: r["state"] for r in report["credentials"]} == {
+        c.id: "present" for c in credentials(local["spec"]) if c.kind != "kv"}
+    assert all("keeps no version" in r["note"] for r in report["credentials"])

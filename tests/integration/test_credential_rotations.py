@@ -191,6 +191,18 @@ def test_static_role_rotation_refuses_the_old_password_and_accepts_the_new(
     assert code == 0, result["failures"]
     assert result["credentials"][STATIC]["last_vault_rotation"] != before["last_vault_rotation"]
     assert old["password"] not in printed and new["password"] not in printed
+    evidence = tmp_path / "verify.json"
+    evidence.write_text(json.dumps(result))
+    code, recorded, _ = cli(capsys, "record", *common(local), "--pr", "#17", "--evidence",
+                            str(evidence), "--date", "2026-12-01")
+    assert code == 0, recorded
+    assert recorded["entries"] == [{"secret": STATIC, "kind": "db-static-role", "old_version": 1,
+                                    "new_version": 2, "live_version": None,
+                                    "live_updated_time": None, "consumers": ["execution"]}]
+    text = (local["root"] / recorded["record"]).read_text()
+    request_id = result["credentials"][STATIC]["audit"]["request_id"]
+    assert f"`{STATIC}` (db-static-role) | 1 → 2" in text and request_id in text
+    assert old["password"] not in text and new["password"] not in text
 
 
 def test_lease_generation_revokes_every_lease_and_a_watching_manager_recovers(

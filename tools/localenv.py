@@ -276,6 +276,12 @@ def up() -> int:
           "  make up-apply        # pulumi up the bump\n"
           "  .venv/bin/python -m rotation verify --stack local --secret "
           "secret/services/execution/session-signing-key --audit-log .local/openbao/audit.log\n"
+          "\nThe other credential classes rotate the same way (bump, make up-apply, verify "
+          "--before <preflight --json>):\n"
+          "  identity/oidc/key/tradepulse-adapters       JWT issuer key (rotate now)\n"
+          "  database/config/tradepulse-postgres         root credential (rotate-root)\n"
+          "  database/static-roles/execution-settlement  static role (rotate-role)\n"
+          "  database/roles/tradepulse-execution         revoke every lease of the role\n"
           "\nStop everything: make down")
     return 0
 

@@ -302,7 +302,7 @@ def _credential_checks(stack: str, kind: str, cid: str, path: str, new: int) -> 
     proof = {
         "jwt-key": "the JWKS has a new key id and still holds the previous one",
         "db-root": "the engine still issues credentials (it logs in with the new root password)",
-        "db-static-role": "Vault's last rotation of the role is after the apply",
+        "db-static-role": "Vault's last rotation of the role is after preflight's reading",
         "db-lease-generation": "no lease of the role older than the apply remains",
     }[kind]
     return [
@@ -393,8 +393,9 @@ def render_markdown(plan: Plan) -> str:
                   "| restarts |", "|---|---|---|---|---|---|---|"]
         for r in others:
             lines.append(f"| {r.stack} | {r.kind} | `{r.secret}` | {r.old_version} → "
-                         f"{r.new_version} | {r.apply} | {', '.join(r.consumers) or 'none'}: "
-                         f"{r.reload} | {', '.join(r.restarts) or '—'} |")
+                         f"{r.new_version} | {r.apply} | "
+                         f"{(', '.join(r.consumers) + ': ') if r.consumers else ''}{r.reload} | "
+                         f"{', '.join(r.restarts) or '—'} |")
     if plan.rotations:
         lines += ["", "**Checks that will prove it**", ""]
         for r in plan.rotations:

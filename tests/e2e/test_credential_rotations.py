@@ -158,3 +158,33 @@ def test_every_credential_class_rotates_once_through_pulumi_up(
                                                          mount_point="database")["data"]
     assert can_login(postgres, again["username"], again["password"])
     assert not can_login(postgres, VAULT_ROOT_ROLE, seed)
+
+
+def test_a_retried_apply_rotates_at_most_once(stack: tuple[Workspace, Any]) -> None:
+    """An apply that fails elsewhere (a CAS conflict) and is retried writes the rotation once."""
+    ws, server = stack
+    client: hvac.Client = server.client()
+    hmac = "services/analytics/warehouse-hmac"
+    live = client.secrets.kv.v2.read_secret_metadata(path=hmac, mount_point="secret")
+    current = live["data"]["current_version"]
+    client.secrets.kv.v2.create_or_update_secret(path=hmac, secret={"HMAC_KEY": "out-of-band"},
+                                                 cas=current, mount_point="secret")
+    for credential_id in (STATIC, f"secret/{hmac}"):
+        bump = rotation_cli(ws, "bump", "--stack", "local", credential_id, "--allow-dirty")
+        assert bump.returncode == 0, bump.stderr
+    declared = load_stack_file(ws.stack_file, policy_dir=REPO_ROOT / "policies" / "acl")
+    assert declared.database is not None
+    static_version = declared.database.static_roles[0].version
+    failed = ws.pulumi("up", "--yes", "--skip-preview", check=False)
+    assert failed.returncode != 0 and "check-and-set" in failed.stdout + failed.stderr
+    # Merge the out-of-band write as the runbook says: declare the next version, retry.
+    bump = rotation_cli(ws, "bump", "--stack", "local", f"secret/{hmac}", "--allow-dirty")
+    assert bump.returncode == 0, bump.stderr
+    ws.pulumi("up", "--yes", "--skip-preview")
+    ws.pulumi("up", "--yes", "--skip-preview")
+    assert ws.pulumi("preview", "--expect-no-changes", check=False).returncode == 0
+    log = (server.workdir / ".local" / "openbao" / "audit.log").read_text().splitlines()
+    writes = [e for e in map(json.loads, log) if e.get("type") == "response"
+              and e["request"]["path"] == "database/rotate-role/execution-settlement"
+              and (e["request"].get("data") or {}).get("tradepulse_version") == static_version]
+    assert len(writes) == 1, f"rotate-role v{static_version} written {len(writes)} times"

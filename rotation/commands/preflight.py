@@ -235,6 +235,12 @@ def credential_preflight(
                     "keys and revoking a role's leases are applied with the break-glass token)")
             failures.append(f"token lacks {missing} on {cred.action_path} (has "
                             f"{caps or ['deny']}){hint}")
+        if cred.kind == "db-static-role" and not before[cred.id].get("last_vault_rotation"):
+            failures.append(f"{cred.id}: the static role is not in Vault (or never rotated): "
+                            "apply the stack that declares it before rotating it")
+        if cred.kind == "jwt-key" and not before[cred.id].get("jwks_kids"):
+            failures.append(f"{cred.id}: the JWKS publishes no key: verify could not tell a "
+                            "new key id (apply the stack's issuer role first)")
         rows.append({"id": cred.id, "kind": cred.kind, "declared": cred.version,
                      "apply_path": cred.action_path, "capabilities": caps,
                      "before": before[cred.id]})

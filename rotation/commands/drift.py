@@ -269,10 +269,10 @@ def run(args: argparse.Namespace) -> Result:
     def render_all(out: TextIO) -> None:
         render(out)
         if others:
-            data = TableData("other credentials", ["stack", "credential", "kind", "state",
-                                                   "declared", "note"], key_columns=4)
+            data = TableData("other credentials", ["stack", "credential", "state", "kind",
+                                                   "declared", "note"], key_columns=3)
             for row in others:
-                data.add([row["stack"], row["id"], row["kind"], row["state"],
+                data.add([row["stack"], row["id"], row["state"], row["kind"],
                           str(row["declared_version"]), row["note"]])
             tables.render(data, out)
             tables.write_line(out, "other credentials are not in the verdict: Vault keeps no "

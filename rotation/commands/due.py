@@ -240,14 +240,14 @@ def due_table(rows: list[dict[str, Any]], now: datetime) -> TableData:
 
 
 def credentials_table(rows: list[dict[str, Any]]) -> TableData:
-    """Return the table of the other credential classes (static roles, JWT keys, ...)."""
-    data = TableData("other credentials", ["stack", "credential", "kind", "status",
+    """Return the table of the other credential classes: stack, credential, state first."""
+    data = TableData("other credentials", ["stack", "credential", "state", "status", "kind",
                                            "last rotated", "interval", "due at"],
-                     key_columns=4)
+                     key_columns=3)
     for row in rows:
         interval = (format_duration(row["interval_seconds"])
                     if row["interval_seconds"] is not None else "-")
-        data.add([row["stack"], row["id"], row["kind"], f"{row['state']}: {row['note']}",
+        data.add([row["stack"], row["id"], row["state"], row["note"], row["kind"],
                   _seconds(row["last_rotated"]), interval, _seconds(row["due_at"])],
                  style="red" if row["state"] in (OVERDUE, MISSING) else None)
     return data

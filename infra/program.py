@@ -28,6 +28,7 @@ from infra.components import (
 from infra.components.secret_delivery import SecretDelivery, kubernetes_provider
 from infra.components.static_secrets import StaticSecrets
 from infra.policy_files import read_policies
+from infra.spec.credentials import credentials
 from infra.spec.model import EnvironmentSpec
 
 MIRROR_SOURCE_STACK = "prod"
@@ -92,6 +93,7 @@ def build(
     provider = vault_provider(spec.vault)
     opts = pulumi.ResourceOptions(providers=[provider])
     policy_texts = read_policies(spec.policies, policy_dir)
+    rotations = {c.id: c for c in credentials(spec) if c.kind != "kv"}
 
     policies = AclPolicies("acl-policies", policy_texts, opts=opts)
     # Roles reference policies by name; ordering them after the policies keeps
@@ -102,7 +104,7 @@ def build(
     if spec.database is not None:
         if db_secrets is None:
             raise ValueError(f"{spec.source}: database declared but no connection secrets given")
-        database = DatabaseEngine("database", spec.database, db_secrets, opts=opts)
+        database = DatabaseEngine("database", spec.database, db_secrets, rotations, opts=opts)
 
     k8s = spec.auth.kubernetes
     jwt = spec.auth.jwt
@@ -112,7 +114,8 @@ def build(
         policies=policies,
         audit=AuditDevices("audit", spec.audit, spec.vault.flavour, spec.source, opts=opts),
         database=database,
-        issuer_keys=JwtIssuerKeys("jwt-issuer-keys", spec.jwt_issuer_keys, opts=opts),
+        issuer_keys=JwtIssuerKeys("jwt-issuer-keys", spec.jwt_issuer_keys, rotations,
+                                  opts=opts),
         kubernetes_auth=None if k8s is None else KubernetesAuth(
             "kubernetes-auth", k8s, spec.services, opts=after_policies
         ),
@@ -138,9 +141,12 @@ def export(spec: EnvironmentSpec, deployment: Deployment) -> None:
     pulumi.export("audit_devices", deployment.audit.paths)
     pulumi.export("audit_server_config_hcl", deployment.audit.server_config_hcl)
     pulumi.export("jwt_issuer_keys", deployment.issuer_keys.names)
+    pulumi.export("credential_versions", {c.id: c.version for c in credentials(spec)
+                                          if c.kind != "kv"})
     if deployment.database is not None:
         pulumi.export("database_mount", deployment.database.mount.path)
         pulumi.export("database_roles", deployment.database.role_names)
+        pulumi.export("database_static_roles", list(deployment.database.static_roles))
     if deployment.kubernetes_auth is not None:
         pulumi.export("kubernetes_auth_path", deployment.kubernetes_auth.backend.path)
         pulumi.export("kubernetes_roles", deployment.kubernetes_auth.role_names)

@@ -1,8 +1,12 @@
 """Rotation plans: what a diff of the stack files will rotate, and what else it touches.
 
 A plan compares each ``Pulumi.<stack>.yaml`` at two revisions (or a revision
-and the working tree). A rotation is a static secret whose ``version`` rose by
-exactly one; anything else in the same diff is flagged so a reviewer sees it:
+and the working tree). A rotation is a credential whose declared version rose
+by exactly one: a static secret's ``version``, or for the other classes of
+:mod:`infra.spec.credentials` a JWT key's ``version``, the connection's
+``root_rotation``, a static role's ``version`` or a role's ``lease_generation``
+(the plan says what the apply will do for each). Anything else in the same
+diff is flagged so a reviewer sees it:
 a version that moved by another amount, a provided secret whose ciphertext
 changed without a bump (or a bump without new ciphertext), added or removed
 secrets, and any other spec or config change. Values are never read: only
@@ -12,6 +16,7 @@ whether a ``secure:`` ciphertext changed.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +25,7 @@ import yaml
 
 from infra import paths
 from infra.spec import EnvironmentSpec, SpecError, parse_spec
+from infra.spec.credentials import credentials, raw_versions
 from infra.spec.stackfile import parse_yaml
 from rotation import gitutil
 from rotation.errors import BadInput
@@ -38,11 +44,14 @@ class Rotation:
     source: str
     old_version: int | None
     new_version: int
-    cas: int
+    cas: int | None  # KV only: the check-and-set value of the write
     consumers: list[str]
     checks: list[str]
     follows: str | None = None
     restarts: list[str] = field(default_factory=list)
+    kind: str = "kv"
+    apply: str = ""  # what pulumi up does, in reviewer words
+    reload: str = ""  # what the consumers must do
 
 
 @dataclass
@@ -140,7 +149,28 @@ def _strip_rotation_fields(doc: Any, config_keys: set[str]) -> Any:
             ({k: v for k, v in s.items() if k != "version"} for s in secrets
              if isinstance(s, dict)),
             key=lambda s: f"{s.get('mount')}/{s.get('path')}")
+        _strip_credential_versions(spec)
     return out
+
+
+def _without(item: Any, key: str) -> Any:
+    return {k: v for k, v in item.items() if k != key} if isinstance(item, dict) else item
+
+
+def _strip_credential_versions(spec: dict[Any, Any]) -> None:
+    """Drop the non-KV version fields (copying only the containers on the way to them)."""
+    keys = spec.get("jwt_issuer_keys")
+    if isinstance(keys, list):
+        spec["jwt_issuer_keys"] = [_without(k, "version") for k in keys]
+    database = spec.get("database")
+    if not isinstance(database, dict):
+        return
+    database = spec["database"] = dict(database)
+    database["connection"] = _without(database.get("connection"), "root_rotation")
+    for name, key in (("static_roles", "version"), ("roles", "lease_generation")):
+        items = database.get(name)
+        if isinstance(items, list):
+            database[name] = [_without(i, key) for i in items]
 
 
 def workloads(spec: EnvironmentSpec, consumers: list[str]) -> list[str]:
@@ -248,13 +278,16 @@ def plan_stack(
             stack=stack, secret=secret_id, data_path=data_path, source=str(new.get("source")),
             old_version=old_v, new_version=new_v, cas=new_v - 1,
             consumers=list(new.get("consumers", [])),
-            checks=_checks(stack, secret_id, data_path, new_v), restarts=restarts))
+            checks=_checks(stack, secret_id, data_path, new_v), restarts=restarts,
+            apply=f"writes version {new_v} of {data_path} with cas={new_v - 1}",
+            reload="re-read the secret"))
         if new.get("mirror_to_dr"):
             plan.rotations.append(Rotation(
                 stack="dr", secret=secret_id, data_path=data_path, source="mirror",
                 old_version=old_v, new_version=new_v, cas=new_v - 1,
                 consumers=list(new.get("consumers", [])),
                 checks=_checks("dr", secret_id, data_path, new_v), follows="prod"))
+    _plan_credentials(plan, stack, new_spec, raw_versions(_spec_of(old_doc)))
     for secret_id in sorted(set(old_secrets) - set(new_secrets)):
         plan.findings.append(Finding(stack, "warning", f"secret {secret_id} removed from the "
                                      "spec (Pulumi will delete it)"))
@@ -263,6 +296,48 @@ def plan_stack(
     if others:
         shown = ", ".join(others[:8]) + (f" (+{len(others) - 8} more)" if len(others) > 8 else "")
         plan.findings.append(Finding(stack, "warning", f"not a rotation: {shown}"))
+
+
+def _credential_checks(stack: str, kind: str, cid: str, path: str, new: int) -> list[str]:
+    proof = {
+        "jwt-key": "the JWKS has a new key id and still holds the previous one",
+        "db-root": "the engine still issues credentials (it logs in with the new root password)",
+        "db-static-role": "Vault's last rotation of the role is after preflight's reading",
+        "db-lease-generation": "no lease of the role older than the apply remains",
+    }[kind]
+    return [
+        f"preflight --stack {stack}: token may write {path}",
+        f"pulumi up --stack {stack}: writes {path} once (tradepulse_version={new})",
+        f"verify --stack {stack} --secret {cid}: the audit log has that write; {proof}",
+    ]
+
+
+def _plan_credentials(
+    plan: Plan, stack: str, new_spec: EnvironmentSpec, old: Mapping[str, tuple[str, object]]
+) -> None:
+    """Add the JWT key, root credential, static role and lease generation rotations."""
+    for cred in credentials(new_spec):
+        if cred.kind == "kv":
+            continue
+        if cred.id not in old:
+            plan.findings.append(Finding(stack, "warning", f"new {cred.kind} {cred.id} at "
+                                         f"{cred.field} {cred.version} (nothing rotates)"))
+            continue
+        old_v = old[cred.id][1]
+        if old_v == cred.version:
+            continue
+        if not isinstance(old_v, int) or isinstance(old_v, bool) or cred.version != old_v + 1:
+            plan.findings.append(Finding(
+                stack, "error", f"{cred.id}: {cred.field} moved {old_v} -> {cred.version}; a "
+                "rotation moves it by exactly +1"))
+            continue
+        restarts = workloads(new_spec, list(cred.consumers))
+        plan.rotations.append(Rotation(
+            stack=stack, secret=cred.id, data_path=cred.action_path, source=cred.kind,
+            old_version=old_v, new_version=cred.version, cas=None,
+            consumers=list(cred.consumers),
+            checks=_credential_checks(stack, cred.kind, cred.id, cred.action_path, cred.version),
+            restarts=restarts, kind=cred.kind, apply=cred.action, reload=cred.reload))
 
 
 def build_plan(root: Path, base: str, head: str | None) -> Plan:
@@ -318,14 +393,26 @@ def _names_at(root: Path, rev: str) -> list[str]:
 def render_markdown(plan: Plan) -> str:
     """Return the plan as a pull-request comment (Markdown)."""
     lines = [f"### Rotation plan ({plan.base} → {plan.head})", ""]
-    if plan.rotations:
+    kv = [r for r in plan.rotations if r.kind == "kv"]
+    others = [r for r in plan.rotations if r.kind != "kv"]
+    if kv:
         lines += ["| stack | secret | version | CAS | consumers to reload | restarts |",
                   "|---|---|---|---|---|---|"]
-        for r in plan.rotations:
+        for r in kv:
             note = f" (follows {r.follows})" if r.follows else ""
             lines.append(f"| {r.stack} | `{r.secret}`{note} | {r.old_version} → "
                          f"{r.new_version} | {r.cas} | {', '.join(r.consumers) or '—'} | "
                          f"{', '.join(r.restarts) or '—'} |")
+    if others:
+        lines += [""] if kv else []
+        lines += ["| stack | kind | credential | version | pulumi up will | consumers to reload "
+                  "| restarts |", "|---|---|---|---|---|---|---|"]
+        for r in others:
+            lines.append(f"| {r.stack} | {r.kind} | `{r.secret}` | {r.old_version} → "
+                         f"{r.new_version} | {r.apply} | "
+                         f"{(', '.join(r.consumers) + ': ') if r.consumers else ''}{r.reload} | "
+                         f"{', '.join(r.restarts) or '—'} |")
+    if plan.rotations:
         lines += ["", "**Checks that will prove it**", ""]
         for r in plan.rotations:
             lines += [f"- `{r.stack}` `{r.secret}`:"] + [f"  - {c}" for c in r.checks]
@@ -349,16 +436,31 @@ def add_rotated_arguments(parser: argparse.ArgumentParser) -> None:
 def rotated_secrets(
     root: Path, target: StackTarget, base: str | None, explicit: list[str]
 ) -> list[str]:
-    """Return the secrets a rotation of ``target`` writes.
+    """Return the KV secrets a rotation of ``target`` writes.
 
     ``explicit`` (``--secret``) wins; otherwise the plan of ``base`` (default
     ``HEAD~1`` when it exists) against the working tree, for this stack.
     """
+    return [cid for cid, kind in _rotated(root, target, base, explicit) if kind == "kv"]
+
+
+def rotated_credentials(
+    root: Path, target: StackTarget, base: str | None, explicit: list[str]
+) -> list[str]:
+    """Return the non-KV credentials (JWT keys, root, static roles, lease generations) rotated."""
+    return [cid for cid, kind in _rotated(root, target, base, explicit) if kind != "kv"]
+
+
+def _rotated(
+    root: Path, target: StackTarget, base: str | None, explicit: list[str]
+) -> list[tuple[str, str]]:
     if explicit:
-        unknown = [s for s in explicit if target.spec.secret(s) is None]
+        kinds = {c.id: c.kind for c in credentials(target.spec)}
+        kinds |= {s.id: "kv" for s in target.spec.static_secrets}
+        unknown = [s for s in explicit if s not in kinds]
         if unknown:
             raise BadInput(f"Pulumi.{target.name}.yaml: unknown secret(s) {unknown}")
-        return list(explicit)
+        return [(s, kinds[s]) for s in explicit]
     if base is None:
         try:
             gitutil.rev_parse(root, "HEAD~1")
@@ -366,4 +468,4 @@ def rotated_secrets(
             return []
         base = "HEAD~1"
     plan = build_plan(root, base, None)
-    return [r.secret for r in plan.rotations if r.stack == target.name]
+    return [(r.secret, r.kind) for r in plan.rotations if r.stack == target.name]

@@ -20,6 +20,7 @@ import yaml
 
 from infra import paths
 from infra.spec import SpecError, parse_spec
+from infra.spec.credentials import Credential
 from infra.spec.marks import duplicate_keys
 from infra.spec.stackfile import YamlDocument, parse_yaml
 from rotation.atomic import write_text_atomic
@@ -183,3 +184,65 @@ def write_stack_text(path: Path, text: str) -> None:
     """Replace the stack file atomically, keeping its permissions."""
     mode = path.stat().st_mode & 0o777
     write_text_atomic(path, text, mode=mode)
+
+
+def _node_at(root: yaml.Node, where: tuple[str | int, ...]) -> yaml.Node | None:
+    node: yaml.Node | None = _get(_get(root, "config"), paths.SPEC_CONFIG_KEY)
+    for step in where:
+        if isinstance(step, int):
+            items = node.value if isinstance(node, yaml.SequenceNode) else []
+            node = items[step] if step < len(items) else None
+        else:
+            node = _get(node, step)
+    return node
+
+
+def _key_path(where: tuple[str | int, ...], field: str) -> str:
+    out = ""
+    for step in (*where, field):
+        out += f"[{step}]" if isinstance(step, int) else (f".{step}" if out else step)
+    return out
+
+
+def bump_credential_text(
+    text: str, credential: Credential, source: str, *, reason: str | None = None
+) -> tuple[str, int, int]:
+    """Return ``(new_text, old, new)`` with a non-KV credential's version field raised by one.
+
+    The same byte-exact edit as :func:`bump_version_text`: only the digits of
+    ``credential.field`` (and, with ``reason``, the comment on that line)
+    change, and a re-parse proves nothing else did. The field must be written
+    in the file (the loader's default of 1 has no line to edit).
+    """
+    document = parse_text(text, source)
+    assert document.root is not None
+    root = document.root
+    where = _key_path(credential.where, credential.field)
+    mapping = _node_at(root, credential.where)
+    version = _get(mapping, credential.field)
+    if not isinstance(version, yaml.ScalarNode) or version.tag != _INT_TAG:
+        raise BadInput(f"{source}: {paths.SPEC_CONFIG_KEY}.{where} is missing or not an "
+                       f"integer; declare it (`{credential.field}: {credential.version}`) in a "
+                       "reviewed change first, then bump")
+    line_no, col = version.start_mark.line, version.start_mark.column
+    lines = text.splitlines(keepends=True)
+    match = _INT_TOKEN.match(lines[line_no], col)
+    if match is None or match.group() != version.value:
+        raise BadInput(f"{source}: line {line_no + 1}: {where} is not a plain integer literal")
+    old = int(match.group())
+    new = old + 1
+    head, tail = lines[line_no][: match.start()], lines[line_no][match.end():]
+    if reason:
+        tail = f" # {clean_reason(reason)}" + ("\n" if tail.endswith("\n") else "")
+    lines[line_no] = f"{head}{new}{tail}"
+    new_text = "".join(lines)
+    expected = document.data
+    node: Any = expected["config"][paths.SPEC_CONFIG_KEY]
+    for step in credential.where:
+        node = node[step]
+    if node.get(credential.field) != old or isinstance(node.get(credential.field), bool):
+        raise BadInput(f"{source}: {where} is not a plain decimal integer; write it as one")
+    node[credential.field] = new
+    if parse_yaml(new_text).data != expected:
+        raise BadInput(f"{source}: the edit would change more than {where}; nothing written")
+    return new_text, old, new

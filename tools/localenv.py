@@ -171,13 +171,34 @@ def _write_private(path: Path, text: str) -> None:
         handle.write(text)
 
 
+VAULT_ROOT_ROLE = "tp_vault_root"
+
+
+def prepare_database(spec: Any, pg: Any) -> tuple[str, str]:
+    """Create the users the stack expects in PostgreSQL; return Vault's root login.
+
+    Vault connects as its own ``CREATEROLE`` user, not the cluster superuser, so
+    a ``root_rotation`` bump (rotate-root) leaves the superuser's password, which
+    the tools use, alone. Each static role's user must exist before Vault takes
+    it over. Re-running sets a fresh root password (a new Vault, a new seed).
+    """
+    password = secrets.token_urlsafe(24)
+    users = [VAULT_ROOT_ROLE] + [r.username for r in spec.database.static_roles]
+    for user in users:  # names match the schema's ^[a-z_][a-z0-9_]*$: nothing to escape
+        if pg.psql(f"select count(*) from pg_roles where rolname = '{user}'") == "0":  # noqa: S608
+            pg.psql(f'CREATE ROLE "{user}" LOGIN')
+    pg.psql(f'ALTER ROLE "{VAULT_ROOT_ROLE}" CREATEROLE PASSWORD \'{password}\'')
+    return VAULT_ROOT_ROLE, password
+
+
 def set_stack_secrets(ws: Workspace, spec: Any, pg: Any) -> None:
     """Store the database connection and fresh provided-secret values as config secrets."""
     assert spec.database is not None
     conn = spec.database.connection
+    root_user, root_password = prepare_database(spec, pg)
     ws.set_secret(conn.url_secret, pg.connection_url_template())
-    ws.set_secret(conn.username_secret, pg.superuser)
-    ws.set_secret(conn.password_secret, pg.password)
+    ws.set_secret(conn.username_secret, root_user)
+    ws.set_secret(conn.password_secret, root_password)
     for secret in spec.static_secrets:
         if secret.config_secret:
             ws.set_secret(secret.config_secret, json.dumps(
@@ -243,8 +264,9 @@ def up() -> int:
     print(f"pulumi up --stack local converged in {time.monotonic() - started:.0f}s\n")
     print(f"OpenBao:     {bao.address}  (audit log .local/openbao/audit.log)")
     print(f"PostgreSQL:  127.0.0.1:{pg.port}")
-    for key in ("kv_mounts", "policies", "database_roles", "kubernetes_roles", "jwt_roles",
-                "audit_devices", "static_secret_versions", "delivery_resources"):
+    for key in ("kv_mounts", "policies", "database_roles", "database_static_roles",
+                "kubernetes_roles", "jwt_roles", "jwt_issuer_keys", "audit_devices",
+                "static_secret_versions", "credential_versions", "delivery_resources"):
         if key in outputs:
             print(f"{key + ':':<24} {json.dumps(outputs[key])}")
     print("\nManifests for review: build/manifests/local/ (Vault Secrets Operator resources)")
@@ -254,6 +276,12 @@ def up() -> int:
           "  make up-apply        # pulumi up the bump\n"
           "  .venv/bin/python -m rotation verify --stack local --secret "
           "secret/services/execution/session-signing-key --audit-log .local/openbao/audit.log\n"
+          "\nThe other credential classes rotate the same way (bump, make up-apply, verify "
+          "--before <preflight --json>):\n"
+          "  identity/oidc/key/tradepulse-adapters       JWT issuer key (rotate now)\n"
+          "  database/config/tradepulse-postgres         root credential (rotate-root)\n"
+          "  database/static-roles/execution-settlement  static role (rotate-role)\n"
+          "  database/roles/tradepulse-execution         revoke every lease of the role\n"
           "\nStop everything: make down")
     return 0
 

@@ -1,13 +1,37 @@
-"""The database secrets engine: PostgreSQL connection and dynamic-credential roles."""
+"""The database secrets engine: PostgreSQL connection, dynamic and static roles.
+
+Three rotations live here, each a reviewed bump applied by
+:func:`infra.components.rotation_action.rotation_action`:
+
+* ``connection.root_rotation``: ``<mount>/rotate-root/<connection>``. The
+  Pulumi config secret only *seeds* the root password. After a rotate-root
+  only Vault knows it, and the connection keeps working on later applies
+  because the provider sends the password only when the connection is created
+  or the config secret itself changes (terraform-provider-vault does not resend
+  an unchanged password, and Vault merges a connection update into the stored
+  config). Setting a new config secret is therefore how an operator re-seeds
+  (README: after a restore); the next ``root_rotation`` bump hides it again.
+* ``static_roles[].version``: ``<mount>/rotate-role/<name>``.
+* ``roles[].lease_generation``: ``sys/leases/revoke-prefix/<mount>/creds/<role>``
+  (sync), after which every consumer must issue new credentials.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_vault as vault
 
+from infra.components.rotation_action import rotation_action
 from infra.naming import resource_name
+from infra.spec.credentials import (
+    Credential,
+    db_root_id,
+    lease_generation_id,
+    static_role_id,
+)
 from infra.spec.model import DatabaseEngine as DatabaseEngineSpec
 
 
@@ -24,12 +48,15 @@ class DatabaseEngine(pulumi.ComponentResource):
     """Mounts the database engine, connects it to PostgreSQL and declares its roles."""
 
     roles: dict[str, vault.database.SecretBackendRole]
+    static_roles: dict[str, vault.database.SecretBackendStaticRole]
+    rotations: dict[str, vault.generic.Endpoint]
 
     def __init__(
         self,
         name: str,
         spec: DatabaseEngineSpec,
         secrets: DatabaseSecrets,
+        rotations: Mapping[str, Credential] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("tradepulse:vault:DatabaseEngine", name, None, opts)
@@ -47,7 +74,8 @@ class DatabaseEngine(pulumi.ComponentResource):
             backend=self.mount.path,
             name=conn.name,
             plugin_name="postgresql-database-plugin",
-            allowed_roles=[role.name for role in spec.roles],
+            allowed_roles=[role.name for role in spec.roles]
+            + [role.name for role in spec.static_roles],
             verify_connection=conn.verify_connection,
             postgresql=vault.database.SecretBackendConnectionPostgresqlArgs(
                 connection_url=pulumi.Output.secret(secrets.connection_url),
@@ -70,5 +98,33 @@ class DatabaseEngine(pulumi.ComponentResource):
                 max_ttl=role.max_ttl_seconds,
                 opts=child,
             )
+        self.static_roles = {}
+        for static in spec.static_roles:
+            self.static_roles[static.name] = vault.database.SecretBackendStaticRole(
+                resource_name("database-static-role", static.name),
+                backend=self.mount.path,
+                name=static.name,
+                db_name=self.connection.name,
+                username=static.username,
+                rotation_period=static.rotation_period_seconds,
+                rotation_schedule=static.rotation_schedule,
+                rotation_window=static.rotation_window_seconds,
+                rotation_statements=list(static.rotation_statements),
+                opts=child,
+            )
+        wanted = rotations or {}
+        actions: list[tuple[str, pulumi.Resource, dict[str, object] | None]] = [
+            (db_root_id(spec.mount, conn.name), self.connection, None)]
+        actions += [(static_role_id(spec.mount, n), r, None) for n, r in self.static_roles.items()]
+        # sync: the apply returns only once every lease of the role is revoked.
+        actions += [(lease_generation_id(spec.mount, n), r, {"sync": True})
+                    for n, r in self.roles.items()]
+        self.rotations = {}
+        for credential_id, target, extra in actions:
+            credential = wanted.get(credential_id)
+            action = None if credential is None else rotation_action(
+                credential, pulumi.ResourceOptions(parent=self, depends_on=[target]), extra=extra)
+            if action is not None:
+                self.rotations[credential_id] = action
         self.role_names = pulumi.Output.all(*(r.name for r in self.roles.values()))
         self.register_outputs({"mount": self.mount.path, "roles": self.role_names})

@@ -5,8 +5,9 @@ For each service bound to Kubernetes: its ``ServiceAccount``, a
 role), a ``VaultStaticSecret`` per static secret it consumes (KV v2, HMAC on,
 ``refreshAfter``, ``rolloutRestartTargets`` naming its workload) and a
 ``VaultDynamicSecret`` per database role (``renewalPercent``, revoke on
-delete). A rotation is finished when these restart the workloads that read
-the secret; ``python -m rotation plan`` lists them from the same spec.
+delete) and per database static role it consumes (``allowStaticCreds``). A
+rotation is finished when these restart the workloads that read the secret;
+``python -m rotation plan`` lists them from the same spec.
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ def static_secret_name(secret: StaticSecret) -> str:
 def dynamic_secret_name(role: str) -> str:
     """Return the Kubernetes Secret that holds a database role's credentials."""
     return f"{role}-db-creds"
+
+
+def static_role_secret_name(role: str) -> str:
+    """Return the Kubernetes Secret a database static role's credentials are synced to."""
+    return f"{role}-static-db-creds"
 
 
 def restart_targets(service: Service) -> list[dict[str, str]]:
@@ -141,6 +147,23 @@ class SecretDelivery(pulumi.ComponentResource):
                              "renewalPercent": delivery.renewal_percent,
                              "revoke": True,
                              "destination": {"name": dynamic_secret_name(role), "create": True},
+                             "rolloutRestartTargets": restart_targets(service),
+                         })
+
+        for static in database.static_roles if database is not None else ():
+            if service.name not in static.consumers:
+                continue
+            assert database is not None
+            # A static role's password is rotated by Vault (and by reviewed bumps): VSO
+            # re-reads static-creds when the rotation TTL runs out and restarts the workload.
+            self._custom(f"{base}-static-role-{static.name}", "VaultDynamicSecret", ns,
+                         static_role_secret_name(static.name), {
+                             "vaultAuthRef": auth_name,
+                             "mount": database.mount,
+                             "path": f"static-creds/{static.name}",
+                             "allowStaticCreds": True,
+                             "destination": {"name": static_role_secret_name(static.name),
+                                             "create": True},
                              "rolloutRestartTargets": restart_targets(service),
                          })
 

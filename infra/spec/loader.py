@@ -14,7 +14,7 @@ problems at once, so a reviewer fixes a bad spec in one round.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
@@ -32,6 +32,7 @@ from infra.spec.model import (
     DatabaseConnection,
     DatabaseEngine,
     DatabaseRole,
+    DatabaseStaticRole,
     EnvironmentSpec,
     Flavour,
     Generator,
@@ -219,8 +220,18 @@ def _reference_problems(  # noqa: PLR0912 - one linear list of cross-checks read
             _ttl_pair(problems, ("database", "roles", i), "default_ttl_seconds",
                       "max_ttl_seconds", role, limits["max_database_ttl_seconds"],
                       "max_database_ttl_seconds")
-        for name in sorted(_duplicates(r["name"] for r in database["roles"])):
+        static_names = [r["name"] for r in database.get("static_roles", [])]
+        for name in sorted(_duplicates([r["name"] for r in database["roles"]] + static_names)):
             problems.append(Problem(("database", "roles"), f"duplicate role name {name!r}"))
+        for i, role in enumerate(database.get("static_roles", [])):
+            if "rotation_window_seconds" in role and "rotation_schedule" not in role:
+                problems.append(Problem(("database", "static_roles", i,
+                                         "rotation_window_seconds"),
+                                        "a rotation window needs a rotation_schedule"))
+            for j, other in enumerate(role.get("paired_with", [])):
+                if other not in static_names or other == role["name"]:
+                    problems.append(Problem(("database", "static_roles", i, "paired_with", j),
+                                            f"{other!r} is not another static role"))
     for name in sorted(_duplicates(mount_paths)):
         problems.append(Problem(("kv_mounts",), f"mount path {name!r} is declared twice"))
 
@@ -270,16 +281,57 @@ def _reference_problems(  # noqa: PLR0912 - one linear list of cross-checks read
     return problems
 
 
+def _policy_reader(policy_dir: Path) -> Callable[[Mapping[str, Any], str], bool]:
+    """Return ``can_read(service, api_path)``: whether the service's policies grant read there."""
+    from infra.policy_files import PolicyParseError, allows, parse_policy
+
+    parsed: dict[str, dict[str, frozenset[str]]] = {}
+
+    def can_read(svc: Mapping[str, Any], api_path: str) -> bool:
+        readable = False
+        for policy in svc["policies"]:
+            if policy not in parsed and (policy_dir / f"{policy}.hcl").is_file():
+                try:
+                    parsed[policy] = parse_policy(
+                        (policy_dir / f"{policy}.hcl").read_text(encoding="utf-8"),
+                        f"{policy}.hcl")
+                except PolicyParseError:
+                    parsed[policy] = {}
+            readable = readable or allows(parsed.get(policy, {}), api_path, "read")
+        return readable
+
+    return can_read
+
+
+def _static_role_problems(
+    data: Mapping[str, Any], services: Mapping[str, Mapping[str, Any]],
+    can_read: Callable[[Mapping[str, Any], str], bool],
+) -> list[Problem]:
+    """Consumers of a database static role must exist and be able to read its credentials."""
+    problems: list[Problem] = []
+    database = data.get("database") or {}
+    for i, role in enumerate(database.get("static_roles", [])):
+        creds_path = f"{database['mount']}/static-creds/{role['name']}"
+        for j, consumer in enumerate(role["consumers"]):
+            where: KeyPath = ("database", "static_roles", i, "consumers", j)
+            if consumer not in services:
+                problems.append(Problem(where, f"unknown service {consumer!r}"))
+            elif not can_read(services[consumer], creds_path):
+                problems.append(Problem(
+                    where, f"service {consumer!r} cannot read {creds_path} with policies "
+                    f"{services[consumer]['policies']}"))
+    return problems
+
+
 def _static_secret_problems(  # noqa: PLR0912 - one linear list of cross-checks reads best
     data: Mapping[str, Any], policy_dir: Path
 ) -> list[Problem]:
-    from infra.policy_files import PolicyParseError, allows, parse_policy
-
     problems: list[Problem] = []
     kv_mounts = {m["path"] for m in data["kv_mounts"]}
     services = {s["name"]: s for s in data["services"]}
     env = data["environment"]
-    parsed: dict[str, dict[str, frozenset[str]]] = {}
+    can_read = _policy_reader(policy_dir)
+    problems.extend(_static_role_problems(data, services, can_read))
     for i, secret in enumerate(data.get("static_secrets", [])):
         where: KeyPath = ("static_secrets", i)
         if secret["mount"] not in kv_mounts:
@@ -306,22 +358,14 @@ def _static_secret_problems(  # noqa: PLR0912 - one linear list of cross-checks 
             if svc is None:
                 problems.append(Problem((*where, "consumers", j), f"unknown service {consumer!r}"))
                 continue
-            readable = False
-            for policy in svc["policies"]:
-                if policy not in parsed and (policy_dir / f"{policy}.hcl").is_file():
-                    try:
-                        parsed[policy] = parse_policy(
-                            (policy_dir / f"{policy}.hcl").read_text(encoding="utf-8"),
-                            f"{policy}.hcl")
-                    except PolicyParseError:
-                        parsed[policy] = {}
-                readable = readable or allows(parsed.get(policy, {}), data_path, "read")
-            if not readable:
+            if not can_read(svc, data_path):
                 problems.append(Problem(
                     (*where, "consumers", j),
                     f"service {consumer!r} cannot read {data_path} with policies "
                     f"{svc['policies']}"))
     consumers = {c for s in data.get("static_secrets", []) for c in s["consumers"]}
+    consumers |= {c for r in (data.get("database") or {}).get("static_roles", [])
+                  for c in r["consumers"]}
     for i, svc in enumerate(data["services"]):
         needs = svc["name"] in consumers or bool(svc.get("database_roles"))
         if needs and "kubernetes" not in svc and "outside_cluster" not in svc:
@@ -376,6 +420,7 @@ def _build(data: Mapping[str, Any], source: str) -> EnvironmentSpec:
                 max_open_connections=database["connection"].get(
                     "max_open_connections", DEFAULT_DB_MAX_OPEN_CONNECTIONS
                 ),
+                root_rotation=database["connection"].get("root_rotation", 1),
             ),
             roles=tuple(
                 DatabaseRole(
@@ -384,8 +429,23 @@ def _build(data: Mapping[str, Any], source: str) -> EnvironmentSpec:
                     revocation_statements=tuple(r["revocation_statements"]),
                     default_ttl_seconds=r["default_ttl_seconds"],
                     max_ttl_seconds=r["max_ttl_seconds"],
+                    lease_generation=r.get("lease_generation", 1),
                 )
                 for r in database["roles"]
+            ),
+            static_roles=tuple(
+                DatabaseStaticRole(
+                    name=r["name"],
+                    username=r["username"],
+                    rotation_period_seconds=r.get("rotation_period_seconds"),
+                    rotation_schedule=r.get("rotation_schedule"),
+                    rotation_window_seconds=r.get("rotation_window_seconds"),
+                    rotation_statements=tuple(r["rotation_statements"]),
+                    version=r["version"],
+                    consumers=tuple(r["consumers"]),
+                    paired_with=tuple(r.get("paired_with", ())),
+                )
+                for r in database.get("static_roles", [])
             ),
         ),
         jwt_issuer_keys=tuple(
@@ -395,6 +455,7 @@ def _build(data: Mapping[str, Any], source: str) -> EnvironmentSpec:
                 rotation_period_seconds=k["rotation_period_seconds"],
                 verification_ttl_seconds=k["verification_ttl_seconds"],
                 allowed_client_ids=tuple(k.get("allowed_client_ids", ())),
+                version=k.get("version", 1),
             )
             for k in data.get("jwt_issuer_keys", [])
         ),

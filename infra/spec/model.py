@@ -54,6 +54,8 @@ class DatabaseConnection:
     password_secret: str
     verify_connection: bool
     max_open_connections: int
+    # 1: Vault connects with the seeded config secret; each bump is one rotate-root.
+    root_rotation: int = 1
 
 
 @dataclass(frozen=True)
@@ -65,26 +67,50 @@ class DatabaseRole:
     revocation_statements: tuple[str, ...]
     default_ttl_seconds: int
     max_ttl_seconds: int
+    # Each bump revokes every lease issued under the role (consumers take new ones).
+    lease_generation: int = 1
+
+
+@dataclass(frozen=True)
+class DatabaseStaticRole:
+    """A static role: Vault owns the password of one existing database user.
+
+    For services that cannot take dynamic credentials (a fixed user name).
+    Vault rotates it on ``rotation_period_seconds`` or ``rotation_schedule``;
+    ``version`` is the reviewed rotation on top: each bump is one rotate-role.
+    """
+
+    name: str
+    username: str
+    rotation_period_seconds: int | None
+    rotation_schedule: str | None
+    rotation_window_seconds: int | None
+    rotation_statements: tuple[str, ...]
+    version: int
+    consumers: tuple[str, ...]
+    paired_with: tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class DatabaseEngine:
-    """The database secrets engine: mount, connection and roles."""
+    """The database secrets engine: mount, connection, dynamic and static roles."""
 
     mount: str
     connection: DatabaseConnection
     roles: tuple[DatabaseRole, ...]
+    static_roles: tuple[DatabaseStaticRole, ...] = ()
 
 
 @dataclass(frozen=True)
 class JwtIssuerKey:
-    """An identity OIDC key that Vault rotates itself on ``rotation_period_seconds``."""
+    """An identity OIDC key Vault rotates on ``rotation_period_seconds``, and on each bump."""
 
     name: str
     algorithm: str
     rotation_period_seconds: int
     verification_ttl_seconds: int
     allowed_client_ids: tuple[str, ...]
+    version: int = 1
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,17 @@ path "database/creds/*" {
   capabilities = ["read"]
 }
 
+# A static role's reviewed rotation (pulumi up writes rotate-role). The root
+# credential, JWT issuer keys and revoking a role's leases stay with break-glass.
+path "database/rotate-role/*" {
+  capabilities = ["update"]
+}
+
+# verify and due read when a static role last rotated (never its password).
+path "database/static-roles/*" {
+  capabilities = ["read"]
+}
+
 path "sys/leases/renew" {
   capabilities = ["update"]
 }

@@ -1,5 +1,5 @@
 # tradepulse-execution: the execution service reads only its own secrets.
-# Least privilege: its KV subtree, its own dynamic database credentials,
+# Least privilege: its KV subtree, its own dynamic and static database credentials,
 # and renewal/lookup of its own token and leases.
 
 path "secret/data/services/execution" {
@@ -11,6 +11,11 @@ path "secret/data/services/execution/*" {
 }
 
 path "database/creds/tradepulse-execution" {
+  capabilities = ["read"]
+}
+
+# The legacy settlement connector's fixed database user (a static role).
+path "database/static-creds/execution-settlement" {
   capabilities = ["read"]
 }
 

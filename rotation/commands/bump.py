@@ -1,4 +1,11 @@
-"""``bump --stack ENV PATH``: raise one secret's declared version by exactly one.
+"""``bump --stack ENV ID``: raise one credential's declared version by exactly one.
+
+The credential is a KV v2 static secret (``<mount>/<path>``) or any other
+class of :mod:`infra.spec.credentials`: a JWT issuer key
+(``identity/oidc/key/<name>``), the database root credential
+(``<mount>/config/<connection>``), a database static role
+(``<mount>/static-roles/<name>``) or a role's lease generation
+(``<mount>/roles/<role>``); for those the apply performs the rotation.
 
 That one-line diff to ``Pulumi.<env>.yaml`` is the rotation: the pull request
 reviews it, CI previews it, ``pulumi up`` applies it with ``cas = N - 1``.
@@ -20,6 +27,7 @@ from typing import TextIO
 
 from infra import paths
 from infra.secret_values import SecretValueError, check_keys
+from infra.spec.credentials import Credential, credential, credentials
 from infra.spec.model import StaticSecret
 from rotation import gitutil
 from rotation.errors import BadInput
@@ -28,6 +36,7 @@ from rotation.planning import declared_version
 from rotation.progress import StatusLine
 from rotation.pulumi_cli import set_secret_config
 from rotation.stackedit import (
+    bump_credential_text,
     bump_document,
     bump_version_text,
     validate_text,
@@ -37,14 +46,16 @@ from rotation.stacks import load_stack, read_stack, repo_root
 from rotation.usage import suggest
 
 NAME = "bump"
-HELP = "raise a static secret's declared version by one in Pulumi.<stack>.yaml"
+HELP = "raise a credential's declared version by one in Pulumi.<stack>.yaml"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register bump's arguments."""
     parser.add_argument("--stack", required=True, help="stack name (prod, staging, dr, local)")
-    parser.add_argument("secret", metavar="PATH", help="secret id <mount>/<path>, e.g. "
-                        "secret/services/execution/broker-api")
+    parser.add_argument("secret", metavar="ID", help="credential id: a KV secret "
+                        "<mount>/<path> (e.g. secret/services/execution/broker-api), "
+                        "identity/oidc/key/<name>, <db>/config/<connection>, "
+                        "<db>/static-roles/<name> or <db>/roles/<role> (its lease generation)")
     parser.add_argument("--reason", help="why (kept as a comment on the version line)")
     parser.add_argument("--repo", type=Path, help="repository root (default: git top level)")
     value = parser.add_mutually_exclusive_group()
@@ -125,6 +136,32 @@ def refuse_second_bump(root: Path, source: str, secret: StaticSecret) -> None:
              "second bump of the same secret")
 
 
+def _bump_credential(
+    args: argparse.Namespace, root: Path, path: Path, cred: Credential, original: str
+) -> Result:
+    """Bump a JWT key, root credential, static role or lease generation (no value involved)."""
+    source = path.name
+    if args.value_stdin or args.value_env:
+        raise BadInput(f"{cred.id} is a {cred.kind}: Vault generates the new credential, it "
+                       "takes no value")
+    new_text, old, new = bump_credential_text(original, cred, source, reason=args.reason)
+    validate_text(new_text, source, args.stack, root / "policies" / "acl")
+    write_stack_text(path, new_text)
+    action = cred.action.replace(f"version {cred.version}", f"version {new}")
+    payload = {"ok": True, "stack": args.stack, "file": source, "secret": cred.id,
+               "kind": cred.kind, "field": cred.field, "old_version": old, "new_version": new,
+               "apply": action, "consumers": list(cred.consumers), "reload": cred.reload,
+               "value_stored": False}
+
+    def render(out: TextIO) -> None:
+        out.write(f"{source}: {cred.id} ({cred.kind}) {cred.field} {old} -> {new}\n")
+        out.write(f"pulumi up will: {action}\n")
+        out.write(f"consumers to reload: {', '.join(cred.consumers) or 'none'} ({cred.reload})\n")
+        out.write("next: commit, open a PR (python -m rotation plan), pulumi up after review\n")
+
+    return Result(payload, render)
+
+
 def run(args: argparse.Namespace) -> Result:
     """Bump the version; for provided secrets store the new value first."""
     root = repo_root(args.repo)
@@ -133,8 +170,9 @@ def run(args: argparse.Namespace) -> Result:
     path = paths.stack_file(args.stack, root)
     source = path.name
     secret = spec.secret(args.secret)
-    if secret is None:
-        ids = [s.id for s in spec.static_secrets]
+    other = credential(spec, args.secret)
+    if secret is None and other is None:
+        ids = [c.id for c in credentials(spec)]
         guess = suggest(args.secret, ids)
         hint = f"did you mean {guess!r}? " if guess else ""
         raise BadInput(f"{source}: unknown secret {args.secret!r} ({hint}declared: "
@@ -143,6 +181,9 @@ def run(args: argparse.Namespace) -> Result:
     if dirty and not args.allow_dirty:
         raise BadInput(f"{source} has uncommitted changes; commit or stash them first "
                        "(one reviewed diff per rotation), or pass --allow-dirty")
+    if secret is None:
+        assert other is not None
+        return _bump_credential(args, root, path, other, document.text)
     original = document.text
     if dirty:
         refuse_second_bump(root, source, secret)

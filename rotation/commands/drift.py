@@ -21,14 +21,17 @@ import argparse
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TextIO
 
+import hvac.exceptions
+
+from infra.spec.credentials import credentials
 from rotation import stacks, tables
-from rotation.errors import EXIT_VAULT_UNAVAILABLE, BadInput, VaultUnavailable
+from rotation.errors import EXIT_VAULT_UNAVAILABLE, BadInput, CheckFailed, VaultUnavailable
 from rotation.kv import LiveMetadata
 from rotation.live import Declared, declare, read_live
 from rotation.output import Result, log
 from rotation.tables import TableData
 from rotation.timefmt import rfc3339, rfc3339_or_none
-from rotation.vault import read_token
+from rotation.vault import read_token, vault_errors
 
 NAME = "drift"
 HELP = "compare declared static-secret versions with live KV v2 versions"
@@ -197,6 +200,39 @@ def render_rows(rows: list[dict[str, Any]], summary: dict[str, int],
     return render
 
 
+PRESENT, UNREADABLE = "present", "unreadable"
+
+
+def credential_drift(targets: Sequence[stacks.StackTarget]) -> list[dict[str, Any]]:
+    """Rows for the non-KV credentials: whether each exists in Vault (its id is its path).
+
+    Vault keeps no version of a JWT key, root credential, static role or lease
+    generation, so drift cannot compare one; an unapplied bump of those shows in
+    ``pulumi preview`` (the rotation Endpoint's update). What drift can observe is
+    whether the credential exists (or that the token may not read it); that is
+    reported beside the verdict and never counted as in sync.
+    """
+    rows = []
+    for target in targets:
+        creds = [c for c in credentials(target.spec) if c.kind != "kv"]
+        client = target.client() if creds else None
+        for cred in creds:
+            assert client is not None
+            state, note = PRESENT, (f"exists; Vault keeps no version of a {cred.kind} "
+                                    f"({cred.field} {cred.version} is applied by pulumi up)")
+            try:
+                with vault_errors(target.vault.address, f"reading {cred.id}"):
+                    try:
+                        client.adapter.get(f"/v1/{cred.id}")
+                    except hvac.exceptions.InvalidPath:
+                        state, note = MISSING, "not in Vault: apply the stack"
+            except CheckFailed:
+                state, note = UNREADABLE, f"not observed: the token may not read {cred.id}"
+            rows.append({"stack": target.name, "id": cred.id, "kind": cred.kind,
+                         "declared_version": cred.version, "state": state, "note": note})
+    return rows
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register drift's arguments."""
     parser.description = DESCRIPTION
@@ -214,6 +250,7 @@ def run(args: argparse.Namespace) -> Result:
     rows = drift_report([d for d in declared if d.stack not in down], live)
     summary = {state: sum(1 for r in rows if r["state"] == state) for state in STATES}
     failing = set(FAILING) | ({PENDING} if args.fail_on_pending else set())
+    others = credential_drift([t for t in targets if t.name not in down])
     ok = not any(summary[s] for s in failing) and not unreachable
     payload = {
         "ok": ok,
@@ -224,6 +261,21 @@ def run(args: argparse.Namespace) -> Result:
         "failing_states": sorted(failing),
         "secrets": rows,
         "unreachable": unreachable,
+        "credentials": others,  # existence only; not part of the verdict
     }
     code = EXIT_VAULT_UNAVAILABLE if unreachable else (0 if ok else 1)
-    return Result(payload, render_rows(rows, summary, failing, unreachable), exit_code=code)
+    render = render_rows(rows, summary, failing, unreachable)
+
+    def render_all(out: TextIO) -> None:
+        render(out)
+        if others:
+            data = TableData("other credentials", ["stack", "credential", "state", "kind",
+                                                   "declared", "note"], key_columns=3)
+            for row in others:
+                data.add([row["stack"], row["id"], row["state"], row["kind"],
+                          str(row["declared_version"]), row["note"]])
+            tables.render(data, out)
+            tables.write_line(out, "other credentials are not in the verdict: Vault keeps no "
+                              "version of them (pulumi preview shows an unapplied bump)")
+
+    return Result(payload, render_all, exit_code=code)

@@ -1,4 +1,4 @@
-"""``due``: static secrets by rotation due date, soonest first; exit 1 if any is overdue.
+"""``due``: credentials by rotation due date, soonest first; exit 1 if any is overdue.
 
 A secret's last rotation is the creation time of its live ``current_version``
 (from KV v2 metadata; ``updated_time`` only if that version's time is absent).
@@ -7,6 +7,14 @@ A secret's last rotation is the creation time of its live ``current_version``
 secret. Due date = last rotation + ``rotation_interval_seconds``; a dr mirror
 inherits its origin's (prod's) interval. Metadata reads are concurrent
 (shared with ``drift``); values are never read.
+
+The other credential classes are listed under ``credentials``: a database
+static role is due ``rotation_period`` after Vault's ``last_vault_rotation``;
+a JWT issuer key is rotated by Vault on its own period (its last rotation is
+not observable, so it is shown as such); the root credential and lease
+generations rotate only on a reviewed bump. Credentials that belong together
+(a service's secrets and static roles, paired static roles) are staggered an
+hour apart (:mod:`rotation.schedule`), and the rows say so.
 """
 
 from __future__ import annotations
@@ -15,14 +23,18 @@ import argparse
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
+from infra.spec.credentials import Credential, credentials
 from rotation import stacks, tables
 from rotation.commands.drift import declared_secrets, read_reachable, unreachable_lines
+from rotation.credential_checks import last_vault_rotation, parse_time
 from rotation.errors import EXIT_VAULT_UNAVAILABLE, BadInput
 from rotation.kv import LiveMetadata
 from rotation.live import Declared
 from rotation.output import Result
+from rotation.schedule import groups, stagger
 from rotation.tables import TableData
 from rotation.timefmt import format_duration, rfc3339
+from rotation.vault import vault_errors
 
 NAME = "due"
 HELP = "list static secrets by rotation due date (soonest first); exit 1 if any is overdue"
@@ -31,6 +43,8 @@ OVERDUE = "overdue"
 OK = "ok"
 MISSING = "missing"
 NO_INTERVAL = "no_interval"
+VAULT_MANAGED = "vault_managed"
+ON_DEMAND = "on_demand"
 
 DESCRIPTION = """\
 List every static secret of the stack(s) by rotation due date, soonest first.
@@ -80,7 +94,12 @@ def due_row(d: Declared, meta: LiveMetadata | None, now: datetime) -> dict[str, 
     if d.interval_seconds is None:
         row.update(state=NO_INTERVAL, note="no rotation interval declared")
         return row
-    due_at = rotated + timedelta(seconds=d.interval_seconds)
+    return _dated(row, rotated, d.interval_seconds, now)
+
+
+def _dated(row: dict[str, Any], rotated: datetime, interval: int,
+           now: datetime) -> dict[str, Any]:
+    due_at = rotated + timedelta(seconds=interval)
     left = (due_at - now).total_seconds()
     row["due_at"] = rfc3339(due_at, exact=True)
     if left < 0:
@@ -91,8 +110,56 @@ def due_row(d: Declared, meta: LiveMetadata | None, now: datetime) -> dict[str, 
     return row
 
 
+def credential_row(target: stacks.StackTarget, cred: Credential, now: datetime,
+                   live_rotation: str | None) -> dict[str, Any]:
+    """One JSON-able row for a non-KV credential (``live_rotation``: a static role's)."""
+    row: dict[str, Any] = {
+        "stack": target.name, "id": cred.id, "kind": cred.kind, "field": cred.field,
+        "declared_version": cred.version, "interval_seconds": cred.rotation_interval_seconds,
+        "last_rotated": None, "due_at": None, "overdue_by_seconds": None,
+        "due_in_seconds": None,
+    }
+    if cred.kind == "jwt-key":
+        period = format_duration(cred.rotation_interval_seconds or 0)
+        row.update(state=VAULT_MANAGED, note=f"Vault rotates it every {period} (when is not "
+                   f"observable); bump {cred.field} to rotate now")
+        return row
+    if cred.kind != "db-static-role":
+        row.update(state=ON_DEMAND, note=f"rotates only on a reviewed bump of {cred.field}")
+        return row
+    if live_rotation is None:
+        row.update(state=MISSING, note="not in Vault (apply the stack)")
+        return row
+    rotated = parse_time(live_rotation)
+    row["last_rotated"] = rfc3339(rotated, exact=True)
+    if cred.rotation_interval_seconds is None:
+        row.update(state=NO_INTERVAL, note="Vault rotates it on its rotation_schedule")
+        return row
+    return _dated(row, rotated, cred.rotation_interval_seconds, now)
+
+
+def credential_rows(targets: list[stacks.StackTarget], now: datetime) -> tuple[
+        list[dict[str, Any]], dict[tuple[str, str], set[str]]]:
+    """Rows for every non-KV credential of ``targets``, and the stagger groups of all."""
+    rows: list[dict[str, Any]] = []
+    labels: dict[tuple[str, str], set[str]] = {}
+    for target in targets:
+        creds = [c for c in credentials(target.spec) if c.kind != "kv"]
+        labels |= groups(target.name, target.spec, creds)
+        static = [c for c in creds if c.kind == "db-static-role"]
+        client = target.client() if static else None
+        for cred in creds:
+            live = None
+            if client is not None and cred.kind == "db-static-role":
+                with vault_errors(target.vault.address, f"reading {cred.id}"):
+                    live = last_vault_rotation(client, cred)
+            rows.append(credential_row(target, cred, now, live))
+    return rows, labels
+
+
 def _order(row: dict[str, Any]) -> tuple[int, datetime, str, str]:
-    rank = {OVERDUE: 0, OK: 0, MISSING: 1, NO_INTERVAL: 2}[row["state"]]
+    rank = {OVERDUE: 0, OK: 0, MISSING: 1, NO_INTERVAL: 2, VAULT_MANAGED: 3,
+            ON_DEMAND: 4}[row["state"]]
     due_at = datetime.fromisoformat(row["due_at"]) if row["due_at"] else datetime.max.replace(
         tzinfo=UTC)
     return (rank, due_at, row["stack"], row["id"])
@@ -116,7 +183,12 @@ def run(args: argparse.Namespace) -> Result:
                   key=_order)
     counts = {s: sum(1 for r in rows if r["state"] == s)
               for s in (OVERDUE, OK, MISSING, NO_INTERVAL)}
-    ok = counts[OVERDUE] == 0 and not unreachable
+    others, labels = credential_rows([t for t in targets if t.name not in down], now)
+    others.sort(key=_order)
+    staggered = stagger([*rows, *others], labels)
+    other_counts = {s: sum(1 for r in others if r["state"] == s)
+                    for s in (OVERDUE, OK, MISSING, NO_INTERVAL, VAULT_MANAGED, ON_DEMAND)}
+    ok = counts[OVERDUE] == 0 and other_counts[OVERDUE] == 0 and not unreachable
     payload = {
         "ok": ok,
         "now": rfc3339(now, exact=True),
@@ -126,10 +198,18 @@ def run(args: argparse.Namespace) -> Result:
         "summary": counts,
         "secrets": rows,
         "unreachable": unreachable,
+        "credentials_summary": other_counts,
+        "credentials": others,
+        "staggered": staggered,
     }
 
     def render(out: TextIO) -> None:
         tables.render(due_table(rows, now), out)
+        if others:
+            tables.render(credentials_table(others), out)
+        if staggered:
+            tables.write_line(out, f"staggered {staggered} rotation(s) so credentials that "
+                              "belong together are not due in the same hour (see status)")
         for line in unreachable_lines(unreachable):
             tables.write_line(out, line)
         verdict = "FAIL" if not ok else "ok"
@@ -155,6 +235,20 @@ def due_table(rows: list[dict[str, Any]], now: datetime) -> TableData:
                   else row["note"])
         data.add([row["stack"], row["id"], str(row["live_version"] or "-"),
                   status, _seconds(row["last_rotated"]), interval, _seconds(row["due_at"])],
+                 style="red" if row["state"] in (OVERDUE, MISSING) else None)
+    return data
+
+
+def credentials_table(rows: list[dict[str, Any]]) -> TableData:
+    """Return the table of the other credential classes: stack, credential, state first."""
+    data = TableData("other credentials", ["stack", "credential", "state", "status", "kind",
+                                           "last rotated", "interval", "due at"],
+                     key_columns=3)
+    for row in rows:
+        interval = (format_duration(row["interval_seconds"])
+                    if row["interval_seconds"] is not None else "-")
+        data.add([row["stack"], row["id"], row["state"], row["note"], row["kind"],
+                  _seconds(row["last_rotated"]), interval, _seconds(row["due_at"])],
                  style="red" if row["state"] in (OVERDUE, MISSING) else None)
     return data
 

@@ -20,6 +20,11 @@
    ``pulumi up``) and the checkpoint's pending operations are failures, each
    secret with a pending write is reported with what Vault holds (did the
    killed apply's write land?), and ``next_steps`` lists exactly what to run.
+6. For each rotated JWT key, root credential, static role or lease generation:
+   the token has the capabilities its apply-time write needs (rotation-operator
+   may rotate static roles; the root credential, JWT issuer keys and revoking a
+   role's leases, which needs ``sudo``, are applied with break-glass), and what
+   ``verify --before`` will compare with is recorded (``credentials[].before``).
 """
 
 from __future__ import annotations
@@ -34,18 +39,22 @@ from typing import Any, TextIO
 import hvac
 
 from infra.naming import resource_name
+from infra.spec.credentials import Credential, credential
 from rotation.audit_probe import probe_audit_devices
 from rotation.cluster import follow_active
+from rotation.credential_checks import observe
 from rotation.errors import BadInput, CheckFailed
 from rotation.live import SecretState, secret_states
 from rotation.locks import PendingOperation, lock_holders, pending_operations, stack_locks
 from rotation.output import Result
-from rotation.planning import add_rotated_arguments, rotated_secrets
+from rotation.planning import add_rotated_arguments, rotated_credentials, rotated_secrets
 from rotation.stacks import add_stack_arguments, repo_root, targets
 from rotation.timefmt import rfc3339
 from rotation.vault import vault_errors
 
 NAME = "preflight"
+# Rotations the rotation-operator policy may apply; the others need break-glass.
+OPERATOR_KINDS = frozenset({"kv", "db-static-role"})
 HELP = "check Vault health, token capabilities, live versions and the stack lock"
 
 
@@ -206,6 +215,38 @@ def audit_check(client: hvac.Client, address: str, server_dir: Path | None,
     return [asdict(s) for s in statuses]
 
 
+def credential_preflight(
+    client: hvac.Client, address: str, creds: list[Credential], failures: list[str]
+) -> list[dict[str, Any]]:
+    """Check the capabilities each rotation's apply-time write needs; record what is live."""
+    if not creds:
+        return []
+    paths = sorted({c.action_path for c in creds})
+    with vault_errors(address, "checking token capabilities on rotate endpoints"):
+        answer = client.adapter.post("/v1/sys/capabilities-self", json={"paths": paths})
+    data = answer.get("data", answer) if isinstance(answer, dict) else answer.json()
+    before = observe(client, address, creds)
+    rows = []
+    for cred in creds:
+        caps = list(data.get(cred.action_path, []))
+        missing = [c for c in cred.capabilities if c not in caps and "root" not in caps]
+        if missing:
+            hint = ("" if cred.kind in OPERATOR_KINDS else " (the root credential, JWT issuer "
+                    "keys and revoking a role's leases are applied with the break-glass token)")
+            failures.append(f"token lacks {missing} on {cred.action_path} (has "
+                            f"{caps or ['deny']}){hint}")
+        if cred.kind == "db-static-role" and not before[cred.id].get("last_vault_rotation"):
+            failures.append(f"{cred.id}: the static role is not in Vault (or never rotated): "
+                            "apply the stack that declares it before rotating it")
+        if cred.kind == "jwt-key" and not before[cred.id].get("jwks_kids"):
+            failures.append(f"{cred.id}: the JWKS publishes no key: verify could not tell a "
+                            "new key id (apply the stack's issuer role first)")
+        rows.append({"id": cred.id, "kind": cred.kind, "declared": cred.version,
+                     "apply_path": cred.action_path, "capabilities": caps,
+                     "before": before[cred.id]})
+    return rows
+
+
 def run(args: argparse.Namespace) -> Result:
     """Run every pre-flight check; exit 1 with every failure listed, 3 if Vault cannot serve."""
     target = targets(args)[0]
@@ -231,6 +272,10 @@ def run(args: argparse.Namespace) -> Result:
                                      if s.secret.data_path == path) else "update"
             if needed not in caps and "root" not in caps:
                 failures.append(f"token lacks {needed!r} on {path} (has {caps or ['deny']})")
+    creds = [c for c in (credential(target.spec, cid) for cid in
+                         rotated_credentials(root, target, args.base, args.secret))
+             if c is not None]
+    credential_rows = credential_preflight(client, address, creds, failures)
     audit = audit_check(client, address, args.server_dir, failures, warnings)
     lock: dict[str, Any] = {"checked": False}
     lock_text = "not checked (--skip-lock-check)"
@@ -255,6 +300,7 @@ def run(args: argparse.Namespace) -> Result:
                   "ha_enabled": node.ha_enabled},
         "secrets": secrets,
         "capabilities": capabilities,
+        "credentials": credential_rows,
         "audit_devices": audit,
         "lock": lock,
         "warnings": warnings,
@@ -280,6 +326,9 @@ def _renderer(payload: dict[str, Any], node: str, lock_text: str) -> Callable[[T
                 out.write(f"token capabilities on {path}: {', '.join(caps) or 'deny'}\n")
         else:
             out.write("token capabilities: not checked (no pending secret to write)\n")
+        for row in payload["credentials"]:
+            out.write(f"  {row['kind']:<8} {row['id']} -> v{row['declared']}: token has "
+                      f"{row['capabilities'] or ['deny']} on {row['apply_path']}\n")
         for device in payload["audit_devices"]:
             out.write(f"audit device {device['path']} ({device['type']}): {device['state']} "
                       f"- {device['detail']}\n")

@@ -19,12 +19,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from infra.spec.credentials import credential
 from rotation import gitutil
 from rotation.atomic import write_text_atomic
 from rotation.errors import BadInput
 from rotation.live import secret_states
 from rotation.output import Result
-from rotation.planning import add_rotated_arguments, rotated_secrets
+from rotation.planning import add_rotated_arguments, rotated_credentials, rotated_secrets
 from rotation.stacks import add_stack_arguments, repo_root, targets
 from rotation.timefmt import reformat, rfc3339
 
@@ -84,6 +85,13 @@ def evidence_lines(path: Path) -> list[str]:
             when = reformat(str(found.get("time") or "")) or "an unknown time"
             lines.append(f"  - audit: `{safe(secret_id)}` v{safe(found.get('version'))} request "
                          f"`{safe(found.get('request_id'))}` at {safe(when)}")
+    for credential_id, found in (data.get("credentials") or {}).items():
+        audit = found.get("audit") if isinstance(found, dict) else None
+        if isinstance(found, dict):
+            lines.append(f"  - {safe(found.get('kind'))}: `{safe(credential_id)}` "
+                         f"v{safe(found.get('version'))}" + (
+                             f" rotated by request `{safe(audit.get('request_id'))}` at "
+                             f"{safe(audit.get('time'))}" if isinstance(audit, dict) else ""))
     for failure in data.get("failures", []):
         lines.append(f"  - failure: {safe(failure)}")
     return lines
@@ -149,7 +157,10 @@ def run(args: argparse.Namespace) -> Result:
     target = targets(args)[0]
     root = repo_root(args.repo)
     rotated = rotated_secrets(root, target, args.base, args.secret)
-    if not rotated:
+    others = [c for c in (credential(target.spec, cid) for cid in
+                          rotated_credentials(root, target, args.base, args.secret))
+              if c is not None]
+    if not rotated and not others:
         raise BadInput("nothing to record: no rotated secrets in the plan (pass --base or "
                        "--secret)")
     evidence = [line for path in args.evidence for line in evidence_lines(path)]
@@ -179,6 +190,16 @@ def run(args: argparse.Namespace) -> Result:
                     f"{', '.join(safe(c) for c in state.secret.consumers)} |")
         for consumer in state.secret.consumers:
             services[consumer] = max(services.get(consumer, ""), stamp)
+    for cred in others:
+        # Vault keeps no version of these: "live now" is the verify evidence, not a read.
+        entries.append({"secret": cred.id, "kind": cred.kind, "old_version": cred.version - 1,
+                        "new_version": cred.version, "live_version": None,
+                        "live_updated_time": None, "consumers": list(cred.consumers)})
+        rows.append(f"| `{safe(cred.id)}` ({safe(cred.kind)}) | {cred.version - 1} → "
+                    f"{cred.version} | not kept by Vault (see evidence) | - | "
+                    f"{', '.join(safe(c) for c in cred.consumers)} |")
+        for consumer in cred.consumers:
+            services[consumer] = max(services.get(consumer, ""), rfc3339(now))
     lines = [f"## {safe(target.name)}: rotation recorded {rfc3339(now)}", "",
              f"- environment: `{safe(target.name)}` (Vault {safe(target.vault.address)})",
              f"- operator: {safe(operator)}", f"- commit: `{safe(commit)}`"]

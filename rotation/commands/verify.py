@@ -7,7 +7,11 @@
 * each ``--expect-leases ROLE`` has live leases under
   ``sys/leases/lookup/<mount>/creds/<role>``;
 * ``--watch DURATION`` (the runbook's 15-minute watch) keeps reading the audit
-  log and fails if a request on a rotated path or role fails in the window.
+  log and fails if a request on a rotated path or role fails in the window;
+* each rotated JWT key, root credential, static role or lease generation is
+  proven by :mod:`rotation.credential_checks` (its rotation request in the
+  audit log, then what it changed), against what ``preflight --json`` saw
+  before the apply (``--before``).
 
 Everything is read on the active node: a standby given as the address is
 followed (``rotation.cluster``), because its reads can lag the apply.
@@ -18,6 +22,7 @@ Exit 1 with everything that is missing.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import re
 import time
@@ -27,12 +32,14 @@ from typing import Any, TextIO
 
 import hvac.exceptions
 
+from infra.spec.credentials import credential
 from rotation.audit_log import AuditEvent, events_from_file, write_evidence
 from rotation.cluster import follow_active
+from rotation.credential_checks import verify_credential
 from rotation.errors import BadInput
 from rotation.live import secret_states
 from rotation.output import Result, log
-from rotation.planning import add_rotated_arguments, rotated_secrets
+from rotation.planning import add_rotated_arguments, rotated_credentials, rotated_secrets
 from rotation.progress import StatusLine
 from rotation.stacks import StackTarget, add_stack_arguments, repo_root, targets
 from rotation.timefmt import format_duration, reformat, rfc3339_or_none
@@ -61,6 +68,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="database role that must have live leases (repeatable)")
     parser.add_argument("--watch", type=parse_duration, metavar="DURATION",
                         help="keep watching the audit log for failures, e.g. 15m")
+    parser.add_argument("--before", type=Path, metavar="FILE",
+                        help="preflight --json output taken before the apply: what JWT key "
+                        "and static role rotations are compared with")
+
+
+def read_before(path: Path | None) -> dict[str, dict[str, Any]]:
+    """Return ``{credential id: what preflight observed}`` from a preflight ``--json`` file."""
+    if path is None:
+        return {}
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        return {str(c["id"]): dict(c["before"]) for c in doc.get("credentials", [])}
+    except FileNotFoundError:
+        raise BadInput(f"--before: {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raise BadInput(f"--before: {path} is not preflight --json output") from None
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise BadInput(f"--before: {path}: credentials[] entries need 'id' and 'before' "
+                       "(preflight --json output)") from None
 
 
 def audit_log_path(args: argparse.Namespace, target: StackTarget) -> Path | None:
@@ -121,6 +147,17 @@ def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one che
                             f"on {secret.data_path} in {log_path}")
         else:
             evidence[secret_id] = {**asdict(found), "time": reformat(found.time, exact=True)}
+    before = read_before(args.before)
+    credential_evidence: dict[str, Any] = {}
+    for credential_id in rotated_credentials(root, target, args.base, args.secret):
+        cred = credential(target.spec, credential_id)
+        assert cred is not None
+        found_evidence, problems = verify_credential(
+            client, cred, address=address, spec=target.spec,
+            events=events if log_path is not None else None,
+            before=before.get(credential_id))
+        credential_evidence[credential_id] = found_evidence
+        failures.extend(problems)
     leases: dict[str, int] = {}
     database = target.spec.database
     for role in args.expect_leases:
@@ -174,6 +211,7 @@ def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one che
         "rotated": rotated,
         "audit_log": str(log_path) if log_path else None,
         "audit_evidence": evidence,
+        "credentials": credential_evidence,
         "leases": leases,
         "watch_failures": watched,
         "failures": failures,
@@ -187,6 +225,11 @@ def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one che
         for secret_id, found in evidence.items():
             out.write(f"audit: {secret_id} v{found['version']} written by request "
                       f"{found['request_id']} at {reformat(found['time'])}\n")
+        for credential_id, found in credential_evidence.items():
+            audit = found.get("audit")
+            out.write(f"{found['kind']}: {credential_id} v{found['version']}"
+                      + (f" rotated by request {audit['request_id']} at {audit['time']}"
+                         if audit else "") + "\n")
         for role, count in leases.items():
             out.write(f"leases: {role}: {count} live\n")
         for failure in failures:

@@ -73,7 +73,7 @@ def test_delivery_renders_vso_manifests_and_converges(engine: str, tmp_path: Pat
         kinds.setdefault(doc["kind"], []).append(doc)
     assert {k: len(v) for k, v in kinds.items()} == {
         "ServiceAccount": 3, "VaultConnection": 3, "VaultAuth": 3,
-        "VaultStaticSecret": 4, "VaultDynamicSecret": 3}
+        "VaultStaticSecret": 4, "VaultDynamicSecret": 4}  # 3 roles + 1 static role
     for kind in ("VaultConnection", "VaultAuth", "VaultStaticSecret", "VaultDynamicSecret"):
         for doc in kinds[kind]:
             assert doc["apiVersion"] == "secrets.hashicorp.com/v1beta1"
@@ -86,7 +86,11 @@ def test_delivery_renders_vso_manifests_and_converges(engine: str, tmp_path: Pat
         "path": "services/execution/broker-api", "refreshAfter": "60s", "hmacSecretData": True,
         "destination": {"name": "broker-api", "create": True},
         "rolloutRestartTargets": [{"kind": "Deployment", "name": "execution-connector"}]}
-    dynamic = {d["metadata"]["namespace"]: d["spec"] for d in kinds["VaultDynamicSecret"]}
+    dynamic = {d["metadata"]["namespace"]: d["spec"] for d in kinds["VaultDynamicSecret"]
+               if not d["spec"].get("allowStaticCreds")}
+    static_roles = [d["spec"] for d in kinds["VaultDynamicSecret"]
+                    if d["spec"].get("allowStaticCreds")]
+    assert [s["path"] for s in static_roles] == ["static-creds/execution-settlement"]
     assert dynamic["market-data"]["path"] == "creds/tradepulse-ingestion"
     assert dynamic["market-data"]["renewalPercent"] == 67 and dynamic["market-data"]["revoke"]
     assert dynamic["market-data"]["rolloutRestartTargets"] == [

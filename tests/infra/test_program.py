@@ -168,7 +168,8 @@ def test_inputs_follow_the_spec(stack: str, pulumi_mocks: Any) -> None:
         assert got["revocationStatements"] == list(role.revocation_statements)
         assert got["dbName"] == spec.database.connection.name
     conn = run.mocks.of_type(DB_CONN)[f"database-connection-{spec.database.connection.name}"]
-    assert sorted(conn.inputs["allowedRoles"]) == sorted(r.name for r in spec.database.roles)
+    assert sorted(conn.inputs["allowedRoles"]) == sorted(
+        [r.name for r in spec.database.roles] + [r.name for r in spec.database.static_roles])
     assert conn.inputs["pluginName"] == "postgresql-database-plugin"
     for svc in spec.services:
         assert svc.kubernetes is not None

@@ -50,9 +50,17 @@ def test_each_service_gets_its_account_and_vso_resources(stack: str, pulumi_mock
             assert r["spec"]["refreshAfter"] == f"{spec.delivery.refresh_after_seconds}s"
             assert r["spec"]["rolloutRestartTargets"] == target
         dynamics = [r for r in by_kind(run, "VaultDynamicSecret")
-                    if r["metadata"]["namespace"] == ns]
+                    if r["metadata"]["namespace"] == ns and not r["spec"].get("allowStaticCreds")]
         assert {r["spec"]["path"] for r in dynamics} == {
             f"creds/{role}" for role in service.database_roles}
+        static_roles = [r for r in by_kind(run, "VaultDynamicSecret")
+                        if r["metadata"]["namespace"] == ns and r["spec"].get("allowStaticCreds")]
+        assert spec.database is not None
+        assert {r["spec"]["path"] for r in static_roles} == {
+            f"static-creds/{r.name}" for r in spec.database.static_roles
+            if service.name in r.consumers}
+        for r in static_roles:
+            assert r["spec"]["rolloutRestartTargets"] == target and "revoke" not in r["spec"]
         for r in dynamics:
             assert r["spec"]["revoke"] is True
             assert r["spec"]["renewalPercent"] == spec.delivery.renewal_percent

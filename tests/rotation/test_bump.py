@@ -204,3 +204,37 @@ def test_a_duplicate_key_is_named_with_both_lines(stack_repo: Path,
     assert f"Pulumi.prod.yaml: line {at + 2}: duplicate key 'version' (first at line " \
            f"{at + 1})" in err
     assert path.read_bytes() == before
+
+
+def test_a_credential_version_not_written_in_the_file_is_declared_first(
+    stack_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """prod's JWT key has no `version:` line (the loader reads 1): bump names what to add."""
+    before = (stack_repo / "Pulumi.prod.yaml").read_bytes()
+    code = main(["bump", "--stack", "prod", "identity/oidc/key/tradepulse-adapters",
+                 "--repo", str(stack_repo)])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert ("Pulumi.prod.yaml: tradepulse-vault:spec.jwt_issuer_keys[0].version is missing"
+            in captured.err)
+    assert "`version: 1`" in captured.err and "Traceback" not in captured.err
+    assert (stack_repo / "Pulumi.prod.yaml").read_bytes() == before
+
+
+def test_a_credential_bump_changes_one_line_and_says_what_the_apply_does(
+    stack_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = stack_repo / "Pulumi.local.yaml"
+    before = path.read_text()
+    code = main(["bump", "--json", "--stack", "local", "database/roles/tradepulse-analytics",
+                 "--repo", str(stack_repo), "--reason", "INC-77 leaked analytics creds"])
+    payload = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert (payload["kind"], payload["field"], payload["old_version"],
+            payload["new_version"]) == ("db-lease-generation", "lease_generation", 1, 2)
+    assert "sys/leases/revoke-prefix/database/creds/tradepulse-analytics" in payload["apply"]
+    assert payload["consumers"] == ["analytics"]
+    diff = [(a, b) for a, b in zip(before.splitlines(), path.read_text().splitlines(),
+                                   strict=True) if a != b]
+    assert diff == [("          lease_generation: 1",
+                     "          lease_generation: 2 # INC-77 leaked analytics creds")]

@@ -167,6 +167,22 @@ def test_a_version_jump_fails_rotation_plan(
         f"prod: {SIGNING}: version moved 9 -> 11; a rotation moves it by exactly +1"]
 
 
+@pytest.mark.parametrize(("old", "new", "error"), [
+    ("        version: 1 # bump: rotate the key now at apply\n", "        version: 3\n",
+     "identity/oidc/key/tradepulse-adapters: version moved 1 -> 3"),
+    ("          lease_generation: 1 # bump: revoke every lease of the role at apply\n",
+     "          lease_generation: 3\n",
+     "database/roles/tradepulse-execution: lease_generation moved 1 -> 3"),
+])
+def test_a_credential_version_off_by_more_than_one_fails_rotation_plan(
+    stack_repo: Path, capsys: pytest.CaptureFixture[str], old: str, new: str, error: str
+) -> None:
+    edit(stack_repo, "Pulumi.local.yaml", old, new)
+    code, report = gate(capsys, stack_repo)
+    assert code == 1 and "rotation-plan" in failed(report)
+    assert any(error in e for e in by_name(report)["rotation-plan"]["errors"]), report
+
+
 def test_a_ciphertext_change_without_a_bump_fails_rotation_plan(
     stack_repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

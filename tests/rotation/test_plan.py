@@ -202,3 +202,75 @@ def test_a_yaml_error_is_one_line_naming_the_file_and_line(
         if "keys: [SIGNING_KEY" in text)
     assert finding["message"].startswith(
         f"invalid stack file: Pulumi.local.yaml: line {line + 1}, column ")
+
+
+# --- every credential class goes through the same bump -> plan -> gate path ---------------
+
+CREDENTIALS = {
+    "identity/oidc/key/tradepulse-adapters": (
+        "jwt-key", "identity/oidc/key/tradepulse-adapters/rotate", []),
+    "database/config/tradepulse-postgres": (
+        "db-root", "database/rotate-root/tradepulse-postgres", []),
+    "database/static-roles/execution-settlement": (
+        "db-static-role", "database/rotate-role/execution-settlement", ["execution"]),
+    "database/roles/tradepulse-execution": (
+        "db-lease-generation", "sys/leases/revoke-prefix/database/creds/tradepulse-execution",
+        ["execution"]),
+}
+
+
+def test_each_credential_kind_is_bumped_and_planned(
+    stack_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = (stack_repo / "Pulumi.local.yaml").read_text()
+    for credential_id in CREDENTIALS:
+        assert main(["bump", "--stack", "local", credential_id, "--allow-dirty",
+                     "--repo", str(stack_repo)]) == 0
+    capsys.readouterr()
+    after = (stack_repo / "Pulumi.local.yaml").read_text()
+    changed = [(a, b) for a, b in zip(before.splitlines(), after.splitlines(), strict=True)
+               if a != b]
+    assert len(changed) == len(CREDENTIALS), "one line per bump, nothing else"
+    code, plan = run_plan(capsys, stack_repo)
+    assert code == 0 and plan["ok"] and plan["findings"] == [], plan["findings"]
+    got = {r["secret"]: r for r in plan["rotations"]}
+    assert set(got) == set(CREDENTIALS)
+    for credential_id, (kind, path, consumers) in CREDENTIALS.items():
+        rotation = got[credential_id]
+        assert (rotation["kind"], rotation["data_path"], rotation["old_version"],
+                rotation["new_version"], rotation["cas"]) == (kind, path, 1, 2, None)
+        assert rotation["consumers"] == consumers
+        assert rotation["apply"] and path in rotation["apply"]
+        assert any(f"--secret {credential_id}" in c for c in rotation["checks"])
+    assert main(["plan", "--repo", str(stack_repo)]) == 0
+    markdown = capsys.readouterr().out
+    for credential_id, (kind, _, _) in CREDENTIALS.items():
+        assert f"| local | {kind} | `{credential_id}` | 1 → 2 |" in markdown
+
+
+@pytest.mark.parametrize(("old", "new", "message"), [
+    ("root_rotation: 1", "root_rotation: 3",
+     "database/config/tradepulse-postgres: root_rotation moved 1 -> 3"),
+    ("version: 1 # bump: rotate-role at apply", "version: 5",
+     "database/static-roles/execution-settlement: version moved 1 -> 5"),
+])
+def test_a_credential_version_that_moves_by_more_than_one_fails_the_plan(
+    stack_repo: Path, capsys: pytest.CaptureFixture[str], old: str, new: str, message: str
+) -> None:
+    edit(stack_repo, "local", old, new)
+    code, plan = run_plan(capsys, stack_repo)
+    assert code == 1 and not plan["ok"]
+    assert any(message in f["message"] and f["severity"] == "error" for f in plan["findings"])
+
+
+def test_bumping_a_credential_with_a_value_is_refused(
+    stack_repo: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEW_VALUE", "CANARY-never-a-value")
+    before = (stack_repo / "Pulumi.local.yaml").read_bytes()
+    code = main(["bump", "--stack", "local", "database/config/tradepulse-postgres",
+                 "--value-env", "NEW_VALUE", "--repo", str(stack_repo)])
+    captured = capsys.readouterr()
+    assert code == 2 and "takes no value" in captured.err
+    assert "CANARY-never-a-value" not in captured.out + captured.err
+    assert (stack_repo / "Pulumi.local.yaml").read_bytes() == before

@@ -343,7 +343,7 @@ def _static_secret_problems(  # noqa: PLR0912 - one linear list of cross-checks 
                 problems.append(Problem(
                     (*where, "consumers", j),
                     f"service {describe(consumer)} cannot read {data_path} with policies "
-                    f"{svc['policies']}"))
+                    f"[{', '.join(describe(p) for p in svc['policies'])}]"))
     consumers = {c for s in data.get("static_secrets", []) for c in s["consumers"]}
     for i, svc in enumerate(data["services"]):
         needs = svc["name"] in consumers or bool(svc.get("database_roles"))

@@ -58,6 +58,7 @@ from typing import Any, Literal
 import hvac
 import hvac.exceptions
 
+from infra.redact import display_url
 from rotation import address as vault_address
 from rotation.atomic import write_text_atomic
 from rotation.errors import (
@@ -695,7 +696,7 @@ class DynamicCredentialManager:
         finally:
             self.stats.cpu_seconds += time.thread_time() - cpu_before
         if self._unavailable_since is not None:
-            log.info("Vault at %s answers again after %.1fs", self._address,
+            log.info("Vault at %s answers again after %.1fs", display_url(self._address),
                      self._clock() - self._unavailable_since)
             self._unavailable_since = None
         self._backoff.reset()
@@ -717,7 +718,7 @@ class DynamicCredentialManager:
             else:
                 state = f"lease {lease} expires at {iso(self._current.expires_at)}"
             raise Escalation(
-                f"Vault at {self._address} has been unavailable for {down_for:.0f}s "
+                f"Vault at {display_url(self._address)} has been unavailable for {down_for:.0f}s "
                 f"(limit {self.escalate_after:.0f}s): {exc}; {state}",
                 hint="page the security on-call (runbook: Failure Handling 3); once Vault "
                      f"is back, revoke leftovers with `python -m rotation revoke --lease-id "

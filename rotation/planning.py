@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from infra import paths
+from infra.redact import describe
 from infra.spec import EnvironmentSpec, SpecError, parse_spec
 from infra.spec.stackfile import parse_yaml
 from rotation import gitutil
@@ -235,8 +236,8 @@ def plan_stack(
             continue
         if not isinstance(old_v, int) or new_v != old_v + 1:
             plan.findings.append(Finding(
-                stack, "error", f"{secret_id}: version moved {old_v} -> {new_v}; a rotation "
-                "moves it by exactly +1"))
+                stack, "error", f"{secret_id}: version moved {describe(old_v)} -> "
+                f"{describe(new_v)}; a rotation moves it by exactly +1"))
             continue
         if new.get("source") == "provided" and not cipher_changed:
             plan.findings.append(Finding(
@@ -357,7 +358,8 @@ def rotated_secrets(
     if explicit:
         unknown = [s for s in explicit if target.spec.secret(s) is None]
         if unknown:
-            raise BadInput(f"Pulumi.{target.name}.yaml: unknown secret(s) {unknown}")
+            raise BadInput(f"Pulumi.{target.name}.yaml: unknown secret(s) "
+                           f"{', '.join(describe(s) for s in unknown)}")
         return list(explicit)
     if base is None:
         try:

@@ -94,13 +94,14 @@ def vault_errors(address: str, what: str) -> Iterator[None]:
 
     ``address`` is shown without userinfo or query string (:func:`display_url`).
     """
+    unreachable = unreachable_hint(address)  # looked up by the address as resolved
     address = display_url(address)
     try:
         yield
     except requests.exceptions.RequestException as exc:
         raise VaultUnavailable(
             f"cannot reach Vault at {address} while {what} ({type(exc).__name__})",
-            hint=unreachable_hint(address),
+            hint=unreachable,
         ) from None
     except hvac.exceptions.VaultDown:
         raise VaultUnavailable(

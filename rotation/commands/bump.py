@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TextIO
 
 from infra import paths
+from infra.redact import describe
 from infra.secret_values import SecretValueError, check_keys
 from infra.spec.model import StaticSecret
 from rotation import gitutil
@@ -137,7 +138,7 @@ def run(args: argparse.Namespace) -> Result:
         ids = [s.id for s in spec.static_secrets]
         guess = suggest(args.secret, ids)
         hint = f"did you mean {guess!r}? " if guess else ""
-        raise BadInput(f"{source}: unknown secret {args.secret!r} ({hint}declared: "
+        raise BadInput(f"{source}: unknown secret {describe(args.secret)} ({hint}declared: "
                        f"{', '.join(ids) or 'none'})")
     dirty = gitutil.is_dirty(root, path)
     if dirty and not args.allow_dirty:

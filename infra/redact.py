@@ -65,6 +65,7 @@ _WORD = re.compile(r"[a-z]*|[A-Z]*|[0-9]*")
 _WORD_BREAK = re.compile(r"[^a-z0-9._+-]+")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S*")
+_URL_EXTRAS = re.compile(r"://[^\s\"]*[@?#]")
 _TRAILING = ".,:;!)]}'\"`>"
 
 
@@ -165,6 +166,15 @@ def _scrub_match(match: re.Match[str]) -> str:
     # Sentence punctuation after a URL is not part of it, and holds nothing.
     core = url.rstrip(_TRAILING)
     return display_url(core) + url[len(core):]
+
+
+def has_url_credentials(text: str) -> bool:
+    """Return whether ``text`` may hold a URL with userinfo, a query or a fragment.
+
+    A fast test (one regex search, no callback) for large outputs: only when
+    it says yes is the output rebuilt through :func:`scrub_urls`.
+    """
+    return "://" in text and _URL_EXTRAS.search(text) is not None
 
 
 def scrub_urls(text: str) -> str:

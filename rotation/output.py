@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from infra.redact import scrub_urls
+from infra.redact import has_url_credentials, scrub_urls
 
 log = logging.getLogger("rotation")
 
@@ -82,8 +82,11 @@ def emit(result: Result, *, as_json: bool, stream: TextIO | None = None) -> None
         # Indented for a person at a terminal; compact (json's C encoder: much faster on a
         # large report, see docs/benchmarks.md) for pipes, files and CI.
         indent = 2 if out.isatty() else None
-        out.write(json.dumps(_scrubbed(result.payload), indent=indent, sort_keys=True,
-                             default=str))
+        text = json.dumps(result.payload, indent=indent, sort_keys=True, default=str)
+        if has_url_credentials(text):  # rare: rebuild it with every URL scrubbed
+            text = json.dumps(_scrubbed(result.payload), indent=indent, sort_keys=True,
+                              default=str)
+        out.write(text)
         out.write("\n")
     elif result.render_text is not None:
         result.render_text(out)

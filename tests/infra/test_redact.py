@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from infra.redact import describe, display_url, plainly_not_secret, scrub_urls, shape
+from infra.redact import (
+    describe,
+    display_url,
+    has_url_credentials,
+    plainly_not_secret,
+    scrub_urls,
+    shape,
+)
 
 TOKEN_48 = secrets.token_urlsafe(36)
 
@@ -107,3 +114,10 @@ def test_random_tokens_of_20_characters_or_more_are_never_shown() -> None:
     shown = [t for t in tokens if plainly_not_secret(t)]
     assert shown == []
     print(f"random tokens checked: {len(tokens)}")
+
+
+def test_has_url_credentials_is_the_fast_test_before_scrubbing() -> None:
+    assert has_url_credentials('{"a": "http://u:p@h"}')
+    assert has_url_credentials('{"a": "http://h/?t=1"}')
+    assert not has_url_credentials('{"a": "https://vault.tradepulse.internal:8200", "b": "x@y"}')
+    assert not has_url_credentials("no url")

@@ -14,20 +14,22 @@ detectors for known token formats): a value is shown only when it is short
 (at most :data:`MAX_SHOWN` characters, one line, printable), has low entropy
 and carries no known token prefix (:data:`TOKEN_PREFIXES`). Low entropy is
 judged like detect-secrets does, per run of base64 or hex characters: a hex
-run of more than :data:`HEX_RUN` digits must stay at or below
-:data:`HEX_LIMIT` bits a character (the scan's limit) and a base64 run of
-:data:`BASE64_RUN` or more characters at or below :data:`BASE64_LIMIT` (the
-scan's is 4.5), and either must be made of words - each piece between
-``-``, ``/``, ``_`` or ``.`` all lower case, all upper case or all digits. That is stricter
+run of more than :data:`HEX_RUN` characters must stay at or below
+:data:`HEX_LIMIT` bits a character (the scan's limit) and hold no digit (so
+a long number or a hex key is never shown, a word like ``deadbeefcafe`` is),
+and a base64 run of :data:`BASE64_RUN` or more characters must stay at or
+below :data:`BASE64_LIMIT` (the scan's is 4.5) and be made of words - each
+piece between ``-``, ``/``, ``_`` or ``.`` letters of one case followed by
+digits (``execution``, ``v2``, ``SEC``, ``42``). That is stricter
 than the scan on purpose: a message can afford to hide a name the gate could
 not afford to fail on, and a random 22-character token can fall under 4.5
 bits but is never made of words. A shorter base64 run cannot reach either
-limit (n characters hold at most log2(n) bits), so short words, numbers,
-dates and durations are always shown; so are identifiers like
+limit (n characters hold at most log2(n) bits), so short words, numbers of
+up to eight digits, dates and durations are always shown; so are identifiers like
 ``secret/services/execution/session-signing-key``.
 
 URLs are shown without their userinfo, query string and fragment
-(:func:`display_url`): ``http://user:password@host:8200`` and
+(:func:`display_url`): ``http://{user}:{password}@host:8200`` and
 ``...?token=...`` are how credentials travel inside an address.
 :func:`scrub_urls` does the same to every URL inside a free text, for the
 CLI's output boundary.
@@ -61,7 +63,7 @@ TOKEN_PREFIXES = (
 _BASE64_RUN = re.compile(rf"[A-Za-z0-9+/\\=_-]{{{BASE64_RUN},}}")
 _HEX_RUN = re.compile(rf"[0-9a-fA-F]{{{HEX_RUN + 1},}}")
 _SEPARATORS = re.compile(r"[-/_.+=\\]+")
-_WORD = re.compile(r"[a-z]*|[A-Z]*|[0-9]*")
+_WORD = re.compile(r"[a-z]*[0-9]*|[A-Z]*[0-9]*")
 _WORD_BREAK = re.compile(r"[^a-z0-9._+-]+")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S*")
@@ -88,7 +90,7 @@ def plainly_not_secret(text: str) -> bool:
     if any(entropy(run) > BASE64_LIMIT or not _made_of_words(run)
            for run in _BASE64_RUN.findall(text)):
         return False
-    if any(entropy(run) > HEX_LIMIT or not _made_of_words(run)
+    if any(entropy(run) > HEX_LIMIT or any(c.isdigit() for c in run)
            for run in _HEX_RUN.findall(text)):
         return False
     lowered = text.lower()
@@ -152,7 +154,7 @@ def _authority_cut(url: str) -> tuple[str, str, str]:
 def display_url(url: str) -> str:
     """Return ``url`` without userinfo, query string and fragment (for messages, logs, records).
 
-    ``http://user:pw@vault:8200/?token=x`` becomes ``http://vault:8200/?…``. A
+    ``http://{user}:{password}@vault:8200/?token=x`` becomes ``http://vault:8200/?…``. A
     string that is not ``scheme://...`` is described by :func:`describe`.
     """
     if not _SCHEME.match(url):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -226,7 +227,8 @@ def test_parse_spec_is_usable_without_a_file() -> None:
 
 # A token pasted into the wrong line of a stack file: every schema rule that can catch it
 # names the file and key path and says what the value looks like, never what it is.
-TOKEN = "hvs.CAESIJ9x2mQeV7pLk3ZrT8wYb4nUo6cH1sAa5dGf0jXq"
+TOKEN = "hvs." + secrets.token_urlsafe(33)  # 48 characters, made when the tests run
+HEX_KEY = "f" + secrets.token_hex(16)[1:]  # a name must start with a letter
 MISPLACED: list[tuple[str, Mutation, str, str]] = [
     ("version (type)", _set(["static_secrets", 0, "version"], TOKEN),
      "static_secrets[0].version", "a 48-character string is not of type 'integer'"),
@@ -244,8 +246,7 @@ MISPLACED: list[tuple[str, Mutation, str, str]] = [
      "a list of 1 item is not of type 'string'"),
     ("address with credentials", _set(["vault", "address"], f"http://ops:{TOKEN}@h:8200/x"),
      "vault.address", "'http://h:8200/x' does not match"),
-    ("an unknown policy that is a hex key", _set(["services", 0, "policies", 0],
-                                                 "a3f1c9e07b2d4f6a8c0e1b3d5f7a9c2e"),
+    ("an unknown policy that is a hex key", _set(["services", 0, "policies", 0], HEX_KEY),
      "services[0].policies[0]", "unknown policy a 32-character string"),
 ]
 
@@ -261,5 +262,5 @@ def test_a_misplaced_value_is_described_by_its_shape(
         load_stack_file(write_stack(tmp_path, spec))
     message = str(caught.value)
     assert f"Pulumi.prod.yaml: tradepulse-vault:spec.{key_path}: {says}" in message, message
-    assert TOKEN not in message and "a3f1c9e07b2d4f6a8c0e1b3d5f7a9c2e" not in message
+    assert TOKEN not in message and HEX_KEY not in message
     assert "84736251904837" not in message

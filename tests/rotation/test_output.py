@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import secrets
 
 import pytest
 
@@ -30,7 +31,7 @@ def test_json_is_indented_at_a_terminal_and_compact_in_a_pipe() -> None:
     assert list(json.loads(pipe.getvalue())) == ["ok", "secrets", "when"]  # sorted keys
 
 
-CANARY = "Zq8vN3xT5wR1yL7kP2mB9cD4"
+CANARY = secrets.token_urlsafe(18)
 
 
 def test_json_payloads_carry_urls_without_credentials() -> None:

@@ -58,7 +58,7 @@ from typing import Any, Literal
 import hvac
 import hvac.exceptions
 
-from infra.redact import display_url
+from infra.redact import describe, display_url, plainly_not_secret
 from rotation import address as vault_address
 from rotation.atomic import write_text_atomic
 from rotation.errors import (
@@ -481,13 +481,15 @@ class DynamicCredentialManager:
                 resp = self._client.secrets.database.generate_credentials(
                     self.role, mount_point=self.mount)
             except hvac.exceptions.InvalidPath:
-                raise BadInput(f"no database secrets engine is mounted at {self.mount!r}",
+                raise BadInput(f"no database secrets engine is mounted at {describe(self.mount)}",
                                hint="check --mount (`bao secrets list`)") from None
             except hvac.exceptions.InvalidRequest as exc:
                 if "unknown role" in str(exc):
-                    raise BadInput(f"role {self.role!r} does not exist at mount {self.mount!r}",
+                    raise BadInput(f"role {describe(self.role)} does not exist at mount "
+                                   f"{describe(self.mount)}",
                                    hint=f"bao list {self.mount}/roles (vault on HashiCorp "
-                                        "Vault)") from None
+                                        "Vault)" if plainly_not_secret(self.mount)
+                                   else "bao secrets list") from None
                 raise
             except hvac.exceptions.InternalServerError as exc:
                 reason = database_failure(str(exc))

@@ -13,12 +13,13 @@ userinfo or a query string that a new message forgets is still cut.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from infra.redact import has_url_credentials, scrub_urls
 
@@ -52,6 +53,31 @@ class _ScrubbingFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         return scrub_urls(super().format(record))
+
+
+class _ScrubbingStream(io.TextIOBase):
+    """A text stream that writes to ``target`` with every URL scrubbed (see the docstring).
+
+    It answers ``isatty``/``fileno`` like its target, so rich still sees a
+    terminal (and its width) where there is one.
+    """
+
+    def __init__(self, target: TextIO) -> None:
+        super().__init__()
+        self._target = target
+
+    def write(self, text: str) -> int:
+        self._target.write(scrub_urls(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self._target.flush()
+
+    def isatty(self) -> bool:
+        return self._target.isatty()
+
+    def fileno(self) -> int:
+        return self._target.fileno()
 
 
 def _scrubbed(value: Any) -> Any:
@@ -89,10 +115,10 @@ def emit(result: Result, *, as_json: bool, stream: TextIO | None = None) -> None
         out.write(text)
         out.write("\n")
     elif result.render_text is not None:
-        result.render_text(out)
+        result.render_text(cast(TextIO, _ScrubbingStream(out)))
     else:
         for key, value in result.payload.items():
-            out.write(f"{key}: {value}\n")
+            out.write(scrub_urls(f"{key}: {value}\n"))
     out.flush()
 
 

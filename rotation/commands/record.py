@@ -81,7 +81,10 @@ def checked_reference(flag: str, value: str, shape: re.Pattern[str], what: str) 
     """Return ``value`` if it has the shape of ``what`` and is plainly not a secret."""
     shown = display_url(value) if "://" in value else value
     if not shape.fullmatch(shown) or not plainly_not_secret(shown):
-        raise BadInput(f"{flag}: {describe(value)} is not {what}; nothing was recorded")
+        raise BadInput(f"{flag}: {describe(value)} is not {what}; nothing was recorded",
+                       hint="a record holds references and names only (a secret pasted here "
+                            "would be committed); pass --operator NAME, --pr #N, --ticket "
+                            "ABC-N")
     return shown
 
 

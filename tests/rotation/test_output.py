@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import secrets
+from typing import TextIO
 
 import pytest
 
@@ -56,3 +57,14 @@ def test_errors_hints_and_logs_carry_urls_without_credentials(
     assert CANARY not in captured.out + captured.err
     assert json.loads(captured.out)["error"] == "cannot reach Vault at http://h:1"
     assert "connecting to https://h:8200" in captured.err
+
+
+def test_text_output_carries_urls_without_credentials() -> None:
+    tty = Terminal()
+
+    def render(out: TextIO) -> None:
+        assert out.isatty()  # tables still see the terminal
+        out.write(f"lock held in s3://bucket/state?endpoint=x&key={CANARY}\n")
+
+    emit(Result(payload={}, render_text=render), as_json=False, stream=tty)
+    assert tty.getvalue() == "lock held in s3://bucket/state?…\n"

@@ -54,8 +54,10 @@ _MARKER = "<!-- recorded: {stack} {secret} v{version} -->"
 _MARKER_RE = re.compile(r"<!-- recorded: (\S+) (\S+) v(\d+) -->")
 _SAFE = re.compile(r"[^\w .:/@+=,()#-]")
 # What --operator, --pr and --ticket may look like (and they must be plainly not secrets).
-_OPERATOR = re.compile(r"[\w][\w .'@-]{0,63}")
-_REFERENCE = re.compile(r"#?\d{1,9}|[A-Za-z][A-Za-z0-9_]*-\d{1,9}|https?://\S{1,200}")
+# (CI passes "$GITHUB_ACTOR (CI)"; bots are "name[bot]".)
+_OPERATOR = re.compile(r"[\w][\w .'@()\[\]+-]{0,79}")
+_REFERENCE = re.compile(r"#?\d{1,9}|[A-Za-z][A-Za-z0-9_]*-\d{1,9}")
+_MAX_URL = 200
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,13 +80,25 @@ def safe(text: object) -> str:
 
 
 def checked_reference(flag: str, value: str, shape: re.Pattern[str], what: str) -> str:
-    """Return ``value`` if it has the shape of ``what`` and is plainly not a secret."""
-    shown = display_url(value) if "://" in value else value
-    if not shape.fullmatch(shown) or not plainly_not_secret(shown):
+    """Return ``value`` if it has the shape of ``what`` and is plainly not a secret.
+
+    A URL (a pull request, a CI run) is taken without userinfo and query, and
+    each piece of it must be plainly not a secret or a number (run ids are long).
+    """
+    if "://" in value:
+        shown = display_url(value)
+        host_and_path = shown.partition("://")[2].removesuffix("?…")
+        pieces = [p for p in host_and_path.split("/") if p]
+        ok = (shown.startswith(("https://", "http://")) and len(shown) <= _MAX_URL
+              and bool(pieces) and all(p.isdigit() or plainly_not_secret(p) for p in pieces))
+    else:
+        shown = value
+        ok = shape.fullmatch(value) is not None and plainly_not_secret(value)
+    if not ok:
         raise BadInput(f"{flag}: {describe(value)} is not {what}; nothing was recorded",
                        hint="a record holds references and names only (a secret pasted here "
-                            "would be committed); pass --operator NAME, --pr #N, --ticket "
-                            "ABC-N")
+                            "would be committed); pass --operator NAME, --pr #N or its URL, "
+                            "--ticket ABC-N or its URL")
     return shown
 
 

@@ -142,3 +142,18 @@ def test_a_canary_in_an_identifier_position_is_refused(
     assert f"{field}: a " in out["error"], out["error"]
     assert CANARY not in json.dumps(out) + err
     assert repo_files(stack_repo) == before
+
+
+def test_the_deploy_workflows_references_are_accepted(
+    rotated: Any, stack_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """.github/workflows/deploy-stack.yml passes "$GITHUB_ACTOR (CI)" and the run's URL."""
+    apply_like_pulumi(rotated.client(), stack_repo, "local", only=SIGNING)
+    run_url = "https://github.com/tradepulse/tradepulse-vault/actions/runs/12345678901"
+    code, out, err = cli(capsys, "record", *common(rotated, stack_repo), "--secret", SIGNING,
+                         "--operator", "dependabot[bot] (CI)", "--ticket", run_url,
+                         "--pr", "https://github.com/tradepulse/tradepulse-vault/pull/7",
+                         "--date", "2026-11-27")
+    assert code == 0, err
+    record = (stack_repo / out["record"]).read_text()
+    assert f"- ticket: {run_url}" in record and "(CI)" in record

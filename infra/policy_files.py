@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from infra import paths
+from infra.redact import describe, plainly_not_secret
 
 
 def read_policy(name: str, policy_dir: Path = paths.POLICY_DIR) -> str:
@@ -26,6 +27,11 @@ def read_policies(names: Iterable[str], policy_dir: Path = paths.POLICY_DIR) -> 
 VALID_CAPABILITIES = frozenset(
     {"create", "read", "update", "patch", "delete", "list", "sudo", "deny", "subscribe"}
 )
+
+
+def _shown(path: str) -> str:
+    """Return a policy path as HCL writes it, or its shape when it could be a secret."""
+    return f'"{path}"' if plainly_not_secret(path) else describe(path)
 
 
 class PolicyParseError(ValueError):
@@ -82,24 +88,28 @@ def parse_policy(text: str, source: str) -> dict[str, frozenset[str]]:
         try:
             doc = hcl2.loads(text)
         except Exception as exc:  # noqa: BLE001 - the parser raises several unrelated types
-            raise PolicyParseError(
-                f"{source}: not valid HCL: {str(exc).splitlines()[0]}") from None
+            # The parser quotes the text it choked on; a pasted secret must not be repeated.
+            first = re.sub(r"'([^']*)'", lambda m: describe(m.group(1)),
+                           str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            raise PolicyParseError(f"{source}: not valid HCL: {first}") from None
     unknown = sorted(k for k in set(doc) - {"path"} if not k.startswith("__"))
     if unknown:
-        raise PolicyParseError(f"{source}: unexpected top-level blocks {unknown}")
+        raise PolicyParseError(f"{source}: unexpected top-level blocks "
+                               f"[{', '.join(describe(k) for k in unknown)}]")
     rules: dict[str, frozenset[str]] = {}
     for block in doc.get("path", []):
         for raw_path, body in block.items():
             path = _unquote(raw_path)
             caps = body.get("capabilities") if isinstance(body, dict) else None
             if not isinstance(caps, list) or not caps:
-                raise PolicyParseError(f'{source}: path "{path}" has no capabilities list')
+                raise PolicyParseError(f"{source}: path {_shown(path)} has no capabilities list")
             names = frozenset(_unquote(str(c)) for c in caps)
             bad = sorted(names - VALID_CAPABILITIES)
             if bad:
-                raise PolicyParseError(f'{source}: path "{path}" has unknown capabilities {bad}')
+                raise PolicyParseError(f"{source}: path {_shown(path)} has unknown capabilities "
+                                       f"[{', '.join(describe(b) for b in bad)}]")
             if path in rules:
-                raise PolicyParseError(f'{source}: path "{path}" is declared twice')
+                raise PolicyParseError(f"{source}: path {_shown(path)} is declared twice")
             rules[path] = names
     if not rules:
         raise PolicyParseError(f"{source}: declares no path rules")

@@ -19,6 +19,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from infra.redact import describe
 from rotation.errors import BadInput
 
 ADDRESS_VARIABLES = ("VAULT_ADDR", "BAO_ADDR")
@@ -46,8 +47,8 @@ class Address:
 def _checked(url: str, source: str) -> Address:
     value = url.strip().rstrip("/")
     if not value.startswith(("http://", "https://")):
-        raise BadInput(f"Vault address {value!r} (from {source}) must start with http:// or "
-                       "https://")
+        raise BadInput(f"Vault address {describe(value)} (from {source}) must start with "
+                       "http:// or https://")
     _SOURCES[value] = source
     return Address(value, source)
 

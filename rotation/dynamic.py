@@ -58,6 +58,7 @@ from typing import Any, Literal
 import hvac
 import hvac.exceptions
 
+from infra.redact import describe, display_url, plainly_not_secret
 from rotation import address as vault_address
 from rotation.atomic import write_text_atomic
 from rotation.errors import (
@@ -480,13 +481,15 @@ class DynamicCredentialManager:
                 resp = self._client.secrets.database.generate_credentials(
                     self.role, mount_point=self.mount)
             except hvac.exceptions.InvalidPath:
-                raise BadInput(f"no database secrets engine is mounted at {self.mount!r}",
+                raise BadInput(f"no database secrets engine is mounted at {describe(self.mount)}",
                                hint="check --mount (`bao secrets list`)") from None
             except hvac.exceptions.InvalidRequest as exc:
                 if "unknown role" in str(exc):
-                    raise BadInput(f"role {self.role!r} does not exist at mount {self.mount!r}",
+                    raise BadInput(f"role {describe(self.role)} does not exist at mount "
+                                   f"{describe(self.mount)}",
                                    hint=f"bao list {self.mount}/roles (vault on HashiCorp "
-                                        "Vault)") from None
+                                        "Vault)" if plainly_not_secret(self.mount)
+                                   else "bao secrets list") from None
                 raise
             except hvac.exceptions.InternalServerError as exc:
                 reason = database_failure(str(exc))
@@ -695,7 +698,7 @@ class DynamicCredentialManager:
         finally:
             self.stats.cpu_seconds += time.thread_time() - cpu_before
         if self._unavailable_since is not None:
-            log.info("Vault at %s answers again after %.1fs", self._address,
+            log.info("Vault at %s answers again after %.1fs", display_url(self._address),
                      self._clock() - self._unavailable_since)
             self._unavailable_since = None
         self._backoff.reset()
@@ -717,7 +720,7 @@ class DynamicCredentialManager:
             else:
                 state = f"lease {lease} expires at {iso(self._current.expires_at)}"
             raise Escalation(
-                f"Vault at {self._address} has been unavailable for {down_for:.0f}s "
+                f"Vault at {display_url(self._address)} has been unavailable for {down_for:.0f}s "
                 f"(limit {self.escalate_after:.0f}s): {exc}; {state}",
                 hint="page the security on-call (runbook: Failure Handling 3); once Vault "
                      f"is back, revoke leftovers with `python -m rotation revoke --lease-id "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from infra.redact import describe
 from rotation.errors import BadInput
 
 
@@ -50,7 +51,7 @@ def rev_parse(root: Path, rev: str) -> str:
     """Return the full commit id of ``rev``; :class:`BadInput` naming it if unknown."""
     out = _git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", check=False)
     if out.returncode != 0:
-        raise BadInput(f"unknown git revision {rev!r} in {root}")
+        raise BadInput(f"unknown git revision {describe(rev)} in {root}")
     return out.stdout.strip()
 
 

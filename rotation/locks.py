@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from infra.redact import display_url
 from rotation.errors import BadInput, CheckFailed
 
 LOCK_PREFIX = ".pulumi/locks/"
@@ -191,7 +192,8 @@ def stack_locks(backend: str, project: str, stack: str) -> LockStatus:
     if parsed.scheme == "s3":
         return LockStatus(backend, tuple(_s3_locks(parsed.netloc, parse_qs(parsed.query),
                                                    project, stack)))
-    raise BadInput(f"backend {backend!r}: only file:// and s3:// backends keep readable locks")
+    raise BadInput(f"backend {display_url(backend)}: only file:// and s3:// backends keep "
+                   "readable locks")
 
 
 def _s3_locks(bucket: str, query: dict[str, list[str]], project: str, stack: str) -> list[str]:

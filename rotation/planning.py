@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from infra import paths
+from infra.redact import describe
 from infra.spec import EnvironmentSpec, SpecError, parse_spec
 from infra.spec.credentials import credentials, raw_versions
 from infra.spec.stackfile import parse_yaml
@@ -265,8 +266,8 @@ def plan_stack(
             continue
         if not isinstance(old_v, int) or new_v != old_v + 1:
             plan.findings.append(Finding(
-                stack, "error", f"{secret_id}: version moved {old_v} -> {new_v}; a rotation "
-                "moves it by exactly +1"))
+                stack, "error", f"{secret_id}: version moved {describe(old_v)} -> "
+                f"{describe(new_v)}; a rotation moves it by exactly +1"))
             continue
         if new.get("source") == "provided" and not cipher_changed:
             plan.findings.append(Finding(
@@ -459,7 +460,8 @@ def _rotated(
         kinds |= {s.id: "kv" for s in target.spec.static_secrets}
         unknown = [s for s in explicit if s not in kinds]
         if unknown:
-            raise BadInput(f"Pulumi.{target.name}.yaml: unknown secret(s) {unknown}")
+            raise BadInput(f"Pulumi.{target.name}.yaml: unknown secret(s) "
+                           f"{', '.join(describe(s) for s in unknown)}")
         return [(s, kinds[s]) for s in explicit]
     if base is None:
         try:

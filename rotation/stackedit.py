@@ -19,6 +19,7 @@ from typing import Any, cast
 import yaml
 
 from infra import paths
+from infra.redact import describe
 from infra.spec import SpecError, parse_spec
 from infra.spec.credentials import Credential
 from infra.spec.marks import duplicate_keys
@@ -77,7 +78,7 @@ def _secret_node(root: yaml.Node, secret_id: str, source: str) -> tuple[yaml.Map
                 and f"{_scalar(_get(node, 'mount'))}/{_scalar(_get(node, 'path'))}" == secret_id):
             return node, index
     known = ", ".join(f"{_scalar(_get(n, 'mount'))}/{_scalar(_get(n, 'path'))}" for n in items)
-    raise BadInput(f"{source}: unknown secret {secret_id!r} (declared: {known})")
+    raise BadInput(f"{source}: unknown secret {describe(secret_id)} (declared: {known})")
 
 
 def clean_reason(reason: str) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 import hvac
 
 from infra import paths
+from infra.redact import describe
 from infra.spec import EnvironmentSpec, SpecError, load_stack_file
 from infra.spec.loader import read_stack_document
 from infra.spec.stackfile import YamlDocument
@@ -56,7 +57,7 @@ def load_stack(root: Path, stack: str, *, document: YamlDocument | None = None
     path = paths.stack_file(stack, root)
     if document is None and not path.is_file():
         known = ", ".join(stack_names(root)) or "none"
-        raise BadInput(f"unknown stack {stack!r}: {path.name} not found in {root} "
+        raise BadInput(f"unknown stack {describe(stack)}: {path.name} not found in {root} "
                        f"(stacks: {known})")
     try:
         return load_stack_file(path, policy_dir=root / "policies" / "acl", document=document)

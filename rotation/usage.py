@@ -21,6 +21,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from infra.redact import describe, plainly_not_secret
+
 # Flags whose argument is meant to be a variable *name* (or KEY=VARNAME) but where a
 # hurried operator may paste the secret itself: their values are never echoed.
 SECRET_FLAGS = frozenset({"--set", "--token-env", "--value-env"})
@@ -85,10 +87,15 @@ def _resolve(flag: str, options: dict[str, bool]) -> str | None:
 
 
 def _redact(message: str) -> str:
-    """Hide quoted values in a message about a flag that can carry a secret."""
+    """Hide quoted values in a message about a flag that can carry a secret.
+
+    Other quoted values are shown only when plainly not a secret, else by
+    their shape (:func:`infra.redact.describe`): a token typed as ``--retries``
+    is still a token.
+    """
     if any(flag in message for flag in SECRET_FLAGS):
         return _QUOTED.sub("'…'", message)
-    return message
+    return _QUOTED.sub(lambda m: describe(m.group(0)[1:-1]), message)
 
 
 def command_position(argv: Sequence[str], commands: Iterable[str]) -> int | None:
@@ -145,11 +152,12 @@ def _choice_problem(choice: re.Match[str], prog: str, top_prog: str, help_comman
     if arg == "COMMAND":
         names = sorted(commands)
         guess = suggest(typed, names)
-        text = f"unknown command {typed!r}" + (f" (did you mean {guess!r}?)" if guess else "")
+        text = f"unknown command {describe(typed)}" + (f" (did you mean {guess!r}?)"
+                                                        if guess else "")
         return UsageProblem(f"{top_prog}: {text}; commands: {', '.join(names)}", top_prog)
     choices = [c.strip().strip("'") for c in choice.group("choices").split(",")]
     guess = suggest(typed, choices)
-    text = f"argument {arg}: {typed!r} is not one of {', '.join(choices)}"
+    text = f"argument {arg}: {describe(typed)} is not one of {', '.join(choices)}"
     text += f" (did you mean {guess!r}?)" if guess else ""
     return UsageProblem(_redact(f"{prog}: {text}"), help_command)
 
@@ -161,7 +169,9 @@ def _extras_problem(scan: _Scan, message: str, help_command: str,
         parts = []
         for flag in scan.unknown:
             guess = suggest(flag, sorted(options))
-            parts.append(f"{flag} (did you mean {guess}?)" if guess else flag)
+            # A secret pasted after "--" is still a secret (infra.redact.describe).
+            shown = flag if plainly_not_secret(flag) else describe(flag)
+            parts.append(f"{shown} (did you mean {guess}?)" if guess else shown)
         text = f"unknown option{'s' if len(parts) > 1 else ''} " + ", ".join(parts)
         if not message.startswith("unrecognized arguments"):
             text += f"; {message}"

@@ -18,6 +18,7 @@ import hvac
 import hvac.exceptions
 import requests
 
+from infra.redact import display_url
 from rotation.address import unreachable_hint
 from rotation.errors import BadInput, CasConflict, CheckFailed, VaultUnavailable
 
@@ -32,13 +33,45 @@ class VaultTarget:
     token_env: str = "VAULT_TOKEN"  # noqa: S105 - a variable name, not a token
 
 
+def token_problem(token: str) -> str | None:
+    """Say what makes ``token`` unusable as a Vault token, without showing it (None: usable).
+
+    Vault and OpenBao tokens are printable ASCII without whitespace; anything
+    else cannot travel in the ``X-Vault-Token`` header (requests refuses a
+    line break, http.client cannot encode a non-Latin-1 character) and is a
+    token pasted with its neighbourhood, not a token.
+    """
+    if any(c in "\r\n" for c in token):
+        return "holds a line break (pasted with its newline?)"
+    if any(c.isspace() for c in token):
+        return "holds whitespace"
+    if not token.isascii():
+        return "holds a non-ASCII character"
+    if not token.isprintable():
+        return "holds a control character"
+    return None
+
+
 def read_token(token_env: str) -> str:
-    """Return the token from environment variable ``token_env`` (never from an argument)."""
+    """Return the token from environment variable ``token_env`` (never from an argument).
+
+    The one check at the boundary: every command that sends a token reads it
+    here, so a token that is not printable ASCII is bad input (exit 2) before
+    any request, never a traceback or a network error.
+    """
     token = os.environ.get(token_env, "")
     if not token:
         raise BadInput(
             f"environment variable {token_env} is not set",
             hint=f"export {token_env}=... or put it in the --env-file",
+        )
+    problem = token_problem(token)
+    if problem is not None:
+        raise BadInput(
+            f"the token in {token_env} {problem}: a Vault token is printable ASCII without "
+            "whitespace (the token is not shown)",
+            hint=f"set {token_env} to the token alone, e.g. export {token_env}=\"$(bao print "
+                 "token)\" or copy it again without surrounding text",
         )
     return token
 
@@ -57,13 +90,18 @@ def _first_error(exc: hvac.exceptions.VaultError) -> str:
 
 @contextlib.contextmanager
 def vault_errors(address: str, what: str) -> Iterator[None]:
-    """Translate hvac/requests failures during ``what`` into rotation errors."""
+    """Translate hvac/requests failures during ``what`` into rotation errors.
+
+    ``address`` is shown without userinfo or query string (:func:`display_url`).
+    """
+    unreachable = unreachable_hint(address)  # looked up by the address as resolved
+    address = display_url(address)
     try:
         yield
     except requests.exceptions.RequestException as exc:
         raise VaultUnavailable(
             f"cannot reach Vault at {address} while {what} ({type(exc).__name__})",
-            hint=unreachable_hint(address),
+            hint=unreachable,
         ) from None
     except hvac.exceptions.VaultDown:
         raise VaultUnavailable(

@@ -17,11 +17,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import yaml
 
 from infra import paths
+from infra.redact import describe, plainly_not_secret
 from infra.spec import schema
 from infra.spec.marks import line_of
 from infra.spec.model import (
@@ -53,12 +54,14 @@ from infra.spec.model import (
 )
 from infra.spec.stackfile import YamlDocument, parse_yaml
 
+if TYPE_CHECKING:
+    import jsonschema
+
 KeyPath = tuple[str | int, ...]
 
 # 20 minutes is pulumi-vault's own default for the provider's child token.
 DEFAULT_PROVIDER_TOKEN_TTL_SECONDS = 20 * 60
 DEFAULT_DB_MAX_OPEN_CONNECTIONS = 4
-_MAX_VALUE_ECHO = 80
 
 
 @dataclass(frozen=True)
@@ -93,9 +96,35 @@ def format_key_path(path: KeyPath) -> str:
     return out
 
 
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= _MAX_VALUE_ECHO else text[: _MAX_VALUE_ECHO - 3] + "..."
+_RULE_MESSAGES = {
+    "minimum": "{shown} is out of range: must be at least {expected}",
+    "maximum": "{shown} is out of range: must be at most {expected}",
+    "exclusiveMinimum": "{shown} is out of range: must be more than {expected}",
+    "exclusiveMaximum": "{shown} is out of range: must be less than {expected}",
+    "type": "{shown} is not of type {expected!r}",
+    "pattern": "{shown} does not match {expected!r}",
+    "const": "{shown} is not {expected!r}",
+    "minLength": "{shown} is too short: at least {expected} character(s)",
+    "maxLength": "{shown} is too long: at most {expected} character(s)",
+    "minItems": "{shown} has too few items: at least {expected}",
+    "maxItems": "{shown} has too many items: at most {expected}",
+    "uniqueItems": "{shown} has repeated items",
+}
+
+
+def _schema_message(err: jsonschema.ValidationError) -> str:
+    """Say what is wrong with ``err.instance``, showing it only if plainly not a secret.
+
+    jsonschema's own messages quote the instance; the value at a wrong-typed or
+    misspelt key may be a token pasted into the wrong line, so it goes through
+    :func:`infra.redact.describe`. Schema values (types, enums, bounds) are ours.
+    """
+    rule, expected = str(err.validator), err.validator_value
+    shown = describe(err.instance)
+    if rule == "enum":
+        return f"{shown} is not one of {', '.join(repr(v) for v in cast(list[Any], expected))}"
+    template = _RULE_MESSAGES.get(rule, "{shown} does not satisfy the schema's {rule!r} rule")
+    return template.format(shown=shown, expected=expected, rule=rule)
 
 
 def _schema_problems(data: object) -> list[Problem]:
@@ -105,7 +134,10 @@ def _schema_problems(data: object) -> list[Problem]:
         if err.validator == "additionalProperties" and isinstance(err.instance, Mapping):
             known = set(cast(Mapping[str, Any], err.schema).get("properties", {}))
             for key in sorted(set(err.instance) - known, key=str):
-                problems.append(Problem((*where, str(key)), "unknown key"))
+                # A line pasted into the wrong place can make a secret a key.
+                name = str(key)
+                name = name if plainly_not_secret(name) else f"<{len(name)}-character key>"
+                problems.append(Problem((*where, name), "unknown key"))
         elif err.validator == "required":
             missing = str(err.message).split("'")[1] if "'" in err.message else err.message
             problems.append(Problem((*where, missing), "required key is missing"))
@@ -113,22 +145,8 @@ def _schema_problems(data: object) -> list[Problem]:
             problems.append(Problem(where, _alternatives_message(where)))
         elif err.validator is None and err.schema is False:
             problems.extend(_excluded_key_problems(data, where, tuple(err.absolute_schema_path)))
-        elif err.validator in {"minimum", "maximum"}:
-            bound = "at least" if err.validator == "minimum" else "at most"
-            problems.append(
-                Problem(where, f"{_short(err.instance)} is out of range: must be {bound} "
-                        f"{err.validator_value}")
-            )
-        elif err.validator == "type":
-            problems.append(
-                Problem(where, f"{_short(err.instance)} is not of type {err.validator_value!r}")
-            )
-        elif err.validator == "pattern":
-            problems.append(
-                Problem(where, f"{_short(err.instance)} does not match {err.validator_value!r}")
-            )
         else:
-            problems.append(Problem(where, err.message[:200]))
+            problems.append(Problem(where, _schema_message(err)))
     return sorted(set(problems), key=lambda p: (format_key_path(p.path), p.message))
 
 
@@ -192,7 +210,8 @@ def _reference_problems(  # noqa: PLR0912 - one linear list of cross-checks read
     problems: list[Problem] = []
     if stack is not None and data["environment"] != stack:
         problems.append(
-            Problem(("environment",), f"{data['environment']!r} does not match stack {stack!r}")
+            Problem(("environment",),
+                    f"{describe(data['environment'])} does not match stack {describe(stack)}")
         )
     limits = data["limits"]
     declared = set(data["policies"])
@@ -200,14 +219,15 @@ def _reference_problems(  # noqa: PLR0912 - one linear list of cross-checks read
         if not (policy_dir / f"{name}.hcl").is_file():
             problems.append(
                 Problem(("policies", i), f"no HCL file {policy_dir.name}/{name}.hcl for policy "
-                        f"{name!r}")
+                        f"{describe(name)}")
             )
 
     def check_policy_refs(where: KeyPath, names: Sequence[str]) -> None:
         for j, name in enumerate(names):
             if name not in declared:
                 problems.append(
-                    Problem((*where, "policies", j), f"unknown policy {name!r} (not in policies)")
+                    Problem((*where, "policies", j),
+                            f"unknown policy {describe(name)} (not in policies)")
                 )
 
     mount_paths = [m["path"] for m in data["kv_mounts"]]
@@ -222,7 +242,7 @@ def _reference_problems(  # noqa: PLR0912 - one linear list of cross-checks read
                       "max_database_ttl_seconds")
         static_names = [r["name"] for r in database.get("static_roles", [])]
         for name in sorted(_duplicates([r["name"] for r in database["roles"]] + static_names)):
-            problems.append(Problem(("database", "roles"), f"duplicate role name {name!r}"))
+            problems.append(Problem(("database", "roles"), f"duplicate role name {describe(name)}"))
         for i, role in enumerate(database.get("static_roles", [])):
             if "rotation_window_seconds" in role and "rotation_schedule" not in role:
                 problems.append(Problem(("database", "static_roles", i,
@@ -231,9 +251,9 @@ def _reference_problems(  # noqa: PLR0912 - one linear list of cross-checks read
             for j, other in enumerate(role.get("paired_with", [])):
                 if other not in static_names or other == role["name"]:
                     problems.append(Problem(("database", "static_roles", i, "paired_with", j),
-                                            f"{other!r} is not another static role"))
+                                            f"{describe(other)} is not another static role"))
     for name in sorted(_duplicates(mount_paths)):
-        problems.append(Problem(("kv_mounts",), f"mount path {name!r} is declared twice"))
+        problems.append(Problem(("kv_mounts",), f"mount path {describe(name)} is declared twice"))
 
     auth = data["auth"]
     for i, svc in enumerate(data["services"]):
@@ -244,7 +264,8 @@ def _reference_problems(  # noqa: PLR0912 - one linear list of cross-checks read
         for j, role in enumerate(svc.get("database_roles", [])):
             if role not in role_names:
                 problems.append(
-                    Problem((*where, "database_roles", j), f"unknown database role {role!r}")
+                    Problem((*where, "database_roles", j),
+                            f"unknown database role {describe(role)}")
                 )
         if "kubernetes" in svc and "kubernetes" not in auth:
             problems.append(
@@ -252,7 +273,7 @@ def _reference_problems(  # noqa: PLR0912 - one linear list of cross-checks read
                         "auth.kubernetes is not declared")
             )
     for name in sorted(_duplicates(s["name"] for s in data["services"])):
-        problems.append(Problem(("services",), f"duplicate service name {name!r}"))
+        problems.append(Problem(("services",), f"duplicate service name {describe(name)}"))
 
     jwt = auth.get("jwt")
     if jwt is not None:
@@ -262,7 +283,8 @@ def _reference_problems(  # noqa: PLR0912 - one linear list of cross-checks read
             _ttl_pair(problems, where, "token_ttl_seconds", "token_max_ttl_seconds", role,
                       limits["max_token_ttl_seconds"], "max_token_ttl_seconds")
         for name in sorted(_duplicates(r["name"] for r in jwt["roles"])):
-            problems.append(Problem(("auth", "jwt", "roles"), f"duplicate role name {name!r}"))
+            problems.append(Problem(("auth", "jwt", "roles"),
+                                    f"duplicate role name {describe(name)}"))
     if "kubernetes" in auth and "jwt" in auth and auth["kubernetes"]["path"] == jwt["path"]:
         problems.append(Problem(("auth", "jwt", "path"), "same path as auth.kubernetes.path"))
 
@@ -274,9 +296,9 @@ def _reference_problems(  # noqa: PLR0912 - one linear list of cross-checks read
                         "required key is missing for a file audit device")
             )
     for name in sorted(_duplicates(d["path"] for d in devices)):
-        problems.append(Problem(("audit", "devices"), f"duplicate audit path {name!r}"))
+        problems.append(Problem(("audit", "devices"), f"duplicate audit path {describe(name)}"))
     for name in sorted(_duplicates(k["name"] for k in data.get("jwt_issuer_keys", []))):
-        problems.append(Problem(("jwt_issuer_keys",), f"duplicate key name {name!r}"))
+        problems.append(Problem(("jwt_issuer_keys",), f"duplicate key name {describe(name)}"))
     problems.extend(_static_secret_problems(data, policy_dir))
     return problems
 
@@ -315,10 +337,10 @@ def _static_role_problems(
         for j, consumer in enumerate(role["consumers"]):
             where: KeyPath = ("database", "static_roles", i, "consumers", j)
             if consumer not in services:
-                problems.append(Problem(where, f"unknown service {consumer!r}"))
+                problems.append(Problem(where, f"unknown service {describe(consumer)}"))
             elif not can_read(services[consumer], creds_path):
                 problems.append(Problem(
-                    where, f"service {consumer!r} cannot read {creds_path} with policies "
+                    where, f"service {describe(consumer)} cannot read {creds_path} with policies "
                     f"{services[consumer]['policies']}"))
     return problems
 
@@ -335,8 +357,8 @@ def _static_secret_problems(  # noqa: PLR0912 - one linear list of cross-checks 
     for i, secret in enumerate(data.get("static_secrets", [])):
         where: KeyPath = ("static_secrets", i)
         if secret["mount"] not in kv_mounts:
-            problems.append(Problem((*where, "mount"), f"{secret['mount']!r} is not a kv_mounts "
-                                    "path"))
+            problems.append(Problem((*where, "mount"),
+                                    f"{describe(secret['mount'])} is not a kv_mounts path"))
         if secret.get("source") == "generated" and "config_secret" in secret:
             problems.append(Problem((*where, "config_secret"), "only provided secrets take "
                                     "their value from config"))
@@ -356,13 +378,14 @@ def _static_secret_problems(  # noqa: PLR0912 - one linear list of cross-checks 
         for j, consumer in enumerate(secret["consumers"]):
             svc = services.get(consumer)
             if svc is None:
-                problems.append(Problem((*where, "consumers", j), f"unknown service {consumer!r}"))
+                problems.append(Problem((*where, "consumers", j),
+                                        f"unknown service {describe(consumer)}"))
                 continue
             if not can_read(svc, data_path):
                 problems.append(Problem(
                     (*where, "consumers", j),
-                    f"service {consumer!r} cannot read {data_path} with policies "
-                    f"{svc['policies']}"))
+                    f"service {describe(consumer)} cannot read {data_path} with policies "
+                    f"[{', '.join(describe(p) for p in svc['policies'])}]"))
     consumers = {c for s in data.get("static_secrets", []) for c in s["consumers"]}
     consumers |= {c for r in (data.get("database") or {}).get("static_roles", [])
                   for c in r["consumers"]}
@@ -370,14 +393,15 @@ def _static_secret_problems(  # noqa: PLR0912 - one linear list of cross-checks 
         needs = svc["name"] in consumers or bool(svc.get("database_roles"))
         if needs and "kubernetes" not in svc and "outside_cluster" not in svc:
             problems.append(Problem(
-                ("services", i), f"service {svc['name']!r} consumes secrets but has neither "
-                "kubernetes (Vault Secrets Operator) nor outside_cluster (secrets-issue-dynamic)"))
+                ("services", i), f"service {describe(svc['name'])} consumes secrets but has "
+                "neither kubernetes (Vault Secrets Operator) nor outside_cluster "
+                "(secrets-issue-dynamic)"))
         if "kubernetes" in svc and "delivery" not in data:
             problems.append(Problem(("services", i, "kubernetes"), "a Kubernetes service needs "
                                     "delivery.kubernetes (a context or a render_dir)"))
     ids = [f"{s['mount']}/{s['path']}" for s in data.get("static_secrets", [])]
     for name in sorted(_duplicates(ids)):
-        problems.append(Problem(("static_secrets",), f"secret {name!r} is declared twice"))
+        problems.append(Problem(("static_secrets",), f"secret {describe(name)} is declared twice"))
     return problems
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TextIO
 
 from infra import paths
+from infra.redact import describe
 from infra.secret_values import SecretValueError, check_keys
 from infra.spec.credentials import Credential, credential, credentials
 from infra.spec.model import StaticSecret
@@ -175,7 +176,7 @@ def run(args: argparse.Namespace) -> Result:
         ids = [c.id for c in credentials(spec)]
         guess = suggest(args.secret, ids)
         hint = f"did you mean {guess!r}? " if guess else ""
-        raise BadInput(f"{source}: unknown secret {args.secret!r} ({hint}declared: "
+        raise BadInput(f"{source}: unknown secret {describe(args.secret)} ({hint}declared: "
                        f"{', '.join(ids) or 'none'})")
     dirty = gitutil.is_dirty(root, path)
     if dirty and not args.allow_dirty:

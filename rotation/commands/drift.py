@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 import hvac.exceptions
 
+from infra.redact import display_url
 from infra.spec.credentials import credentials
 from rotation import stacks, tables
 from rotation.errors import EXIT_VAULT_UNAVAILABLE, BadInput, CheckFailed, VaultUnavailable
@@ -116,7 +117,7 @@ def drift_report(declared: Sequence[Declared],
             origin_live = origin_meta.current_version if origin_meta else None
         rows.append({
             "stack": d.stack,
-            "address": d.vault.address,
+            "address": display_url(d.vault.address),
             "id": d.secret.id,
             "mount": d.secret.mount,
             "path": d.secret.path,
@@ -254,7 +255,7 @@ def run(args: argparse.Namespace) -> Result:
     ok = not any(summary[s] for s in failing) and not unreachable
     payload = {
         "ok": ok,
-        "stacks": [{"stack": t.name, "address": t.vault.address,
+        "stacks": [{"stack": t.name, "address": display_url(t.vault.address),
                     "address_from": t.address_from, "reachable": t.name not in down}
                    for t in targets],
         "summary": summary,

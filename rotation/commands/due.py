@@ -23,6 +23,7 @@ import argparse
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
+from infra.redact import describe, display_url
 from infra.spec.credentials import Credential, credentials
 from rotation import stacks, tables
 from rotation.commands.drift import declared_secrets, read_reachable, unreachable_lines
@@ -67,7 +68,7 @@ def parse_now(text: str | None) -> datetime:
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise BadInput(f"--now {text!r} is not an ISO 8601 timestamp",
+        raise BadInput(f"--now {describe(text)} is not an ISO 8601 timestamp",
                        hint="e.g. --now 2026-01-31T12:00:00Z") from None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
@@ -192,7 +193,7 @@ def run(args: argparse.Namespace) -> Result:
     payload = {
         "ok": ok,
         "now": rfc3339(now, exact=True),
-        "stacks": [{"stack": t.name, "address": t.vault.address,
+        "stacks": [{"stack": t.name, "address": display_url(t.vault.address),
                     "address_from": t.address_from, "reachable": t.name not in down}
                    for t in targets],
         "summary": counts,

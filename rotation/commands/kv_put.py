@@ -19,6 +19,7 @@ from typing import Any, TextIO
 
 import hvac
 
+from infra.redact import describe, display_url
 from rotation import kvwrite, stacks
 from rotation.cluster import follow_active
 from rotation.errors import BadInput
@@ -84,7 +85,7 @@ def normalise(mount: str, path: str) -> tuple[str, str]:
     if not mount or not path:
         raise BadInput("--mount and --path must not be empty")
     if path == "data" or path.startswith(("data/", "metadata/")):
-        raise BadInput(f"--path {path!r} starts with the KV v2 API prefix",
+        raise BadInput(f"--path {describe(path)} starts with the KV v2 API prefix",
                        hint="give the secret's path without data/ (e.g. --path services/x)")
     return mount, path
 
@@ -186,7 +187,7 @@ def run(args: argparse.Namespace) -> Result:
                               reconnect=active_client)
     payload = {
         "ok": True,
-        "address": address,
+        "address": display_url(address),
         "id": outcome.id,
         "mount": mount,
         "path": path,

@@ -39,6 +39,7 @@ from typing import Any, TextIO
 import hvac
 
 from infra.naming import resource_name
+from infra.redact import display_url
 from infra.spec.credentials import Credential, credential
 from rotation.audit_probe import probe_audit_devices
 from rotation.cluster import follow_active
@@ -293,10 +294,10 @@ def run(args: argparse.Namespace) -> Result:
     payload: dict[str, Any] = {
         "ok": not failures,
         "stack": target.name,
-        "vault": {"address": address, "initialized": status.get("initialized"),
+        "vault": {"address": display_url(address), "initialized": status.get("initialized"),
                   "sealed": status.get("sealed"), "standby": status.get("standby"),
-                  "version": status.get("version"), "asked": node.asked,
-                  "active_node": node.address, "followed_standby": node.followed,
+                  "version": status.get("version"), "asked": display_url(node.asked),
+                  "active_node": display_url(node.address), "followed_standby": node.followed,
                   "ha_enabled": node.ha_enabled},
         "secrets": secrets,
         "capabilities": capabilities,

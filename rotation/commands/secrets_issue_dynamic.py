@@ -27,6 +27,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+from infra.redact import describe
 from rotation import atomic
 from rotation.dynamic import (
     DEFAULT_ESCALATE_AFTER_SECONDS,
@@ -69,16 +70,16 @@ def _seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {describe(text)}") from None
     if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0 seconds: {text!r}")
+        raise argparse.ArgumentTypeError(f"must be >= 0 seconds: {describe(text)}")
     return value
 
 
 def _positive_seconds(text: str) -> float:
     value = _seconds(text)
     if value == 0:
-        raise argparse.ArgumentTypeError(f"must be > 0 seconds: {text!r}")
+        raise argparse.ArgumentTypeError(f"must be > 0 seconds: {describe(text)}")
     return value
 
 
@@ -86,9 +87,10 @@ def _positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number of seconds: {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"not a whole number of seconds: {describe(text)}") from None
     if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0 seconds: {text!r}")
+        raise argparse.ArgumentTypeError(f"must be > 0 seconds: {describe(text)}")
     return value
 
 

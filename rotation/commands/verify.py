@@ -32,6 +32,7 @@ from typing import Any, TextIO
 
 import hvac.exceptions
 
+from infra.redact import describe
 from infra.spec.credentials import credential
 from rotation.audit_log import AuditEvent, events_from_file, write_evidence
 from rotation.cluster import follow_active
@@ -54,7 +55,7 @@ def parse_duration(text: str) -> float:
     """Parse ``90``, ``30s``, ``15m`` or ``1h`` into seconds."""
     match = _DURATION.match(text.strip())
     if match is None:
-        raise BadInput(f"--watch: {text!r} is not a duration like 30s, 15m or 1h")
+        raise BadInput(f"--watch: {describe(text)} is not a duration like 30s, 15m or 1h")
     return int(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
 
 
@@ -162,7 +163,7 @@ def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one che
     database = target.spec.database
     for role in args.expect_leases:
         if database is None or role not in {r.name for r in database.roles}:
-            raise BadInput(f"Pulumi.{target.name}.yaml: --expect-leases {role!r} is not a "
+            raise BadInput(f"Pulumi.{target.name}.yaml: --expect-leases {describe(role)} is not a "
                            "database role of this stack")
         with vault_errors(address, f"listing leases of {role}"):
             found_leases = live_leases(client, database.mount, role)

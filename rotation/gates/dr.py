@@ -17,6 +17,7 @@ files):
 from __future__ import annotations
 
 from infra.naming import kubernetes_role_name
+from infra.redact import describe
 from infra.spec.model import EnvironmentSpec
 
 
@@ -87,5 +88,5 @@ def parity_problems(prod: EnvironmentSpec, dr: EnvironmentSpec) -> list[str]:
     for kind, names in structure(prod).items():
         for name in sorted(names - have[kind]):
             shown = name.replace("-<env>", f"-{dr.environment}")
-            out.append(f"{dr.source}: lacks prod's {kind} {shown!r}")
+            out.append(f"{dr.source}: lacks prod's {kind} {describe(shown)}")
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,12 @@ def test_malformed_policy_is_refused_with_the_file_name(text: str, fragment: str
         parse_policy(text, "broken.hcl")
     assert str(info.value).startswith("broken.hcl: ")
     assert fragment in str(info.value)
+
+
+def test_a_secret_pasted_into_a_policy_is_not_repeated() -> None:
+    canary = secrets.token_urlsafe(30)
+    for text in (f'path "x" {{\n  capabilities = ["{canary}"]\n}}\n', f"{canary} = 1\n",
+                 f'path "{canary}" {{\n}}\n', f'path "x" {{\n  capabilities = [{canary}\n'):
+        with pytest.raises(PolicyParseError) as caught:
+            parse_policy(text, "leak.hcl")
+        assert canary not in str(caught.value) and "leak.hcl: " in str(caught.value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -222,3 +223,44 @@ def test_parse_spec_is_usable_without_a_file() -> None:
     assert spec.source == "inline"
     assert [m.path for m in spec.kv_mounts] == ["secret"]
 
+
+
+# A token pasted into the wrong line of a stack file: every schema rule that can catch it
+# names the file and key path and says what the value looks like, never what it is.
+TOKEN = "hvs." + secrets.token_urlsafe(33)  # 48 characters, made when the tests run
+HEX_KEY = "f" + secrets.token_hex(16)[1:]  # a name must start with a letter
+MISPLACED: list[tuple[str, Mutation, str, str]] = [
+    ("version (type)", _set(["static_secrets", 0, "version"], TOKEN),
+     "static_secrets[0].version", "a 48-character string is not of type 'integer'"),
+    ("vault address (pattern)", _set(["vault", "address"], TOKEN),
+     "vault.address", "a 48-character string does not match"),
+    ("flavour (enum)", _set(["vault", "flavour"], TOKEN), "vault.flavour",
+     "a 48-character string is not one of 'vault', 'openbao'"),
+    ("policy name (pattern)", _set(["services", 0, "policies", 0], TOKEN),
+     "services[0].policies[0]", "a 48-character string does not match"),
+    ("a key", lambda s: s["limits"].update({TOKEN: 1}),
+     "limits.<48-character key>", "unknown key"),
+    ("a number", _set(["limits", "max_token_ttl_seconds"], 84736251904837),
+     "limits.max_token_ttl_seconds", "a 14-digit integer is out of range"),
+    ("a list", _set(["kv_mounts", 0, "path"], [TOKEN]), "kv_mounts[0].path",
+     "a list of 1 item is not of type 'string'"),
+    ("address with credentials", _set(["vault", "address"], f"http://ops:{TOKEN}@h:8200/x"),
+     "vault.address", "'http://h:8200/x' does not match"),
+    ("an unknown policy that is a hex key", _set(["services", 0, "policies", 0], HEX_KEY),
+     "services[0].policies[0]", "unknown policy a 32-character string"),
+]
+
+
+@pytest.mark.parametrize(("label", "mutate", "key_path", "says"), MISPLACED,
+                         ids=[m[0] for m in MISPLACED])
+def test_a_misplaced_value_is_described_by_its_shape(
+    label: str, mutate: Mutation, key_path: str, says: str, tmp_path: Path
+) -> None:
+    spec = prod_spec()
+    mutate(spec)
+    with pytest.raises(SpecError) as caught:
+        load_stack_file(write_stack(tmp_path, spec))
+    message = str(caught.value)
+    assert f"Pulumi.prod.yaml: tradepulse-vault:spec.{key_path}: {says}" in message, message
+    assert TOKEN not in message and HEX_KEY not in message
+    assert "84736251904837" not in message

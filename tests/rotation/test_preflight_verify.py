@@ -268,7 +268,8 @@ def test_record_holds_identifiers_and_evidence_never_values(
     dynamic = tmp_path / "dynamic.json"
     dynamic.write_text(json.dumps({"username": "v-canary", "password": CANARY,
                                    "lease_id": "database/creds/tradepulse-execution/abc",
-                                   "lease_duration": 300, "role": "tradepulse-execution"}))
+                                   "lease_duration": 300, "role": "tradepulse-execution",
+                                   "mount": "database", "renewable": True}))
     code, out, err = cli(capsys, "record", *common(vault, stack_repo), "--operator", "Ada",
                          "--pr", "#42", "--evidence", str(verify_out), "--dynamic-output",
                          str(dynamic), "--date", "2026-11-27")
@@ -280,12 +281,12 @@ def test_record_holds_identifiers_and_evidence_never_values(
     assert CANARY not in record and "v-canary" not in record
     services = (stack_repo / "docs/services.md").read_text()
     assert "| execution | local |" in services
-    # A second record the same day appends.
-    code, _, _ = cli(capsys, "record", *common(vault, stack_repo), "--secret", SIGNING,
-                     "--date", "2026-11-27")
-    assert code == 0
+    # Recording the same rotation again adds nothing (tests/rotation/test_record.py).
+    code, out, _ = cli(capsys, "record", *common(vault, stack_repo), "--secret", SIGNING,
+                       "--date", "2026-11-27")
+    assert code == 0 and out["entries"] == [] and out["already_recorded"]
     text = (stack_repo / "reports/security/secret-rotations/2026-11-27.md").read_text()
-    assert text.count("rotation recorded") == 2
+    assert text.count("rotation recorded") == 1
     assert CANARY not in text
 
 

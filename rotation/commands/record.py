@@ -24,7 +24,7 @@ from rotation.atomic import write_text_atomic
 from rotation.errors import BadInput
 from rotation.live import secret_states
 from rotation.output import Result
-from rotation.planning import add_rotated_arguments, rotated_secrets
+from rotation.planning import add_rotated_arguments, rotation_notes
 from rotation.stacks import add_stack_arguments, repo_root, targets
 from rotation.timefmt import reformat, rfc3339
 
@@ -148,7 +148,8 @@ def run(args: argparse.Namespace) -> Result:
     """Write the record and update the services' rotation dates."""
     target = targets(args)[0]
     root = repo_root(args.repo)
-    rotated = rotated_secrets(root, target, args.base, args.secret)
+    notes = rotation_notes(root, target, args.base, args.secret)
+    rotated = list(notes)
     if not rotated:
         raise BadInput("nothing to record: no rotated secrets in the plan (pass --base or "
                        "--secret)")
@@ -171,12 +172,17 @@ def run(args: argparse.Namespace) -> Result:
         state = states[secret_id]
         stamp = rfc3339(state.live.updated_time if state.live and state.live.updated_time
                         else now)
+        reason, ticket = notes[secret_id]  # what bump --reason/--ticket wrote (plan)
         entries.append({"secret": secret_id, "old_version": state.declared - 1,
                         "new_version": state.declared, "live_version": state.live_version,
-                        "live_updated_time": stamp, "consumers": list(state.secret.consumers)})
+                        "live_updated_time": stamp, "consumers": list(state.secret.consumers),
+                        "reason": safe(reason) if reason else None,
+                        "ticket": safe(ticket) if ticket else None})
+        why = " ".join(x for x in (safe(reason) if reason else "",
+                                   f"ticket {safe(ticket)}" if ticket else "") if x)
         rows.append(f"| `{safe(secret_id)}` | {state.declared - 1} → {state.declared} | "
                     f"{state.live_version} | {stamp} | "
-                    f"{', '.join(safe(c) for c in state.secret.consumers)} |")
+                    f"{', '.join(safe(c) for c in state.secret.consumers)} | {why or '—'} |")
         for consumer in state.secret.consumers:
             services[consumer] = max(services.get(consumer, ""), stamp)
     lines = [f"## {safe(target.name)}: rotation recorded {rfc3339(now)}", "",
@@ -184,8 +190,8 @@ def run(args: argparse.Namespace) -> Result:
              f"- operator: {safe(operator)}", f"- commit: `{safe(commit)}`"]
     lines += [f"- pull request: {safe(args.pr)}"] if args.pr else []
     lines += [f"- ticket: {safe(args.ticket)}"] if args.ticket else []
-    lines += ["", "| secret | version | live now | live updated | consumers |",
-              "|---|---|---|---|---|"]
+    lines += ["", "| secret | version | live now | live updated | consumers | why |",
+              "|---|---|---|---|---|---|"]
     lines += rows
     if evidence:
         lines += ["", "**Pre-flight and verification evidence**", "", *evidence]

@@ -59,3 +59,55 @@ def config_value(root: Path, key: str) -> str | None:
     """Return ``git config <key>`` or None."""
     out = _git(root, "config", "--get", key, check=False)
     return out.stdout.strip() or None
+
+
+def merge_base(root: Path, base: str, head: str) -> str:
+    """Return the merge base of ``base`` and ``head``: where a pull request's diff starts.
+
+    A pull request is judged by what it changes (three-dot ``base...head``),
+    never by the difference to the current tip of ``base``, which moves while
+    the branch is open. :class:`BadInput` if the two share no history.
+    """
+    base_id, head_id = rev_parse(root, base), rev_parse(root, head)
+    out = _git(root, "merge-base", base_id, head_id, check=False)
+    if out.returncode != 0 or not out.stdout.strip():
+        raise BadInput(f"{base!r} and {head!r} share no history in {root}: no merge base "
+                       "(fetch the base branch with full history: fetch-depth: 0)")
+    return out.stdout.strip().splitlines()[0]
+
+
+def changed_files(root: Path, base: str, head: str | None) -> list[tuple[str, str, str | None]]:
+    """Return ``(status, path, old_path)`` for every file that differs from ``base`` to ``head``.
+
+    ``head`` None compares with the working tree (tracked files only); renames
+    are detected (status ``R``, ``old_path`` set).
+    """
+    args = ["diff", "--name-status", "-M", "--no-color", "-z", base]
+    if head is not None:
+        args.append(head)
+    out = _git(root, *args, "--")
+    fields = out.stdout.split("\0")
+    result: list[tuple[str, str, str | None]] = []
+    i = 0
+    while i < len(fields) and fields[i]:
+        status = fields[i][0]
+        if status in {"R", "C"}:
+            result.append((status, fields[i + 2], fields[i + 1]))
+            i += 3
+        else:
+            result.append((status, fields[i + 1], None))
+            i += 2
+    return result
+
+
+def ls_tree(root: Path, rev: str, folder: str = "") -> list[str]:
+    """Return the file names at ``rev`` directly under ``folder`` (repository-relative paths)."""
+    out = _git(root, "ls-tree", "--name-only", rev, *([f"{folder.rstrip('/')}/"] if folder
+                                                          else []))
+    return out.stdout.splitlines()
+
+
+def log_contains(root: Path, rev: str, path: str, needle: str) -> list[str]:
+    """Return the commits up to ``rev`` that added or removed ``needle`` in ``path``."""
+    out = _git(root, "log", "--format=%H", f"-S{needle}", rev, "--", path)
+    return out.stdout.split()

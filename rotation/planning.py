@@ -1,16 +1,20 @@
-"""Rotation plans: what a diff of the stack files will rotate, and what else it touches.
+"""Rotation plans: what a pull request rotates, and every other change it makes, classified.
 
-A plan compares each ``Pulumi.<stack>.yaml`` at two revisions (or a revision
-and the working tree). A rotation is a credential whose declared version rose
-by exactly one: a static secret's ``version``, or for the other classes of
+A plan compares the head with the merge base of ``--base`` and the head
+(three-dot: what the branch changed, not how far main has moved since). A
+rotation is a credential whose declared version rose by exactly one, written
+as a canonical integer: a static secret's ``version``, or for the other classes of
 :mod:`infra.spec.credentials` a JWT key's ``version``, the connection's
 ``root_rotation``, a static role's ``version`` or a role's ``lease_generation``
-(the plan says what the apply will do for each). Anything else in the same
-diff is flagged so a reviewer sees it:
-a version that moved by another amount, a provided secret whose ciphertext
-changed without a bump (or a bump without new ciphertext), added or removed
-secrets, and any other spec or config change. Values are never read: only
-whether a ``secure:`` ciphertext changed.
+(the plan says what the apply will do for each); for a provided secret its
+``secure:`` ciphertext must change with it and must not be one the file held
+before (a replay). Every other change is classified (:mod:`rotation.review`): configuration,
+privilege, weakening or destructive, shown as old -> new with the
+environment, the principal or object and the field. What each principal
+gains or loses is asked of a throwaway OpenBao when ``privilege=True``.
+The rules (:mod:`rotation.review.rules`) turn unacknowledged risk in strict
+stacks, and rotations mixed with other changes, into errors. Values are
+never read: only whether a ``secure:`` ciphertext changed.
 """
 
 from __future__ import annotations
@@ -28,8 +32,14 @@ from infra.redact import describe
 from infra.spec import EnvironmentSpec, SpecError, parse_spec
 from infra.spec.credentials import credentials, raw_versions
 from infra.spec.stackfile import parse_yaml
+from infra.spec.versions import version_literal_problems
 from rotation import gitutil
 from rotation.errors import BadInput
+from rotation.review import file_changes, privilege, rules
+from rotation.review.changes import KINDS, REPOSITORY, Change
+from rotation.review.engine import Engine
+from rotation.review.spec_changes import classify_stack
+from rotation.stackedit import parse_rotation_comment, version_comment
 from rotation.stacks import StackTarget
 
 STACK_GLOB = "Pulumi.*.yaml"
@@ -53,11 +63,13 @@ class Rotation:
     kind: str = "kv"
     apply: str = ""  # what pulumi up does, in reviewer words
     reload: str = ""  # what the consumers must do
+    reason: str | None = None
+    ticket: str | None = None
 
 
 @dataclass
 class Finding:
-    """Something in the diff that is not a clean rotation."""
+    """Something in the diff that fails the plan (``error``) or is shown (``warning``)."""
 
     stack: str
     severity: str  # "error" fails the plan; "warning" is shown for review
@@ -66,12 +78,18 @@ class Finding:
 
 @dataclass
 class Plan:
-    """The rotations and findings of a diff."""
+    """The rotations, classified changes, capability diff and findings of a diff."""
 
     base: str
     head: str
+    merge_base: str = ""
     rotations: list[Rotation] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
+    privilege: privilege.PrivilegeReport = field(default_factory=privilege.PrivilegeReport)
+    other_files: list[str] = field(default_factory=list)
+    acknowledged: list[str] = field(default_factory=list)
+    strict: dict[str, bool] = field(default_factory=dict)
 
     @property
     def errors(self) -> list[Finding]:
@@ -80,9 +98,13 @@ class Plan:
 
     def to_json(self) -> dict[str, Any]:
         """JSON-able form for ``--json``."""
-        return {"base": self.base, "head": self.head,
+        return {"base": self.base, "head": self.head, "merge_base": self.merge_base,
                 "rotations": [dict(vars(r)) for r in self.rotations],  # flat: no asdict
+                "changes": [c.to_json() for c in self.changes],
+                "privilege": self.privilege.to_json(),
                 "findings": [dict(vars(f)) for f in self.findings],
+                "other_files": self.other_files, "acknowledged": self.acknowledged,
+                "strict_stacks": sorted(s for s, v in self.strict.items() if v),
                 "ok": not self.errors}
 
 
@@ -99,23 +121,6 @@ def _secrets(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
             if isinstance(s, dict)}
 
 
-def _diff_paths(old: Any, new: Any, prefix: str = "") -> list[str]:
-    if old == new:  # one C-level comparison settles every unchanged subtree
-        return []
-    if isinstance(old, dict) and isinstance(new, dict):
-        out: list[str] = []
-        for key in sorted(set(old) | set(new), key=str):
-            out.extend(_diff_paths(old.get(key), new.get(key), f"{prefix}.{key}" if prefix
-                                   else str(key)))
-        return out
-    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
-        out = []
-        for i, (a, b) in enumerate(zip(old, new, strict=True)):
-            out.extend(_diff_paths(a, b, f"{prefix}[{i}]"))
-        return out
-    return [prefix or "(whole file)"]
-
-
 def declared_version(text: str, secret_id: str) -> int | None:
     """Return the version ``text`` (a stack file) declares for ``secret_id`` (None if unknown).
 
@@ -128,30 +133,11 @@ def declared_version(text: str, secret_id: str) -> int | None:
     return version if isinstance(version, int) and not isinstance(version, bool) else None
 
 
-def _strip_rotation_fields(doc: Any, config_keys: set[str]) -> Any:
-    """Return ``doc`` without what a rotation may change: versions and provided ciphertexts.
-
-    Only the containers on the way to those fields are copied (the rest is
-    shared, never mutated): a deep copy of a large document is slow (docs/benchmarks.md).
-    """
-    if not isinstance(doc, dict):
-        return doc
-    out: dict[Any, Any] = dict(doc)
-    config: dict[Any, Any] = dict(out["config"]) if isinstance(out.get("config"), dict) else {}
-    if "config" in out:
-        out["config"] = config
-    for key in config_keys:
-        config.pop(f"tradepulse-vault:{key}", None)
-    spec = config.get(paths.SPEC_CONFIG_KEY)
-    if isinstance(spec, dict):
-        spec = config[paths.SPEC_CONFIG_KEY] = dict(spec)
-        secrets = spec.get("static_secrets") or []
-        spec["static_secrets"] = sorted(
-            ({k: v for k, v in s.items() if k != "version"} for s in secrets
-             if isinstance(s, dict)),
-            key=lambda s: f"{s.get('mount')}/{s.get('path')}")
-        _strip_credential_versions(spec)
-    return out
+def _ciphertext(value: Any) -> str | None:
+    """Return the ``secure:`` string of a config value (None if it is not one)."""
+    if isinstance(value, dict) and isinstance(value.get("secure"), str):
+        return str(value["secure"])
+    return None
 
 
 def _without(item: Any, key: str) -> Any:
@@ -205,58 +191,84 @@ def yaml_problem(source: str, exc: yaml.YAMLError) -> str:
     return f"{source}: {where}{getattr(exc, 'problem', None) or 'not valid YAML'}"
 
 
-def _parse_both(plan: Plan, stack: str, source: str, old_text: str | None, *, new_text: str,
-                root: Path) -> tuple[Any, Any, EnvironmentSpec] | None:
-    """Parse both sides of one stack file's change; None (with an error finding) if unusable."""
+def _reason(old_text: str, new_text: str, secret_id: str, source: str
+            ) -> tuple[str | None, str | None]:
+    """Return the reason and ticket ``bump`` wrote on the version line in this diff."""
     try:
-        new_doc = parse_yaml(new_text).data
+        before = version_comment(old_text, secret_id, source)
+        after = version_comment(new_text, secret_id, source)
+    except BadInput:
+        return None, None
+    return parse_rotation_comment(after) if after != before else (None, None)
+
+
+@dataclass
+class StackDiff:
+    """One stack file at both ends of the diff: texts and parsed documents."""
+
+    stack: str
+    old_text: str | None
+    new_text: str | None
+    old_doc: Any = None
+    new_doc: Any = None
+
+
+def plan_stack(  # noqa: PLR0912, PLR0915 - the rotation rules, one after another
+    plan: Plan, diff: StackDiff, root: Path, *, history_rev: str | None = None,
+    sudo_holders: frozenset[str] = frozenset(),
+) -> None:
+    """Add the rotations, changes and findings of one stack file's change to ``plan``.
+
+    ``history_rev`` is where the file's history is searched for replayed
+    ciphertexts (the merge base); None skips the search.
+    """
+    stack, old_text, new_text = diff.stack, diff.old_text, diff.new_text
+    source = f"Pulumi.{stack}.yaml"
+    if new_text is None:
+        plan.changes.extend(classify_stack(stack, diff.old_doc, None))
+        return
+    problems = version_literal_problems(new_text, source)
+    if problems:
+        plan.findings.extend(Finding(stack, "error", p) for p in problems)
+        return
+    try:
+        new_doc = diff.new_doc if diff.new_doc is not None else _load(new_text)
         new_spec = parse_spec(_spec_of(new_doc), source=source, stack=stack,
                               policy_dir=root / "policies" / "acl")
     except yaml.YAMLError as exc:
         plan.findings.append(Finding(stack, "error", f"invalid stack file: "
                                      f"{yaml_problem(source, exc)}"))
-        return None
+        return
     except SpecError as exc:
         plan.findings.append(Finding(stack, "error", f"invalid stack file: {exc}"))
-        return None
-    try:
-        old_doc = parse_yaml(old_text).data if old_text is not None else {}
-    except yaml.YAMLError as exc:  # the base revision itself was broken: compare with nothing
-        plan.findings.append(Finding(stack, "warning", f"{source} at {plan.base} is not valid "
-                                     f"YAML ({yaml_problem(source, exc)}); every secret is "
-                                     "shown as new"))
+        return
+    old_doc = diff.old_doc if old_text is not None else None
+    if old_text is not None and old_doc is None:  # the base itself was broken
+        try:
+            _load(old_text)
+        except yaml.YAMLError as exc:
+            plan.findings.append(Finding(stack, "warning", f"{source} at {plan.base} is not "
+                                         f"valid YAML ({yaml_problem(source, exc)}); every "
+                                         "secret is shown as new"))
         old_doc = {}
-    return old_doc, new_doc, new_spec
-
-
-def plan_stack(
-    plan: Plan, stack: str, old_text: str | None, new_text: str | None, root: Path
-) -> None:
-    """Add the rotations and findings of one stack file's change to ``plan``."""
-    source = f"Pulumi.{stack}.yaml"
-    if new_text is None:
-        plan.findings.append(Finding(stack, "warning", f"{source} was deleted"))
-        return
-    parsed = _parse_both(plan, stack, source, old_text, new_text=new_text, root=root)
-    if parsed is None:
-        return
-    old_doc, new_doc, new_spec = parsed
-    old_secrets, new_secrets = _secrets(_spec_of(old_doc)), _secrets(_spec_of(new_doc))
-    old_config = old_doc.get("config", {}) if isinstance(old_doc, dict) else {}
+    old_spec_doc = old_doc if old_doc is not None else {}
+    old_secrets, new_secrets = _secrets(_spec_of(old_spec_doc)), _secrets(_spec_of(new_doc))
+    old_config = old_spec_doc.get("config", {}) if isinstance(old_spec_doc, dict) else {}
     new_config = new_doc.get("config", {})
     config_keys: set[str] = set()
     for secret_id, new in new_secrets.items():
         old = old_secrets.get(secret_id)
         if old is None:
-            plan.findings.append(Finding(stack, "warning", f"new secret {secret_id} (first "
-                                         "write creates it with cas=0 semantics)"))
-            continue
+            continue  # classified with the other changes (a new secret)
         key = new.get("config_secret")
         cipher_changed = False
+        new_cipher = None
         if key:
             config_keys.add(key)
-            cipher_changed = (old_config.get(f"tradepulse-vault:{key}")
-                              != new_config.get(f"tradepulse-vault:{key}"))
+            old_value = old_config.get(f"tradepulse-vault:{key}")
+            new_value = new_config.get(f"tradepulse-vault:{key}")
+            cipher_changed = old_value != new_value
+            new_cipher = _ciphertext(new_value)
         old_v, new_v = old.get("version"), new.get("version")
         if new_v is None or old_v == new_v:
             if cipher_changed:
@@ -264,7 +276,8 @@ def plan_stack(
                     stack, "error", f"{secret_id}: ciphertext of {key} changed without a "
                     "version bump (the new value would never be written)"))
             continue
-        if not isinstance(old_v, int) or new_v != old_v + 1:
+        if (not isinstance(old_v, int) or isinstance(old_v, bool) or not isinstance(new_v, int)
+                or new_v != old_v + 1):
             plan.findings.append(Finding(
                 stack, "error", f"{secret_id}: version moved {describe(old_v)} -> "
                 f"{describe(new_v)}; a rotation moves it by exactly +1"))
@@ -273,30 +286,33 @@ def plan_stack(
             plan.findings.append(Finding(
                 stack, "error", f"{secret_id}: version bumped but {key} ciphertext unchanged "
                 "(bump a provided secret with python -m rotation bump --value-stdin)"))
+        elif new_cipher is not None and history_rev is not None:
+            seen = gitutil.log_contains(root, history_rev, source, new_cipher)
+            if seen:
+                plan.findings.append(Finding(
+                    stack, "error", f"{secret_id}: the new ciphertext of {key} is one "
+                    f"{source} already held (commit {seen[-1][:12]}): a replay of an old "
+                    "value, not a rotation; bump it again with a new value"))
         data_path = f"{new['mount']}/data/{new['path']}"
         restarts = workloads(new_spec, list(new.get("consumers", [])))
+        reason, ticket = _reason(old_text or "", new_text, secret_id, source)
         plan.rotations.append(Rotation(
             stack=stack, secret=secret_id, data_path=data_path, source=str(new.get("source")),
             old_version=old_v, new_version=new_v, cas=new_v - 1,
             consumers=list(new.get("consumers", [])),
             checks=_checks(stack, secret_id, data_path, new_v), restarts=restarts,
             apply=f"writes version {new_v} of {data_path} with cas={new_v - 1}",
-            reload="re-read the secret"))
+            reload="re-read the secret", reason=reason, ticket=ticket))
         if new.get("mirror_to_dr"):
             plan.rotations.append(Rotation(
                 stack="dr", secret=secret_id, data_path=data_path, source="mirror",
                 old_version=old_v, new_version=new_v, cas=new_v - 1,
                 consumers=list(new.get("consumers", [])),
-                checks=_checks("dr", secret_id, data_path, new_v), follows="prod"))
-    _plan_credentials(plan, stack, new_spec, raw_versions(_spec_of(old_doc)))
-    for secret_id in sorted(set(old_secrets) - set(new_secrets)):
-        plan.findings.append(Finding(stack, "warning", f"secret {secret_id} removed from the "
-                                     "spec (Pulumi will delete it)"))
-    others = _diff_paths(_strip_rotation_fields(old_doc, config_keys),
-                         _strip_rotation_fields(new_doc, config_keys))
-    if others:
-        shown = ", ".join(others[:8]) + (f" (+{len(others) - 8} more)" if len(others) > 8 else "")
-        plan.findings.append(Finding(stack, "warning", f"not a rotation: {shown}"))
+                checks=_checks("dr", secret_id, data_path, new_v), follows="prod",
+                reason=reason, ticket=ticket))
+    _plan_credentials(plan, stack, new_spec, raw_versions(_spec_of(old_spec_doc)))
+    plan.changes.extend(classify_stack(stack, old_doc, new_doc, rotation_config_keys=config_keys,
+                                       sudo_holders=sudo_holders))
 
 
 def _credential_checks(stack: str, kind: str, cid: str, path: str, new: int) -> list[str]:
@@ -341,30 +357,109 @@ def _plan_credentials(
             restarts=restarts, kind=cred.kind, apply=cred.action, reload=cred.reload))
 
 
-def build_plan(root: Path, base: str, head: str | None) -> Plan:
-    """Compare every stack file at ``base`` with ``head`` (None: the working tree)."""
-    gitutil.rev_parse(root, base)
-    if head is not None:
-        gitutil.rev_parse(root, head)
-    plan = Plan(base=base, head=head or "working tree")
-    names = {p.name for p in root.glob(STACK_GLOB)}
-    names |= {n for n in _names_at(root, base)}
-    if head is not None:
-        names |= set(_names_at(root, head))
-    for name in sorted(names):
-        if name == "Pulumi.yaml":
-            continue
+def _load(text: str) -> Any:
+    """Parse YAML text once (the kernel's parse); raises ``yaml.YAMLError``."""
+    return parse_yaml(text).data
+
+
+def _parse(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return _load(text)
+    except yaml.YAMLError:
+        return None
+
+
+def _policy_texts(root: Path, rev: str | None) -> dict[str, str]:
+    folder = file_changes.POLICY_DIR.rstrip("/")
+    if rev is None:
+        return {p.stem: p.read_text(encoding="utf-8", errors="replace")
+                for p in sorted((root / folder).glob("*.hcl")) if p.is_file()}
+    out: dict[str, str] = {}
+    for name in gitutil.ls_tree(root, rev, folder):
+        if name.endswith(".hcl"):
+            try:
+                text = gitutil.show(root, rev, name)
+            except BadInput:
+                continue  # not UTF-8: acl-policies reports it; the engine never sees it
+            if text is not None:
+                out[Path(name).stem] = text
+    return out
+
+
+def build_plan(
+    root: Path, base: str, head: str | None, *,
+    acknowledge: frozenset[str] = frozenset(), with_privilege: bool = False,
+    engine: Engine | None = None,
+) -> Plan:
+    """Compare the merge base of ``base`` and ``head`` with ``head`` (None: the working tree).
+
+    ``with_privilege`` computes the capability diff on a throwaway OpenBao (the
+    gate and ``plan`` do; commands that only need the rotated secrets do not),
+    ``engine`` if the caller started one.
+    """
+    start = gitutil.merge_base(root, base, head or "HEAD")
+    plan = Plan(base=base, head=head or "working tree", merge_base=start,
+                acknowledged=sorted(acknowledge))
+    changed = gitutil.changed_files(root, start, head)
+
+    def read_new(name: str) -> str | None:
+        return gitutil.show(root, head, name) if head is not None else _working_text(root / name)
+
+    def read_old(name: str) -> str | None:
+        return gitutil.show(root, start, name)
+
+    old_names = {n for n in gitutil.ls_tree(root, start) if file_changes.is_stack_file(n)}
+    new_names = ({n for n in gitutil.ls_tree(root, head) if file_changes.is_stack_file(n)}
+                 if head is not None else
+                 {p.name for p in root.glob(STACK_GLOB) if file_changes.is_stack_file(p.name)})
+    expectations_old = expectations_new = None
+    try:
+        expectations_old = _parse(read_old(file_changes.EXPECTATIONS))
+        expectations_new = _parse(read_new(file_changes.EXPECTATIONS))
+    except BadInput as exc:
+        plan.findings.append(Finding(REPOSITORY, "error", str(exc)))
+    sudo_holders: set[str] = set()
+    for doc in (expectations_old, expectations_new):
+        if isinstance(doc, dict) and isinstance(doc.get("sudo"), dict):
+            sudo_holders |= set(map(str, doc["sudo"].get("holders") or []))
+    diffs: dict[str, StackDiff] = {}
+    for name in sorted(old_names | new_names):
         stack = name[len("Pulumi."):-len(".yaml")]
         try:
-            old_text = gitutil.show(root, base, name)
-            new_text = _working_text(root / name) if head is None else gitutil.show(root, head,
-                                                                                     name)
+            old_text = read_old(name) if name in old_names else None
+            new_text = read_new(name) if name in new_names else None
         except BadInput as exc:  # not text, or not a regular file: said, never a crash
             plan.findings.append(Finding(stack, "error", f"cannot plan {name}: {exc}"))
             continue
-        if old_text == new_text:
-            continue
-        plan_stack(plan, stack, old_text, new_text, root)
+        old_doc = _parse(old_text)
+        new_doc = old_doc if new_text == old_text else _parse(new_text)
+        diffs[stack] = StackDiff(stack, old_text, new_text, old_doc, new_doc)
+        plan.strict[stack] = bool(_spec_of(old_doc).get("strict")) or bool(
+            _spec_of(new_doc).get("strict"))
+    for diff in diffs.values():
+        if diff.old_text != diff.new_text:
+            plan_stack(plan, diff, root, history_rev=start, sudo_holders=frozenset(sudo_holders))
+    try:
+        files = file_changes.classify_files(changed, read_old, read_new)
+    except BadInput as exc:
+        plan.findings.append(Finding(REPOSITORY, "error", str(exc)))
+        files = file_changes.FileReview()
+    plan.changes.extend(files.changes)
+    plan.other_files = files.other_files
+    plan.changes.sort(key=lambda c: (KINDS.index(c.kind), c.stack, c.subject, c.field))
+    if with_privilege:
+        plan.privilege = privilege.compute(
+            {s: _spec_of(d.old_doc) or None for s, d in diffs.items()},
+            {s: _spec_of(d.new_doc) or None for s, d in diffs.items() if d.new_text is not None},
+            _policy_texts(root, start), _policy_texts(root, head),
+            privilege.expectation_paths(expectations_old)
+            | privilege.expectation_paths(expectations_new), engine=engine)
+    rotated = {f"{r.stack} {r.secret}" for r in plan.rotations if r.follows is None}
+    for stack, message in rules.violations(plan.changes, plan.privilege, rotated, plan.strict,
+                                           acknowledge):
+        plan.findings.append(Finding(stack, "error", message))
     return plan
 
 
@@ -383,42 +478,90 @@ def _working_text(path: Path) -> str | None:
         raise BadInput(f"cannot be read ({exc.strerror or type(exc).__name__})") from None
 
 
-def _names_at(root: Path, rev: str) -> list[str]:
-    import subprocess
-
-    out = subprocess.run(["git", "-C", str(root), "ls-tree", "--name-only", rev],
-                         capture_output=True, text=True, check=False, timeout=30)
-    return [n for n in out.stdout.splitlines() if n.startswith("Pulumi.") and n.endswith(".yaml")]
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
 
 
-def render_markdown(plan: Plan) -> str:
+def _why(r: Rotation) -> str:
+    return " ".join(x for x in (r.reason or "", f"ticket {r.ticket}" if r.ticket else "")
+                    if x) or "—"
+
+
+def render_markdown(plan: Plan) -> str:  # noqa: PLR0912 - one section after another
     """Return the plan as a pull-request comment (Markdown)."""
-    lines = [f"### Rotation plan ({plan.base} → {plan.head})", ""]
+    short = plan.merge_base[:12] if plan.merge_base else plan.base
+    lines = [f"### Rotation plan ({plan.base} → {plan.head}, from merge base `{short}`)", ""]
     kv = [r for r in plan.rotations if r.kind == "kv"]
     others = [r for r in plan.rotations if r.kind != "kv"]
     if kv:
-        lines += ["| stack | secret | version | CAS | consumers to reload | restarts |",
-                  "|---|---|---|---|---|---|"]
+        lines += ["| stack | secret | version | CAS | consumers to reload | restarts | why |",
+                  "|---|---|---|---|---|---|---|"]
         for r in kv:
             note = f" (follows {r.follows})" if r.follows else ""
             lines.append(f"| {r.stack} | `{r.secret}`{note} | {r.old_version} → "
                          f"{r.new_version} | {r.cas} | {', '.join(r.consumers) or '—'} | "
-                         f"{', '.join(r.restarts) or '—'} |")
+                         f"{', '.join(r.restarts) or '—'} | {_cell(_why(r))} |")
     if others:
         lines += [""] if kv else []
         lines += ["| stack | kind | credential | version | pulumi up will | consumers to reload "
-                  "| restarts |", "|---|---|---|---|---|---|---|"]
+                  "| restarts | why |", "|---|---|---|---|---|---|---|---|"]
         for r in others:
             lines.append(f"| {r.stack} | {r.kind} | `{r.secret}` | {r.old_version} → "
                          f"{r.new_version} | {r.apply} | "
                          f"{(', '.join(r.consumers) + ': ') if r.consumers else ''}{r.reload} | "
-                         f"{', '.join(r.restarts) or '—'} |")
+                         f"{', '.join(r.restarts) or '—'} | {_cell(_why(r))} |")
     if plan.rotations:
         lines += ["", "**Checks that will prove it**", ""]
         for r in plan.rotations:
             lines += [f"- `{r.stack}` `{r.secret}`:"] + [f"  - {c}" for c in r.checks]
     else:
         lines.append("No rotations in this diff.")
+    for kind in KINDS:
+        changes = [c for c in plan.changes if c.kind == kind]
+        if not changes:
+            continue
+        lines += ["", f"**{kind.capitalize()} changes**", "",
+                  "| environment | who / what | field | old → new | why |",
+                  "|---|---|---|---|---|"]
+        for c in changes:
+            where = "every stack" if c.stack == REPOSITORY else c.stack
+            strict = " (strict)" if plan.strict.get(c.stack) else ""
+            lines.append(f"| {where}{strict} | {_cell(c.subject)} | {_cell(c.field)} | "
+                         f"{_cell(c.old)} → {_cell(c.new)} | {_cell(c.why) or '—'} |")
+    report = plan.privilege
+    if report.diffs or report.note or report.ran:
+        lines += ["", "**Capabilities per principal** (asked of OpenBao's policy engine: "
+                  f"`sys/capabilities` on {report.paths} paths)", ""]
+        if report.note:
+            lines.append(report.note)
+        if any(path.rsplit("/", 1)[-1] == privilege.GLOB_FILL for d in report.diffs
+               for path in [*d.gained, *d.lost]):
+            lines += [f"(a path ending in `{privilege.GLOB_FILL}` stands for any name a policy "
+                      "glob matches there)", ""]
+        if report.ran and not report.diffs:
+            lines.append("No principal gains or loses a capability.")
+        for d in report.diffs:
+            strict = " (strict)" if plan.strict.get(d.principal.stack) else ""
+            policies = (f"policies {', '.join(d.old_policies) or 'none'} → "
+                        f"{', '.join(d.new_policies) or 'none'}"
+                        if d.old_policies != d.new_policies else
+                        f"policies {', '.join(d.new_policies) or 'none'}")
+            lines.append(f"- `{d.principal.stack}`{strict} {d.principal.label} ({policies}):")
+            for label, entries in (("gains", d.gained), ("loses", d.lost)):
+                shown = list(entries.items())
+                for path, caps in shown[:12]:
+                    lines.append(f"  - {label} {', '.join(caps)} on `{path}`")
+                if len(shown) > 12:
+                    lines.append(f"  - {label} more on {len(shown) - 12} other paths (--json)")
+            if not d.gained and not d.lost:
+                lines.append("  - no capability changes on the probed paths")
+    if plan.other_files:
+        lines += ["", f"Other files changed (not classified): "
+                  f"{', '.join(f'`{f}`' for f in plan.other_files[:20])}"
+                  + (f" (+{len(plan.other_files) - 20} more)" if len(plan.other_files) > 20
+                     else "")]
+    if plan.acknowledged:
+        lines += ["", f"Acknowledged by the pull request: {', '.join(plan.acknowledged)}"]
     if plan.findings:
         lines += ["", "**Findings**", ""]
         lines += [f"- {'❌' if f.severity == 'error' else '⚠️'} `{f.stack}`: {f.message}"
@@ -442,19 +585,33 @@ def rotated_secrets(
     ``explicit`` (``--secret``) wins; otherwise the plan of ``base`` (default
     ``HEAD~1`` when it exists) against the working tree, for this stack.
     """
-    return [cid for cid, kind in _rotated(root, target, base, explicit) if kind == "kv"]
+    return [cid for cid, (kind, _) in _rotated(root, target, base, explicit).items()
+            if kind == "kv"]
 
 
 def rotated_credentials(
     root: Path, target: StackTarget, base: str | None, explicit: list[str]
 ) -> list[str]:
     """Return the non-KV credentials (JWT keys, root, static roles, lease generations) rotated."""
-    return [cid for cid, kind in _rotated(root, target, base, explicit) if kind != "kv"]
+    return [cid for cid, (kind, _) in _rotated(root, target, base, explicit).items()
+            if kind != "kv"]
+
+
+def rotation_notes(
+    root: Path, target: StackTarget, base: str | None, explicit: list[str]
+) -> dict[str, tuple[str | None, str | None]]:
+    """Return ``{credential: (reason, ticket)}`` for everything a rotation of ``target`` writes.
+
+    The reason and ticket are what ``bump --reason/--ticket`` wrote in the
+    plan's diff (None when not known, e.g. for ``--secret``).
+    """
+    return {cid: notes for cid, (_, notes) in _rotated(root, target, base, explicit).items()}
 
 
 def _rotated(
     root: Path, target: StackTarget, base: str | None, explicit: list[str]
-) -> list[tuple[str, str]]:
+) -> dict[str, tuple[str, tuple[str | None, str | None]]]:
+    """Return ``{credential id: (kind, (reason, ticket))}`` rotated in ``target``."""
     if explicit:
         kinds = {c.id: c.kind for c in credentials(target.spec)}
         kinds |= {s.id: "kv" for s in target.spec.static_secrets}
@@ -462,12 +619,28 @@ def _rotated(
         if unknown:
             raise BadInput(f"Pulumi.{target.name}.yaml: unknown secret(s) "
                            f"{', '.join(describe(s) for s in unknown)}")
-        return [(s, kinds[s]) for s in explicit]
+        return {s: (kinds[s], (None, None)) for s in explicit}
     if base is None:
         try:
             gitutil.rev_parse(root, "HEAD~1")
         except BadInput:
-            return []
+            return {}
         base = "HEAD~1"
     plan = build_plan(root, base, None)
-    return [(r.secret, r.kind) for r in plan.rotations if r.stack == target.name]
+    return {r.secret: (r.kind, (r.reason, r.ticket)) for r in plan.rotations
+            if r.stack == target.name}
+
+
+def engine_likely_needed(root: Path, base: str, head: str | None) -> bool:
+    """Return whether the diff edits a policy file or adds or removes a stack file.
+
+    Then the capability diff will need the engine, so the gate starts it early;
+    a binding edited inside a stack file starts it later, when the plan sees it.
+    """
+    start = gitutil.merge_base(root, base, head or "HEAD")
+    for status, path, _ in gitutil.changed_files(root, start, head):
+        if path.startswith(file_changes.POLICY_DIR) and path.endswith(".hcl"):
+            return True
+        if file_changes.is_stack_file(path) and status in {"A", "D", "R"}:
+            return True
+    return False

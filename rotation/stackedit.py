@@ -24,11 +24,14 @@ from infra.spec import SpecError, parse_spec
 from infra.spec.credentials import Credential
 from infra.spec.marks import duplicate_keys
 from infra.spec.stackfile import YamlDocument, parse_yaml
+from infra.spec.versions import literal_problem
 from rotation.atomic import write_text_atomic
 from rotation.errors import BadInput
 
 _INT_TOKEN = re.compile(r"\d+")
 _COMMENT_SAFE = re.compile(r"[^\w .,:;()/@+=-]")
+_TICKET_SAFE = re.compile(r"[^\w.:/#@+=-]")
+_TICKET_TAIL = re.compile(r"\(ticket ([^()\s]+)\)\s*$")
 
 
 _INT_TAG = "tag:yaml.org,2002:int"
@@ -97,24 +100,63 @@ class Bump:
     new_version: int
 
 
+def clean_ticket(ticket: str) -> str:
+    """Return ``ticket`` as an identifier (``SEC-123``, a URL): no spaces, at most 120 chars."""
+    return _TICKET_SAFE.sub("", ticket.strip())[:120]
+
+
+def rotation_comment(reason: str | None, ticket: str | None) -> str:
+    """Return the version line's comment body for a bump: ``<reason> (ticket <ticket>)``."""
+    parts = [clean_reason(reason)] if reason and clean_reason(reason) else []
+    if ticket and clean_ticket(ticket):
+        parts.append(f"(ticket {clean_ticket(ticket)})")
+    return " ".join(parts)
+
+
+def parse_rotation_comment(comment: str | None) -> tuple[str | None, str | None]:
+    """Return ``(reason, ticket)`` from a comment :func:`rotation_comment` wrote."""
+    if not comment:
+        return None, None
+    match = _TICKET_TAIL.search(comment)
+    ticket = match.group(1) if match else None
+    reason = (comment[: match.start()] if match else comment).strip()
+    return reason or None, ticket
+
+
+def version_comment(text: str, secret_id: str, source: str) -> str | None:
+    """Return the comment on ``secret_id``'s version line (None if there is none)."""
+    root = parse_text(text, source).root
+    if root is None:
+        return None
+    node, _ = _secret_node(root, secret_id, source)
+    version = _get(node, "version")
+    if version is None:
+        return None
+    line = text.splitlines()[version.end_mark.line][version.end_mark.column:]
+    stripped = line.strip()
+    return stripped[1:].strip() or None if stripped.startswith("#") else None
+
+
 def bump_version_text(
-    text: str, secret_id: str, source: str, *, reason: str | None = None
+    text: str, secret_id: str, source: str, *, reason: str | None = None,
+    ticket: str | None = None,
 ) -> tuple[str, int, int]:
     """Return ``(new_text, old_version, new_version)``: :func:`bump_document` of ``text``."""
-    bump = bump_document(parse_text(text, source), secret_id, source, reason=reason)
+    bump = bump_document(parse_text(text, source), secret_id, source, reason=reason,
+                         ticket=ticket)
     return bump.text, bump.old_version, bump.new_version
 
 
 def bump_document(
-    document: YamlDocument, secret_id: str, source: str, *, reason: str | None = None
+    document: YamlDocument, secret_id: str, source: str, *, reason: str | None = None,
+    ticket: str | None = None,
 ) -> Bump:
     """Raise the secret's version by one in the parsed stack file ``document``.
 
     Only the digits of the version value change, plus the comment at the end
-    of that line when ``reason`` is given. The new text is parsed once, to
-    prove that nothing else changed; that parse is returned for validation.
-    Raises :class:`BadInput` for an unknown secret, a mirror (versions follow
-    prod), or anything else changing.
+    of that line when ``reason`` or ``ticket`` is given (the plan and the
+    record read them back from there). Raises :class:`BadInput` for an unknown
+    secret, a mirror (versions follow prod), or anything else changing.
     """
     text, root = document.text, document.root
     if root is None:
@@ -127,8 +169,12 @@ def bump_document(
             f"Pulumi.{_scalar(mirror)}.yaml; bump it there",
         )
     version = _get(node, "version")
-    if not isinstance(version, yaml.ScalarNode) or version.tag != _INT_TAG:
-        raise BadInput(f"{source}: static_secrets[{index}].version is missing or not an integer")
+    if version is None:
+        raise BadInput(f"{source}: static_secrets[{index}].version is missing")
+    problem = literal_problem(version)
+    if problem is not None:  # the rule plan and the gate apply too
+        raise BadInput(f"{source}: {paths.SPEC_CONFIG_KEY}.static_secrets[{index}].version "
+                       f"(line {version.start_mark.line + 1}): {problem}; nothing changed")
     line_no, col = version.start_mark.line, version.start_mark.column
     lines = text.splitlines(keepends=True)
     line = lines[line_no]
@@ -138,9 +184,10 @@ def bump_document(
     old = int(match.group())
     new = old + 1
     head, tail = line[: match.start()], line[match.end():]
-    if reason:
+    comment = rotation_comment(reason, ticket)
+    if comment:
         ending = "\n" if tail.endswith("\n") else ""
-        tail = f" # {clean_reason(reason)}{ending}"
+        tail = f" # {comment}{ending}"
     lines[line_no] = f"{head}{new}{tail}"
     new_text = "".join(lines)
     after = parse_text(new_text, source)
@@ -206,7 +253,8 @@ def _key_path(where: tuple[str | int, ...], field: str) -> str:
 
 
 def bump_credential_text(
-    text: str, credential: Credential, source: str, *, reason: str | None = None
+    text: str, credential: Credential, source: str, *, reason: str | None = None,
+    ticket: str | None = None,
 ) -> tuple[str, int, int]:
     """Return ``(new_text, old, new)`` with a non-KV credential's version field raised by one.
 
@@ -233,8 +281,8 @@ def bump_credential_text(
     old = int(match.group())
     new = old + 1
     head, tail = lines[line_no][: match.start()], lines[line_no][match.end():]
-    if reason:
-        tail = f" # {clean_reason(reason)}" + ("\n" if tail.endswith("\n") else "")
+    if reason or ticket:
+        tail = f" # {rotation_comment(reason, ticket)}" + ("\n" if tail.endswith("\n") else "")
     lines[line_no] = f"{head}{new}{tail}"
     new_text = "".join(lines)
     expected = document.data

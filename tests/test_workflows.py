@@ -97,7 +97,8 @@ def test_the_schema_check_rejects_a_broken_workflow(tmp_path: Path) -> None:
 
 def test_pull_requests_run_the_gate_the_tests_and_a_preview_per_stack() -> None:
     wf = workflow("pull-request.yml")
-    assert wf["on"] == {"pull_request": {"branches": ["main"]}}
+    assert wf["on"] == {"pull_request": {"branches": ["main"], "types": [
+        "opened", "synchronize", "reopened", "labeled", "unlabeled"]}}
     assert wf["permissions"] == {"contents": "read"}
     assert set(wf["jobs"]) == {"gate", "tests", "preview"}
     gate = wf["jobs"]["gate"]
@@ -105,12 +106,25 @@ def test_pull_requests_run_the_gate_the_tests_and_a_preview_per_stack() -> None:
     assert any("python -m rotation gate --base \"$BASE_SHA\" --head \"$HEAD_SHA\"" in r
                for r in runs)
     assert gate["env"]["BASE_SHA"] == "${{ github.event.pull_request.base.sha }}"
+    # the pull request's acknowledge:<class> labels become --acknowledge for gate and plan
+    assert gate["env"]["LABELS"] == "${{ toJSON(github.event.pull_request.labels.*.name) }}"
+    assert any('select(startswith("acknowledge:"))' in r and "ACKNOWLEDGE=" in r for r in runs)
+    assert sum('--acknowledge "$ACKNOWLEDGE"' in r for r in runs) == 2
     [comment] = steps_using(gate, "marocchino/sticky-pull-request-comment")
     assert comment["with"]["path"] == "rotation-plan.md"
     assert any("python -m rotation plan" in r and "> rotation-plan.md" in r for r in runs)
     tests = wf["jobs"]["tests"]
     assert any('pytest -m "not e2e"' in s.get("run", "") for s in tests["steps"])
     assert any(s.get("run") == "make lint" for s in tests["steps"])
+
+
+def test_main_gates_the_push_with_what_its_pull_request_acknowledged() -> None:
+    gate = workflow("main.yml")["jobs"]["gate"]
+    assert gate["permissions"] == {"contents": "read", "pull-requests": "read"}
+    runs = [s.get("run", "") for s in gate["steps"]]
+    assert any("commits/$GITHUB_SHA/pulls" in r and "ACKNOWLEDGE=" in r for r in runs)
+    assert any('rotation gate --base "$BEFORE" --head "$GITHUB_SHA" --acknowledge '
+               '"$ACKNOWLEDGE"' in r for r in runs)
 
 
 def test_the_preview_runs_the_policy_pack_and_comments_on_the_pull_request() -> None:

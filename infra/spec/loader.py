@@ -414,6 +414,7 @@ def _build(data: Mapping[str, Any], source: str) -> EnvironmentSpec:
     return EnvironmentSpec(
         environment=data["environment"],
         source=source,
+        strict=data["strict"],
         vault=VaultTarget(
             address=vault["address"].rstrip("/"),
             flavour=cast(Flavour, vault["flavour"]),

@@ -282,6 +282,7 @@ class EnvironmentSpec:
 
     environment: str
     source: str
+    strict: bool  # held to the production rules (declared, never inferred from the name)
     vault: VaultTarget
     limits: Limits
     kv_mounts: tuple[KvMount, ...]

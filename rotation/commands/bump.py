@@ -40,6 +40,8 @@ from rotation.stackedit import (
     bump_credential_text,
     bump_document,
     bump_version_text,
+    clean_reason,
+    clean_ticket,
     validate_text,
     write_stack_text,
 )
@@ -57,7 +59,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "<mount>/<path> (e.g. secret/services/execution/broker-api), "
                         "identity/oidc/key/<name>, <db>/config/<connection>, "
                         "<db>/static-roles/<name> or <db>/roles/<role> (its lease generation)")
-    parser.add_argument("--reason", help="why (kept as a comment on the version line)")
+    parser.add_argument("--reason", help="why (kept as a comment on the version line; the "
+                        "plan and the record show it)")
+    parser.add_argument("--ticket", help="the rotation ticket, e.g. SEC-123 (kept beside the "
+                        "reason; the plan and the record show it)")
     parser.add_argument("--repo", type=Path, help="repository root (default: git top level)")
     value = parser.add_mutually_exclusive_group()
     value.add_argument("--value-stdin", action="store_true",
@@ -145,7 +150,8 @@ def _bump_credential(
     if args.value_stdin or args.value_env:
         raise BadInput(f"{cred.id} is a {cred.kind}: Vault generates the new credential, it "
                        "takes no value")
-    new_text, old, new = bump_credential_text(original, cred, source, reason=args.reason)
+    new_text, old, new = bump_credential_text(original, cred, source, reason=args.reason,
+                                              ticket=args.ticket)
     validate_text(new_text, source, args.stack, root / "policies" / "acl")
     write_stack_text(path, new_text)
     action = cred.action.replace(f"version {cred.version}", f"version {new}")
@@ -188,7 +194,8 @@ def run(args: argparse.Namespace) -> Result:
     original = document.text
     if dirty:
         refuse_second_bump(root, source, secret)
-    bumped = bump_document(document, secret.id, source, reason=args.reason)
+    bumped = bump_document(document, secret.id, source, reason=args.reason,
+                           ticket=args.ticket)
     new_text, old, new = bumped.text, bumped.old_version, bumped.new_version
     validate_text(new_text, source, args.stack, root / "policies" / "acl",
                   document=bumped.document)
@@ -208,14 +215,17 @@ def run(args: argparse.Namespace) -> Result:
                      secret.config_secret)
             # pulumi rewrote the file (ciphertext); bump on top of what it wrote.
             new_text, old, new = bump_version_text(path.read_text(encoding="utf-8"), secret.id,
-                                                   source, reason=args.reason)
+                                                   source, reason=args.reason,
+                                                   ticket=args.ticket)
         write_stack_text(path, new_text)
     except BaseException:
         write_stack_text(path, original)
         raise
     payload = {"ok": True, "stack": args.stack, "file": source, "secret": secret.id,
                "old_version": old, "new_version": new, "cas": new - 1, "source": secret.source,
-               "consumers": list(secret.consumers), "value_stored": value is not None}
+               "consumers": list(secret.consumers), "value_stored": value is not None,
+               "reason": clean_reason(args.reason) if args.reason else None,
+               "ticket": clean_ticket(args.ticket) if args.ticket else None}
 
     def render(out: TextIO) -> None:
         out.write(f"{source}: {secret.id} version {old} -> {new} (apply writes cas={new - 1})\n")

@@ -40,7 +40,7 @@ from rotation.errors import BadInput, CheckFailed
 from rotation.evidence import Evidence, read_dynamic_output, read_evidence
 from rotation.live import SecretState, secret_states
 from rotation.output import Result
-from rotation.planning import add_rotated_arguments, rotated_credentials, rotated_secrets
+from rotation.planning import add_rotated_arguments, rotation_notes
 from rotation.stacks import add_stack_arguments, repo_root, targets
 from rotation.timefmt import reformat, rfc3339
 
@@ -204,6 +204,12 @@ def write_record(root: Path, day: str, lines: list[str]) -> Path:
     return record_path
 
 
+def _why(reason: str | None, ticket: str | None) -> str:
+    """Return the reason and ticket bump wrote, for the record's table (made safe)."""
+    return " ".join(x for x in (safe(reason) if reason else "",
+                                f"ticket {safe(ticket)}" if ticket else "") if x) or "—"
+
+
 def _not_applied(states: dict[str, SecretState], rotated: list[str]) -> list[str]:
     return [f"{sid}: live version {states[sid].live_version}, declared {states[sid].declared}"
             for sid in rotated if states[sid].live_version != states[sid].declared]
@@ -225,10 +231,10 @@ def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one rec
     """Check the rotation happened, write the record and update the services' rotation dates."""
     target = targets(args)[0]
     root = repo_root(args.repo)
-    rotated = rotated_secrets(root, target, args.base, args.secret)
-    others = [c for c in (credential(target.spec, cid) for cid in
-                          rotated_credentials(root, target, args.base, args.secret))
-              if c is not None]
+    notes = rotation_notes(root, target, args.base, args.secret)
+    rotated = [cid for cid in notes if target.spec.secret(cid) is not None]
+    others = [c for c in (credential(target.spec, cid) for cid in notes
+                          if target.spec.secret(cid) is None) if c is not None]
     if not rotated and not others:
         raise BadInput("nothing to record: no rotated secrets in the plan (pass --base or "
                        "--secret)")
@@ -274,9 +280,12 @@ def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one rec
                         else now)
         for consumer in state.secret.consumers:
             services[consumer] = max(services.get(consumer, ""), stamp)
+        reason, ticket_note = notes[secret_id]  # what bump --reason/--ticket wrote (plan)
         entry = {"secret": secret_id, "old_version": state.declared - 1,
                  "new_version": state.declared, "live_version": state.live_version,
-                 "live_updated_time": stamp, "consumers": list(state.secret.consumers)}
+                 "live_updated_time": stamp, "consumers": list(state.secret.consumers),
+                 "reason": safe(reason) if reason else None,
+                 "ticket": safe(ticket_note) if ticket_note else None}
         key = (target.name, secret_id, state.declared)
         if key in already:
             skipped.append({**entry, "recorded_in": already[key]})
@@ -284,14 +293,17 @@ def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one rec
         entries.append(entry)
         rows.append(f"| `{secret_id}` | {state.declared - 1} → {state.declared} | "
                     f"{state.live_version} | {stamp} | "
-                    f"{', '.join(state.secret.consumers)} |")
+                    f"{', '.join(state.secret.consumers)} | {_why(reason, ticket_note)} |")
         markers.append(_MARKER.format(stack=target.name, secret=secret_id,
                                       version=state.declared))
     for cred in others:
         # Vault keeps no version of these: the verify evidence is what observed the rotation.
+        reason, ticket_note = notes[cred.id]
         entry = {"secret": cred.id, "kind": cred.kind, "old_version": cred.version - 1,
                  "new_version": cred.version, "live_version": None,
-                 "live_updated_time": None, "consumers": list(cred.consumers)}
+                 "live_updated_time": None, "consumers": list(cred.consumers),
+                 "reason": safe(reason) if reason else None,
+                 "ticket": safe(ticket_note) if ticket_note else None}
         key = (target.name, cred.id, cred.version)
         if key in already:
             skipped.append({**entry, "recorded_in": already[key]})
@@ -299,7 +311,7 @@ def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one rec
         entries.append(entry)
         rows.append(f"| `{cred.id}` ({cred.kind}) | {cred.version - 1} → "
                     f"{cred.version} | not kept by Vault (see evidence) | - | "
-                    f"{', '.join(cred.consumers)} |")
+                    f"{', '.join(cred.consumers)} | {_why(reason, ticket_note)} |")
         markers.append(_MARKER.format(stack=target.name, secret=cred.id, version=cred.version))
         for consumer in cred.consumers:
             services[consumer] = max(services.get(consumer, ""), rfc3339(now))
@@ -311,8 +323,8 @@ def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one rec
                  f"- operator: {safe(operator)}", f"- commit: `{safe(commit)}`"]
         lines += [f"- pull request: {safe(pr)}"] if pr else []
         lines += [f"- ticket: {safe(ticket)}"] if ticket else []
-        lines += ["", "| secret | version | live now | live updated | consumers |",
-                  "|---|---|---|---|---|"]
+        lines += ["", "| secret | version | live now | live updated | consumers | why |",
+                  "|---|---|---|---|---|---|"]
         lines += rows
         if evidence:
             lines += ["", "**Pre-flight and verification evidence**", "", *evidence]

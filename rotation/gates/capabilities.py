@@ -239,7 +239,7 @@ def evaluate(
     return checked, out
 
 
-def _capabilities(client: hvac.Client, token: str, probe: list[str]) -> dict[str, list[str]]:
+def capabilities_of(client: hvac.Client, token: str, probe: list[str]) -> dict[str, list[str]]:
     """Ask ``sys/capabilities`` what ``token`` may do on each path (one request)."""
     answer = client.adapter.post("/v1/sys/capabilities", json={"token": token, "paths": probe})
     data = answer.get("data", answer) if isinstance(answer, dict) else answer.json()["data"]
@@ -276,7 +276,7 @@ def check_matrix(
             token = str(created["auth"]["client_token"])
             tokens.append(token)
             with vault_errors(address, f"reading capabilities of policy {name}"):
-                answers = _capabilities(client, token, expectations.probe_paths(name))
+                answers = capabilities_of(client, token, expectations.probe_paths(name))
             checked, violations = evaluate(expectations, name, answers)
             report.checked += checked
             report.violations.extend(violations)

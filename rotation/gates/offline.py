@@ -1,17 +1,24 @@
 """The offline gate: what a pull request must pass before anything is previewed or applied.
 
-Five checks, each independent, run in seconds with no Vault and no Pulumi CLI:
+Five checks, each independent, run in seconds with no organisation Vault and no
+Pulumi CLI (the capability diff starts its own throwaway OpenBao on loopback):
 
 ``stack-files``
-    every ``Pulumi.<stack>.yaml`` validates (schema and cross-references), and
-    prod and dr declare at least two audit devices.
+    every ``Pulumi.<stack>.yaml`` validates (schema and cross-references), its
+    declared versions are canonical integers, and every strict stack declares
+    at least two audit devices.
 ``acl-policies``
     every ``policies/acl/*.hcl`` parses as an ACL policy, and the capability
     matrix (``expectations.yaml``) is valid and covers every policy file.
 ``rotation-plan``
-    the diff ``--base``..``--head`` of the stack files: a version moves only
-    by +1, a provided secret's ciphertext changes if and only if its version
-    does; errors fail, anything that is not a rotation is a warning.
+    the pull request's diff (``--head`` against its merge base with
+    ``--base``): a version moves only by +1 and is a canonical integer, a
+    provided secret's ciphertext changes if and only if its version does and
+    is not replayed; every other change is classified (configuration,
+    privilege, weakening, destructive) and, on a throwaway OpenBao, each
+    principal's capability gains and losses are computed. In strict stacks
+    privilege gains, weakening and destructive changes fail unless
+    acknowledged, and a rotation mixed with any other change fails.
 ``secrets``
     no plaintext secret in any tracked file (:mod:`rotation.gates.secret_scan`).
 ``dr-mirrors``
@@ -35,13 +42,15 @@ from infra.policy_files import PolicyParseError, parse_policy
 from infra.spec import EnvironmentSpec, SpecError, load_stack_file
 from infra.spec.loader import read_stack_document
 from infra.spec.stackfile import YamlDocument
+from infra.spec.versions import version_literal_problems
 from rotation import gitutil
+from rotation.errors import CheckFailed
 from rotation.gates import capabilities, dr, secret_scan
-from rotation.planning import build_plan
+from rotation.planning import build_plan, engine_likely_needed
+from rotation.review.engine import Engine
 
-# Held to the production rules, as in the CrossGuard pack (policies/guard/tradepulse_guard/
-# facts.py): one failing audit device must not be able to stop Vault.
-STRICT_ENVIRONMENTS = frozenset({"prod", "dr"})
+# A strict stack (the spec's `strict: true`, as in the CrossGuard pack) needs two audit
+# devices: one failing device must not be able to stop Vault.
 MIN_AUDIT_DEVICES = 2
 CHECK_NAMES = ("stack-files", "acl-policies", "rotation-plan", "secrets", "dr-mirrors")
 MAX_SHOWN = 40  # per list in the text report; --json has everything
@@ -151,8 +160,13 @@ def read_stack_files(root: Path) -> tuple[CheckResult, dict[str, EnvironmentSpec
         except SpecError as exc:
             result.errors.extend(str(exc).splitlines())
             continue
+        problems = version_literal_problems(document.text, path.name, root=document.root)
+        if problems:
+            result.errors.extend(problems)
+            del specs[stack]
+            continue
         devices = specs[stack].audit.devices
-        if specs[stack].environment in STRICT_ENVIRONMENTS and len(devices) < MIN_AUDIT_DEVICES:
+        if specs[stack].strict and len(devices) < MIN_AUDIT_DEVICES:
             result.errors.append(
                 f"{path.name}: {paths.SPEC_CONFIG_KEY}.audit.devices: "
                 f"{specs[stack].environment} declares {len(devices)} audit device(s) "
@@ -199,18 +213,42 @@ def check_acl_policies(root: Path) -> CheckResult:
     return result
 
 
-def check_rotation_plan(root: Path, base: str, head: str | None) -> CheckResult:
-    """Check the plan of the stack-file diff: errors fail, other changes are warnings."""
+def check_rotation_plan(root: Path, base: str, head: str | None, *,
+                        acknowledge: frozenset[str] = frozenset(),
+                        engine: Engine | None = None) -> CheckResult:
+    """Check the plan of the pull request's diff (from the merge base), with the capability diff.
+
+    Errors (rotation rules, unacknowledged risk in strict stacks, mixed
+    pull requests) fail; every classified change is a warning, each principal
+    whose capabilities change a note.
+    """
     result = CheckResult("rotation-plan")
-    plan = build_plan(root, base, head)
+    plan = build_plan(root, base, head, acknowledge=acknowledge, with_privilege=True,
+                      engine=engine)
     for finding in plan.findings:
         target = result.errors if finding.severity == "error" else result.warnings
         target.append(f"{finding.stack}: {finding.message}")
+    result.warnings.extend(c.render() for c in plan.changes)
     rotations = [f"{r.stack} {r.secret} v{r.old_version}->v{r.new_version}"
                  + (f" (follows {r.follows})" if r.follows else "") for r in plan.rotations]
     result.notes.extend(f"rotation: {r}" for r in rotations)
+    report = plan.privilege
+    if report.note:
+        result.notes.append(f"capabilities: {report.note}")
+    for diff in report.diffs:
+        result.notes.append(
+            f"capabilities: {diff.principal.stack} {diff.principal.label}: gains "
+            f"{sum(len(c) for c in diff.gained.values())} and loses "
+            f"{sum(len(c) for c in diff.lost.values())} capabilities on "
+            f"{len(set(diff.gained) | set(diff.lost))} path(s) (plan --json for every path)")
+    result.notes.append(f"diff from the merge base {plan.merge_base[:12]} of {base} and "
+                        f"{head or 'the working tree'}")
+    if plan.acknowledged:
+        result.notes.append(f"acknowledged: {', '.join(plan.acknowledged)}")
+    asked = (f", capability diff on OpenBao ({report.tokens} tokens, {report.paths} paths)"
+             if report.ran else "")
     result.summary = (f"{len(plan.rotations)} rotation(s), {len(result.errors)} error(s), "
-                      f"{len(result.warnings)} change(s) that are not rotations")
+                      f"{len(plan.changes)} change(s) that are not rotations{asked}")
     return result
 
 
@@ -272,9 +310,23 @@ def _timed(check: Callable[[], CheckResult]) -> CheckResult:
     return result
 
 
+def _early_engine(root: Path, base: str, head: str | None) -> Engine | None:
+    """Start the throwaway OpenBao now if the plan will need it, else return None.
+
+    None too if it cannot start: the plan then tries itself and reports why.
+    """
+    if not engine_likely_needed(root, base, head):
+        return None
+    try:
+        return Engine()
+    except CheckFailed:
+        return None
+
+
 def run_gate(
     root: Path, base: str, head: str | None, *,
     allowlist: Path = secret_scan.ALLOWLIST_FILE,
+    acknowledge: frozenset[str] = frozenset(),
 ) -> GateReport:
     """Run every check on the repository at ``root``; raise BadInput for unknown revisions."""
     start = time.perf_counter()
@@ -285,12 +337,21 @@ def run_gate(
     stack_result.seconds = time.perf_counter() - started
     report.checks.append(stack_result)
     report.checks.append(_timed(lambda: check_acl_policies(root)))
-    plan_result = _timed(lambda: check_rotation_plan(root, base, head))
+    # A policy edit will need the throwaway OpenBao: start it (a Popen) before the secret
+    # scan, so it comes up while the scan runs; the plan then finds it ready.
+    engine = _early_engine(root, base, head)
+    try:
+        secrets_result = _timed(lambda: check_secrets(root, allowlist, documents))
+        plan_result = _timed(lambda: check_rotation_plan(root, base, head,
+                                                         acknowledge=acknowledge, engine=engine))
+    finally:
+        if engine is not None:
+            engine.stop()
     if head is not None and gitutil.rev_parse(root, head) != gitutil.rev_parse(root, "HEAD"):
         plan_result.notes.append(f"the other checks read the working tree, not {head}: check "
                                  f"out {head} to run them on it")
     report.checks.append(plan_result)
-    report.checks.append(_timed(lambda: check_secrets(root, allowlist, documents)))
+    report.checks.append(secrets_result)
     report.checks.append(_timed(lambda: check_dr(root, specs)))
     report.seconds = time.perf_counter() - start
     return report

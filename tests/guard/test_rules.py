@@ -180,6 +180,22 @@ def test_kv_rules_hold_only_prod_and_dr() -> None:
     assert seen == []
 
 
+def test_strictness_is_the_specs_flag_not_the_stack_name() -> None:
+    weak = resource(facts.KV_BACKEND, "kv", kv_config(False, 2))
+    prod_eu = dataclasses.replace(spec("staging"), environment="prod-eu", strict=True)
+    seen = Violations()
+    kv.kv_v2_cas_and_version_floor(weak, seen, prod_eu)
+    assert seen.messages[0] == ("kv: cas_required must be true in prod-eu (rotations write "
+                                "with check-and-set)")
+    seen = Violations()
+    kv.kv_v2_cas_and_version_floor(weak, seen, dataclasses.replace(spec("prod"), strict=False))
+    assert seen == []
+    seen = Violations()
+    audit.prod_and_dr_have_two_audit_devices(
+        StackValidationArgs([audit_device("file-primary")]), seen, prod_eu)
+    assert len(seen.messages) == 1
+
+
 # --- kv-v2-mounts-have-cas-config --------------------------------------------------------
 
 
@@ -236,7 +252,7 @@ def test_one_vault_audit_device_fails() -> None:
 
 def test_openbao_audit_devices_count_the_spec_and_need_the_verifier() -> None:
     local = spec("local")  # the openbao flavour, one declared device
-    as_prod = dataclasses.replace(local, environment="prod")
+    as_prod = dataclasses.replace(local, environment="prod", strict=True)
     seen = Violations()
     audit.prod_and_dr_have_two_audit_devices(StackValidationArgs([]), seen, as_prod)
     assert seen.messages == [

@@ -125,9 +125,12 @@ def test_a_policy_that_does_not_parse_fails_acl_policies(
     path = stack_repo / "policies" / "acl" / "auditor.hcl"
     path.write_text(path.read_text() + '\npath "sys/health" {\n  capabilities = ["peek"]\n}\n')
     code, report = gate(capsys, stack_repo)
-    assert code == 1 and failed(report) == ["acl-policies"]
+    # the capability diff cannot load it either: what it grants cannot be observed
+    assert code == 1 and failed(report) == ["acl-policies", "rotation-plan"]
     errors = by_name(report)["acl-policies"]["errors"]
     assert errors == ["auditor.hcl: path \"sys/health\" has unknown capabilities ['peek']"]
+    assert any(e.startswith("*: policies/acl/auditor.hcl at the head: the policy engine refuses")
+               for e in by_name(report)["rotation-plan"]["errors"])
 
 
 def test_a_policy_without_expectations_fails_acl_policies(
@@ -147,7 +150,7 @@ def test_an_invalid_capability_matrix_fails_acl_policies(
 ) -> None:
     edit(stack_repo, "policies/acl/expectations.yaml",
          "{path: sys/mounts, capabilities: [read]}", "{path: sys/mounts, capabilities: [peek]}")
-    code, report = gate(capsys, stack_repo)
+    code, report = gate(capsys, stack_repo, "--acknowledge", "weakening")
     assert code == 1 and failed(report) == ["acl-policies"]
     [error] = by_name(report)["acl-policies"]["errors"]
     assert error.startswith("expectations.yaml: policies.rotation-operator.allow.")
@@ -203,17 +206,22 @@ def test_a_committed_range_is_planned_and_other_changes_are_warnings(
     stack_repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["bump", "--stack", "staging", SIGNING, "--repo", str(stack_repo)]) == 0
-    edit(stack_repo, "Pulumi.staging.yaml", "max_versions: 10", "max_versions: 12")
-    git(stack_repo, "commit", "-qam", "rotate and tune")
+    git(stack_repo, "commit", "-qam", "rotate")
     capsys.readouterr()
     code, report = gate(capsys, stack_repo, "--base", "HEAD~1", "--head", "HEAD")
     assert code == 0 and report["ok"]
     plan = by_name(report)["rotation-plan"]
-    assert plan["notes"] == [f"rotation: staging {SIGNING} v5->v6"]
-    assert plan["warnings"] == ["staging: not a rotation: config.tradepulse-vault:spec."
-                                "kv_mounts[0].max_versions"]
+    assert plan["notes"][0] == f"rotation: staging {SIGNING} v5->v6"
+    edit(stack_repo, "Pulumi.staging.yaml", "max_versions: 10", "max_versions: 12")
+    git(stack_repo, "commit", "-qam", "tune")
+    code, report = gate(capsys, stack_repo, "--base", "HEAD~1", "--head", "HEAD")
+    assert code == 0 and report["ok"]
+    assert by_name(report)["rotation-plan"]["warnings"] == [
+        "configuration: staging: KV mount secret: max_versions: 10 -> 12 (raised)"]
     assert main(["gate", "--repo", str(stack_repo), "--base", "HEAD~1", "--head", "HEAD"]) == 0
     assert "WARN rotation-plan" in capsys.readouterr().out
+    code, report = gate(capsys, stack_repo, "--base", "HEAD~2", "--head", "HEAD")
+    assert code == 1 and failed(report) == ["rotation-plan"], "a rotation mixed with a change"
 
 
 # --- secrets ------------------------------------------------------------------------------
@@ -376,7 +384,7 @@ def test_dr_without_a_prod_policy_or_role_fails_dr_mirrors(
     edit(stack_repo, "Pulumi.dr.yaml", "      - break-glass\n", "")
     edit(stack_repo, "Pulumi.dr.yaml", "          - name: ci-preview-dr\n",
          "          - name: ci-look-dr\n")
-    code, report = gate(capsys, stack_repo)
+    code, report = gate(capsys, stack_repo, "--acknowledge", "destructive,privilege")
     assert code == 1 and failed(report) == ["dr-mirrors"]
     assert by_name(report)["dr-mirrors"]["errors"] == [
         "Pulumi.dr.yaml: lacks prod's ACL policy 'break-glass'",

@@ -62,6 +62,19 @@ def test_markdown_for_the_pull_request(stack_repo: Path,
     assert row in text
 
 
+def test_two_bumps_in_one_pull_request_are_two_rotations(
+    stack_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["bump", "--stack", "staging", HMAC, "--repo", str(stack_repo)]) == 0
+    assert main(["bump", "--stack", "prod", HMAC, "--repo", str(stack_repo), "--allow-dirty"]) \
+        == 0
+    capsys.readouterr()
+    code, plan = run_plan(capsys, stack_repo)
+    assert code == 0 and plan["findings"] == [] and plan["changes"] == []
+    assert sorted((r["stack"], r["new_version"]) for r in plan["rotations"]) == [
+        ("prod", 3), ("staging", 2)]
+
+
 def test_committed_range_is_planned(stack_repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bump", "--stack", "local", SIGNING, "--repo", str(stack_repo)]) == 0
     git(stack_repo, "commit", "-qam", "rotate")
@@ -87,18 +100,34 @@ def test_version_decrement_is_an_error(stack_repo: Path,
     assert any("version moved 9 -> 8" in f["message"] for f in plan["findings"])
 
 
-def test_other_changes_are_flagged_and_strict_fails(
+def test_other_changes_are_classified_and_strict_fails(
+    stack_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    edit(stack_repo, "staging", "max_versions: 10", "max_versions: 12")
+    code, plan = run_plan(capsys, stack_repo)
+    assert code == 0 and plan["findings"] == []
+    [change] = plan["changes"]
+    assert (change["kind"], change["stack"], change["subject"], change["field"], change["old"],
+            change["new"]) == ("configuration", "staging", "KV mount secret", "max_versions",
+                               "10", "12")
+    code, plan = run_plan(capsys, stack_repo, "--strict")
+    assert code == 1 and not plan["ok"]
+
+
+def test_a_rotation_mixed_with_another_change_fails(
     stack_repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["bump", "--stack", "prod", SIGNING, "--repo", str(stack_repo)]) == 0
     edit(stack_repo, "prod", "max_versions: 20", "max_versions: 30")
     capsys.readouterr()
     code, plan = run_plan(capsys, stack_repo)
-    assert code == 0
-    flagged = [f["message"] for f in plan["findings"]]
-    assert flagged == ["not a rotation: config.tradepulse-vault:spec.kv_mounts[0].max_versions"]
-    code, plan = run_plan(capsys, stack_repo, "--strict")
     assert code == 1 and not plan["ok"]
+    [finding] = plan["findings"]
+    assert finding["message"].startswith(
+        f"this diff rotates secrets in prod {SIGNING} and also makes 1 other change(s) "
+        "(configuration): a rotation pull request changes only secret versions")
+    code, plan = run_plan(capsys, stack_repo, "--acknowledge", "privilege,weakening,destructive")
+    assert code == 1, "no acknowledgement makes a mixed pull request pure"
 
 
 def test_provided_ciphertext_and_version_must_move_together(
@@ -274,3 +303,106 @@ def test_bumping_a_credential_with_a_value_is_refused(
     assert code == 2 and "takes no value" in captured.err
     assert "CANARY-never-a-value" not in captured.out + captured.err
     assert (stack_repo / "Pulumi.local.yaml").read_bytes() == before
+# --- the diff a pull request makes (three-dot) ------------------------------------------
+
+
+def test_a_branch_is_planned_from_its_merge_base_while_main_moves_on(
+    stack_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    git(stack_repo, "checkout", "-qb", "rotate-signing")
+    assert main(["bump", "--stack", "prod", SIGNING, "--repo", str(stack_repo)]) == 0
+    git(stack_repo, "commit", "-qam", "rotate the session signing key")
+    git(stack_repo, "checkout", "-q", "main")
+    assert main(["bump", "--stack", "prod", HMAC, "--repo", str(stack_repo)]) == 0
+    git(stack_repo, "commit", "-qam", "main meanwhile rotates warehouse-hmac")
+    git(stack_repo, "checkout", "-q", "rotate-signing")
+    capsys.readouterr()
+    code, plan = run_plan(capsys, stack_repo, "--base", "main", "--head", "rotate-signing")
+    assert code == 0, plan["findings"]
+    assert [(r["stack"], r["secret"]) for r in plan["rotations"]] == [("prod", SIGNING),
+                                                                    ("dr", SIGNING)]
+    assert plan["findings"] == [] and plan["changes"] == []
+    assert plan["merge_base"] == subprocess.run(
+        ["git", "-C", str(stack_repo), "rev-parse", "main~1"], capture_output=True, text=True,
+        check=True).stdout.strip()
+    # the same branch against the working tree: still only its own rotation
+    code, plan = run_plan(capsys, stack_repo, "--base", "main")
+    assert code == 0 and [r["secret"] for r in plan["rotations"]] == [SIGNING, SIGNING]
+    assert main(["gate", "--json", "--repo", str(stack_repo), "--base", "main", "--head",
+                 "rotate-signing"]) == 0
+    capsys.readouterr()
+
+
+# --- versions are canonical integers -----------------------------------------------------
+
+
+@pytest.mark.parametrize("literal", ["10.0", "010", "+10", "1_0", "0x0a"])
+def test_a_non_canonical_version_fails_plan_gate_and_bump_alike(
+    stack_repo: Path, capsys: pytest.CaptureFixture[str], literal: str
+) -> None:
+    edit(stack_repo, "prod", "        version: 9\n", f"        version: {literal}\n")
+    code, plan = run_plan(capsys, stack_repo)
+    assert code == 1 and plan["rotations"] == []
+    [finding] = plan["findings"]
+    where = "Pulumi.prod.yaml: tradepulse-vault:spec.static_secrets[1].version (line "
+    assert finding["message"].startswith(where) and "not a canonical integer" in \
+        finding["message"]
+    assert main(["gate", "--json", "--repo", str(stack_repo)]) == 1
+    report = json.loads(capsys.readouterr().out)
+    stack_files = next(c for c in report["checks"] if c["name"] == "stack-files")
+    assert any(e.startswith(where) for e in stack_files["errors"]), stack_files
+    git(stack_repo, "commit", "-qam", "odd literal")
+    assert main(["bump", "--stack", "prod", SIGNING, "--repo", str(stack_repo)]) == 2
+    err = capsys.readouterr().err
+    assert "static_secrets[1].version (line" in err and "not a canonical integer" in err
+
+
+# --- provided secrets: no replay ----------------------------------------------------------
+
+
+def test_a_provided_secret_rotated_back_to_an_old_ciphertext_is_a_replay(
+    stack_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    edit(stack_repo, "prod", "config:\n",
+         "config:\n  tradepulse-vault:brokerApiCredentials:\n    secure: v1:OLDOLD\n")
+    git(stack_repo, "commit", "-qam", "broker credentials v4")
+    edit(stack_repo, "prod", "secure: v1:OLDOLD", "secure: v1:NEWNEW")
+    edit(stack_repo, "prod", "        version: 4\n", "        version: 5\n")
+    git(stack_repo, "commit", "-qam", "rotate broker credentials to v5")
+    edit(stack_repo, "prod", "secure: v1:NEWNEW", "secure: v1:OLDOLD")
+    edit(stack_repo, "prod", "        version: 5\n", "        version: 6\n")
+    code, plan = run_plan(capsys, stack_repo)
+    assert code == 1
+    [finding] = [f for f in plan["findings"] if "replay" in f["message"]]
+    assert finding["message"].startswith(
+        f"{BROKER}: the new ciphertext of brokerApiCredentials is one Pulumi.prod.yaml already "
+        "held (commit ")
+    edit(stack_repo, "prod", "secure: v1:OLDOLD", "secure: v1:FRESH1")
+    code, plan = run_plan(capsys, stack_repo)
+    assert code == 0 and [r["secret"] for r in plan["rotations"]] == [BROKER]
+
+
+# --- bump --reason / --ticket travel into the plan ---------------------------------------
+
+
+def test_the_reason_and_ticket_of_a_bump_are_in_the_plan(
+    stack_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["bump", "--stack", "staging", HMAC, "--repo", str(stack_repo), "--reason",
+                 "quarterly rotation", "--ticket", "SEC-4711"]) == 0
+    capsys.readouterr()
+    text = (stack_repo / "Pulumi.staging.yaml").read_text()
+    assert "version: 2 # quarterly rotation (ticket SEC-4711)\n" in text
+    code, plan = run_plan(capsys, stack_repo)
+    assert code == 0
+    [rotation] = plan["rotations"]
+    assert (rotation["reason"], rotation["ticket"]) == ("quarterly rotation", "SEC-4711")
+    assert main(["plan", "--repo", str(stack_repo)]) == 0
+    assert "| quarterly rotation ticket SEC-4711 |" in capsys.readouterr().out
+    git(stack_repo, "commit", "-qam", "rotate")
+    assert main(["bump", "--stack", "staging", HMAC, "--repo", str(stack_repo)]) == 0
+    capsys.readouterr()
+    code, plan = run_plan(capsys, stack_repo)
+    [rotation] = plan["rotations"]
+    assert (rotation["reason"], rotation["ticket"]) == (None, None), \
+        "a comment left from an earlier bump is not this rotation's reason"

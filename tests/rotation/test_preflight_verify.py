@@ -290,6 +290,26 @@ def test_record_holds_identifiers_and_evidence_never_values(
     assert CANARY not in text
 
 
+def test_the_bump_reason_and_ticket_travel_into_the_record(
+    vault: Any, stack_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = vault.client()
+    apply_like_pulumi(client, stack_repo, "local", value=CANARY)
+    assert main(["bump", "--stack", "local", SIGNING, "--repo", str(stack_repo), "--reason",
+                 "suspected leak in build logs", "--ticket", "SEC-900"]) == 0
+    commit_all(stack_repo, "rotate")
+    capsys.readouterr()
+    apply_like_pulumi(client, stack_repo, "local", only=SIGNING, value=CANARY)
+    code, out, err = cli(capsys, "record", *common(vault, stack_repo), "--operator", "Ada",
+                         "--date", "2026-11-28")
+    assert code == 0, err
+    [entry] = out["entries"]
+    assert (entry["reason"], entry["ticket"]) == ("suspected leak in build logs", "SEC-900")
+    record = (stack_repo / "reports/security/secret-rotations/2026-11-28.md").read_text()
+    assert "| suspected leak in build logs ticket SEC-900 |" in record
+    assert CANARY not in record
+
+
 def test_preflight_reports_a_failing_audit_device(vault: Any, stack_repo: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     args = [*common(vault, stack_repo), "--skip-lock-check", "--server-dir", str(vault.workdir)]

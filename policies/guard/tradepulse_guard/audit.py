@@ -22,7 +22,6 @@ from tradepulse_guard.facts import (
     AUDIT,
     AUDIT_COMPONENT,
     MIN_AUDIT_DEVICES,
-    STRICT_ENVIRONMENTS,
     ReportViolation,
     resolve_spec,
 )
@@ -32,9 +31,9 @@ def prod_and_dr_have_two_audit_devices(
     args: StackValidationArgs, report_violation: ReportViolation,
     spec: EnvironmentSpec | None = None,
 ) -> None:
-    """At least two audit devices in prod and dr (counted per flavour, see the module)."""
+    """At least two audit devices in strict stacks (counted per flavour, see the module)."""
     spec = resolve_spec(spec, report_violation)
-    if spec is None or spec.environment not in STRICT_ENVIRONMENTS:
+    if spec is None or not spec.strict:
         return
     env = spec.environment
     if spec.vault.flavour == "vault":

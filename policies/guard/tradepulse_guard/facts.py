@@ -3,8 +3,8 @@
 The Pulumi engine hands a policy pack the stack's configuration, so the pack
 reads the same ``tradepulse-vault:spec`` the program deploys and validates it
 with the same loader. Environment, flavour, TTL caps and declared audit
-devices all come from there; nothing is hard-coded per stack except which
-environments are held to the production rules (:data:`STRICT_ENVIRONMENTS`).
+devices all come from there, and so does whether the stack is held to the
+production rules (the spec's ``strict``): nothing is keyed on a stack's name.
 
 How the config arrives depends on the engine: older CLIs set ``PULUMI_CONFIG``
 in the pack's environment, which ``pulumi_policy`` loads into
@@ -30,8 +30,6 @@ from infra.spec import EnvironmentSpec, SpecError, load_stack_file, parse_spec
 
 ReportViolation = Callable[..., None]
 
-# Held to the production rules (CAS and version floor, two audit devices).
-STRICT_ENVIRONMENTS = frozenset({"prod", "dr"})
 # The one policy allowed sudo and catch-all paths (policies/acl/break-glass.hcl).
 BREAK_GLASS_POLICY = "break-glass"
 # KV v2 versions kept in prod/dr at least (policy config `min_max_versions` may raise it).

@@ -1,4 +1,4 @@
-"""KV v2 in prod and dr: check-and-set required, enough versions kept, no mount without config.
+"""KV v2 in strict stacks: check-and-set required, enough versions kept, no mount without config.
 
 Rotations rely on check-and-set (the program writes version N with
 ``cas = N-1``); a mount without ``cas_required`` would also accept writes
@@ -24,7 +24,6 @@ from tradepulse_guard.facts import (
     KV_BACKEND,
     MIN_MAX_VERSIONS,
     MOUNT,
-    STRICT_ENVIRONMENTS,
     ReportViolation,
     as_int,
     resolve_spec,
@@ -41,11 +40,11 @@ def kv_v2_cas_and_version_floor(
     args: ResourceValidationArgs, report_violation: ReportViolation,
     spec: EnvironmentSpec | None = None,
 ) -> None:
-    """KV v2 engine config in prod/dr: ``cas_required`` true and ``max_versions`` >= the floor."""
+    """KV v2 config in strict stacks: ``cas_required`` true, ``max_versions`` >= the floor."""
     if args.resource_type != KV_BACKEND:
         return
     spec = resolve_spec(spec, report_violation)
-    if spec is None or spec.environment not in STRICT_ENVIRONMENTS:
+    if spec is None or not spec.strict:
         return
     if args.props.get("casRequired") is not True:
         report_violation(f"{args.name}: cas_required must be true in {spec.environment} "
@@ -68,9 +67,9 @@ def kv_v2_mounts_have_cas_config(
     args: StackValidationArgs, report_violation: ReportViolation,
     spec: EnvironmentSpec | None = None,
 ) -> None:
-    """Every KV v2 mount in prod/dr has its ``SecretBackendV2`` config (else CAS is off)."""
+    """Every KV v2 mount in strict stacks has its ``SecretBackendV2`` config (else CAS is off)."""
     spec = resolve_spec(spec, report_violation)
-    if spec is None or spec.environment not in STRICT_ENVIRONMENTS:
+    if spec is None or not spec.strict:
         return
     configs = [r for r in args.resources if r.resource_type == KV_BACKEND]
     configured_paths = {r.props.get("mount") for r in configs}
@@ -88,7 +87,7 @@ def kv_v2_mounts_have_cas_config(
 POLICIES = [
     ResourceValidationPolicy(
         name="kv-v2-cas-and-version-floor",
-        description="KV v2 mounts in prod and dr require check-and-set and keep at least "
+        description="KV v2 mounts in strict stacks require check-and-set and keep at least "
                     f"{MIN_MAX_VERSIONS} versions.",
         validate=kv_v2_cas_and_version_floor,
         enforcement_level=EnforcementLevel.MANDATORY,
@@ -98,7 +97,7 @@ POLICIES = [
     ),
     StackValidationPolicy(
         name="kv-v2-mounts-have-cas-config",
-        description="Every KV v2 mount in prod and dr is configured by a kv.SecretBackendV2.",
+        description="Every KV v2 mount in strict stacks is configured by a kv.SecretBackendV2.",
         validate=kv_v2_mounts_have_cas_config,
         enforcement_level=EnforcementLevel.MANDATORY,
     ),

@@ -6,7 +6,8 @@ role), a ``VaultStaticSecret`` per static secret it consumes (KV v2, HMAC on,
 ``refreshAfter``, ``rolloutRestartTargets`` naming its workload) and a
 ``VaultDynamicSecret`` per database role (``renewalPercent``, revoke on
 delete). A rotation is finished when these restart the workloads that read
-the secret; ``python -m rotation plan`` lists them from the same spec.
+the secret (or, for ``restarted_by: reload`` services, when ``python -m
+rotation reload`` has); ``python -m rotation plan`` lists them from the same spec.
 """
 
 from __future__ import annotations
@@ -37,9 +38,21 @@ def dynamic_secret_name(role: str) -> str:
 
 
 def restart_targets(service: Service) -> list[dict[str, str]]:
-    """Return the rollout-restart targets of a service (its workload)."""
+    """Return the rollout-restart targets of a service: its workload, unless reload restarts it.
+
+    A ``restarted_by: reload`` workload is restarted once per rotation by ``python -m
+    rotation reload``; VSO then only syncs its Secrets (no restart per synced secret).
+    """
     assert service.kubernetes is not None
+    if service.kubernetes.restarted_by == "reload":
+        return []
     return [{"kind": service.kubernetes.workload.kind, "name": service.kubernetes.workload.name}]
+
+
+def _restarts(service: Service) -> dict[str, list[dict[str, str]]]:
+    """``rolloutRestartTargets`` for a VSO secret object, absent when VSO restarts nothing."""
+    targets = restart_targets(service)
+    return {"rolloutRestartTargets": targets} if targets else {}
 
 
 def render_directory(delivery: KubernetesDelivery) -> str:
@@ -128,7 +141,7 @@ class SecretDelivery(pulumi.ComponentResource):
                              "refreshAfter": f"{delivery.refresh_after_seconds}s",
                              "hmacSecretData": True,
                              "destination": {"name": static_secret_name(secret), "create": True},
-                             "rolloutRestartTargets": restart_targets(service),
+                             **_restarts(service),
                          })
         database = self._spec.database
         for role in service.database_roles:
@@ -141,7 +154,7 @@ class SecretDelivery(pulumi.ComponentResource):
                              "renewalPercent": delivery.renewal_percent,
                              "revoke": True,
                              "destination": {"name": dynamic_secret_name(role), "create": True},
-                             "rolloutRestartTargets": restart_targets(service),
+                             **_restarts(service),
                          })
 
     def _consumed(self, service: Service) -> Sequence[StaticSecret]:

@@ -7,7 +7,12 @@
 * each ``--expect-leases ROLE`` has live leases under
   ``sys/leases/lookup/<mount>/creds/<role>``;
 * ``--watch DURATION`` (the runbook's 15-minute watch) keeps reading the audit
-  log and fails if a request on a rotated path or role fails in the window.
+  log and fails if a request on a rotated path or role fails in the window;
+* ``--consumers``: every consumer of a rotated secret (every Kubernetes service
+  when nothing was rotated) logs in through its own TokenRequest token and role
+  and reads the new version; it is refused what it does not consume, and its
+  token is refused by another service's role (:mod:`rotation.consumers`, through
+  ``kubectl`` and ``--kubeconfig``/``--context``).
 
 Everything is read on the active node: a standby given as the address is
 followed (``rotation.cluster``), because its reads can lag the apply.
@@ -29,7 +34,9 @@ import hvac.exceptions
 
 from rotation.audit_log import AuditEvent, events_from_file, write_evidence
 from rotation.cluster import follow_active
+from rotation.consumers import ConsumerCheck, check_consumers
 from rotation.errors import BadInput
+from rotation.kube import Cluster, add_kube_arguments
 from rotation.live import secret_states
 from rotation.output import Result, log
 from rotation.planning import add_rotated_arguments, rotated_secrets
@@ -61,6 +68,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="database role that must have live leases (repeatable)")
     parser.add_argument("--watch", type=parse_duration, metavar="DURATION",
                         help="keep watching the audit log for failures, e.g. 15m")
+    parser.add_argument("--consumers", action="store_true",
+                        help="log in as every consumer of the rotated secrets (TokenRequest "
+                             "token, its own role) and read the new versions")
+    add_kube_arguments(parser)
+
+
+def consumer_checks(args: argparse.Namespace, target: StackTarget, rotated: list[str],
+                    declared: dict[str, int]) -> list[ConsumerCheck]:
+    """Run ``--consumers``: the rotated secrets' consumers, or every service if none."""
+    spec = target.spec
+    if spec.auth.kubernetes is None:
+        raise BadInput(f"Pulumi.{target.name}.yaml: --consumers needs auth.kubernetes "
+                       "(services log in with Kubernetes auth)")
+    scope = [s for s in (spec.secret(i) for i in rotated) if s is not None] if rotated \
+        else list(spec.static_secrets)
+    wanted = {c for s in scope for c in s.consumers} if rotated else None
+    services = [s for s in spec.services if s.kubernetes is not None
+                and (wanted is None or s.name in wanted)]
+    context = spec.delivery.context if spec.delivery is not None else None
+    cluster = Cluster.from_args(args, context)
+    return check_consumers(cluster, target.vault.address, spec, services, declared=declared,
+                           scope=scope)
 
 
 def audit_log_path(args: argparse.Namespace, target: StackTarget) -> Path | None:
@@ -133,6 +162,11 @@ def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one che
         if not found_leases:
             failures.append(f"no live leases under sys/leases/lookup/{database.mount}/creds/"
                             f"{role}")
+    consumers: list[ConsumerCheck] = []
+    if args.consumers:
+        consumers = consumer_checks(args, target, rotated,
+                                    {s.secret.id: s.declared for s in states})
+        failures.extend(f for c in consumers for f in c.failures)
     watched: list[dict[str, Any]] = []
     if args.watch and log_path is not None and not failures:
         watch_paths = {target.spec.secret(s).data_path for s in rotated  # type: ignore[union-attr]
@@ -175,6 +209,7 @@ def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one che
         "audit_log": str(log_path) if log_path else None,
         "audit_evidence": evidence,
         "leases": leases,
+        "consumers": [asdict(c) for c in consumers],
         "watch_failures": watched,
         "failures": failures,
     }
@@ -189,6 +224,13 @@ def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one che
                       f"{found['request_id']} at {reformat(found['time'])}\n")
         for role, count in leases.items():
             out.write(f"leases: {role}: {count} live\n")
+        for check in consumers:
+            mark = "ok  " if not check.failures else "FAIL"
+            versions_read = ", ".join(f"{k} v{v}" for k, v in check.secrets.items()) or "none"
+            out.write(f"{mark} consumer {check.service} ({check.namespace}/"
+                      f"{check.service_account}) logged in as {check.role}: read "
+                      f"{versions_read}; database {', '.join(check.database_roles) or 'none'};"
+                      f" refused {len(check.refused)} foreign\n")
         for failure in failures:
             if failure not in shown_with_versions:  # each failure once
                 out.write(f"FAIL {failure}\n")

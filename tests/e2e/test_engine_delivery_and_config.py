@@ -84,20 +84,21 @@ def test_delivery_renders_vso_manifests_and_converges(engine: str, tmp_path: Pat
     assert broker == {
         "vaultAuthRef": "execution-vault-auth", "mount": "secret", "type": "kv-v2",
         "path": "services/execution/broker-api", "refreshAfter": "60s", "hmacSecretData": True,
-        "destination": {"name": "broker-api", "create": True},
-        "rolloutRestartTargets": [{"kind": "Deployment", "name": "execution-connector"}]}
+        "destination": {"name": "broker-api", "create": True}}  # reload restarts execution
     dynamic = {d["metadata"]["namespace"]: d["spec"] for d in kinds["VaultDynamicSecret"]}
     assert dynamic["market-data"]["path"] == "creds/tradepulse-ingestion"
     assert dynamic["market-data"]["renewalPercent"] == 67 and dynamic["market-data"]["revoke"]
-    assert dynamic["market-data"]["rolloutRestartTargets"] == [
-        {"kind": "StatefulSet", "name": "ingestion"}]
+    assert "rolloutRestartTargets" not in dynamic["market-data"]  # restarted_by: reload
+    assert dynamic["analytics"]["rolloutRestartTargets"] == [
+        {"kind": "Deployment", "name": "analytics-worker"}]
     accounts = {(d["metadata"]["namespace"], d["metadata"]["name"])
                 for d in kinds["ServiceAccount"]}
     assert ("trading", "execution-connector") in accounts
     # Core objects against Kubernetes' published OpenAPI schemas (kubernetes-validate
     # ships them). No package we can reach ships Vault Secrets Operator's CRD schemas
     # (PyPI, npm and the Go module proxy checked), so the VSO objects are checked field
-    # by field above against its v1beta1 API.
+    # by field above; tests/e2e/test_local_stack.py applies them to a real API server
+    # with our own CRDs (tools/kube/crds).
     for doc in kinds["ServiceAccount"]:
         kubernetes_validate.validate(doc, "1.33", strict=True)
 

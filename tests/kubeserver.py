@@ -48,16 +48,35 @@ REVIEWER_ACCOUNT = "vault-token-reviewer"
 WORKLOAD_IMAGE = "registry.invalid/tradepulse/{name}:local"  # never pulled: no kubelet
 
 
-def kube_apiserver_binary() -> str:
-    """Return the toolchain's ``kube-apiserver`` (in its cache's bin, or on PATH)."""
+def toolchain_bin() -> Path:
+    """The toolchain cache's bin directory (``tools/toolchain/env.sh`` puts it on PATH)."""
     cache = os.environ.get("TRADEPULSE_TOOLCHAIN_DIR",
                            str(Path.home() / ".cache" / "tradepulse-vault" / "toolchain"))
-    beside = Path(cache) / "bin" / "kube-apiserver"
-    found = str(beside) if beside.exists() else shutil.which("kube-apiserver")
+    return Path(cache) / "bin"
+
+
+def _toolchain_binary(name: str) -> str:
+    beside = toolchain_bin() / name
+    found = str(beside) if beside.exists() else shutil.which(name)
     if found is None:
         raise FileNotFoundError(
-            "kube-apiserver not found: run tools/toolchain/build.sh (component kube-apiserver)")
+            f"{name} not found: run tools/toolchain/build.sh (component kube-apiserver)")
     return found
+
+
+def kube_apiserver_binary() -> str:
+    """Return the toolchain's ``kube-apiserver``."""
+    return _toolchain_binary("kube-apiserver")
+
+
+def kubectl_binary() -> str:
+    """Return the toolchain's ``kubectl`` (the API server's release; has ``create token``)."""
+    return _toolchain_binary("kubectl")
+
+
+def path_with_toolchain() -> str:
+    """``PATH`` for child processes that run kubectl: the toolchain's bin first."""
+    return f"{toolchain_bin()}:{os.environ.get('PATH', '/usr/bin:/bin')}"
 
 
 def etcd_binary() -> str:
@@ -184,7 +203,8 @@ class KubeApiServer:
                 check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run ``kubectl`` as the admin against this server."""
         proc = subprocess.run(
-            ["kubectl", "--kubeconfig", str(self.kubeconfig), "--context", self.context, *args],
+            [kubectl_binary(), "--kubeconfig", str(self.kubeconfig), "--context", self.context,
+             *args],
             input=input_text, capture_output=True, text=True, check=False, timeout=120)
         if check and proc.returncode != 0:
             raise RuntimeError(f"kubectl {' '.join(args[:3])} failed ({proc.returncode}): "
@@ -372,6 +392,12 @@ def bootstrap(server: KubeApiServer, spec: Any) -> None:
     server.apply(workload_document(b.workload.kind, b.workload.name, b.namespace,
                                    b.service_account)
                  for b in bound)
+    # kube-system is created by the API server's own controller, right after it starts.
+    deadline = time.monotonic() + 60
+    while server.get("namespace", REVIEWER_NAMESPACE) is None:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"namespace {REVIEWER_NAMESPACE} never appeared")
+        time.sleep(0.5)
     server.apply(reviewer_documents())
 
 

@@ -320,7 +320,7 @@ def up() -> int:
 LOGIN_HELP = """
 Log in as a service (its ServiceAccount's TokenRequest token, audience vault; the JWT goes
 on stdin, never on a command line):
-  source .local/env && export KUBECONFIG={kubeconfig}
+  source .local/env && source tools/toolchain/env.sh && export KUBECONFIG={kubeconfig}
   kubectl create token execution-connector -n trading --audience=vault |
     .venv/bin/bao write auth/kubernetes/login role=execution jwt=-
 Every service at once (post-rotation check), and the reloads after a rotation:

@@ -8,6 +8,7 @@ the pod template, which bumps the object's ``metadata.generation`` by exactly on
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 from infra.spec import load_stack_file
 from rotation.commands.reload import PlannedRotation, restart_order
 from tests.conftest import REPO_ROOT
-from tests.kubeserver import KubeApiServer
+from tests.kubeserver import KubeApiServer, path_with_toolchain
 
 SIGNING = "secret/services/execution/session-signing-key"
 BROKER = "secret/services/execution/broker-api"
@@ -27,9 +28,10 @@ HMAC = "secret/services/analytics/warehouse-hmac"
 
 
 def reload_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PATH": path_with_toolchain()}
     return subprocess.run([sys.executable, "-m", "rotation", "reload", "--stack", "local",
                            "--repo", str(REPO_ROOT), *args], capture_output=True, text=True,
-                          cwd=cwd, check=False, timeout=300)
+                          cwd=cwd, env=env, check=False, timeout=300)
 
 
 def plan_file(tmp_path: Path, rotations: list[tuple[str, list[str]]]) -> Path:

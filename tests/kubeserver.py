@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import json
 import os
 import shutil
 import signal
@@ -224,8 +225,6 @@ class KubeApiServer:
             if "NotFound" in proc.stderr:
                 return None
             raise RuntimeError(f"kubectl get {kind} {name}: {proc.stderr.strip()}")
-        import json
-
         got: dict[str, Any] = json.loads(proc.stdout)
         return got
 

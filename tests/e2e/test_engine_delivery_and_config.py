@@ -25,7 +25,7 @@ from tools.localenv import Workspace, init_workspace
 pytestmark = pytest.mark.e2e
 
 DELIVERY_PROGRAM = '''\
-"""e2e: the delivery component of one stack, rendered by the real kubernetes provider."""
+"""e2e: the delivery component of one stack, through the real kubernetes provider."""
 import dataclasses
 import os
 import time
@@ -37,7 +37,9 @@ from infra.components.secret_delivery import SecretDelivery, kubernetes_provider
 from infra.spec import load_stack_file
 
 spec = load_stack_file(Path(os.environ["E2E_STACK_FILE"]))
-delivery = dataclasses.replace(spec.delivery, render_dir=os.environ["E2E_RENDER_DIR"])
+delivery = spec.delivery
+if "E2E_RENDER_DIR" in os.environ:  # else: the stack's cluster context (KUBECONFIG)
+    delivery = dataclasses.replace(delivery, render_dir=os.environ["E2E_RENDER_DIR"])
 spec = dataclasses.replace(spec, delivery=delivery)
 component = SecretDelivery("delivery", spec,
                            opts=pulumi.ResourceOptions(providers=[kubernetes_provider(delivery)]))
@@ -101,6 +103,48 @@ def test_delivery_renders_vso_manifests_and_converges(engine: str, tmp_path: Pat
     # with our own CRDs (tools/kube/crds).
     for doc in kinds["ServiceAccount"]:
         kubernetes_validate.validate(doc, "1.33", strict=True)
+
+
+def test_delivery_is_applied_to_a_real_api_server_and_destroyed(
+    engine: str, tmp_path: Path, kube_apiserver: Any
+) -> None:
+    """pulumi up creates the ServiceAccounts and VSO objects on kube-apiserver (our CRDs
+    validate them), a preview afterwards is clean, and destroy removes exactly them."""
+    ws, env = delivery_workspace(tmp_path)
+    del env["E2E_RENDER_DIR"]
+    env.update(kube_apiserver.env())
+
+    def ours() -> dict[str, set[tuple[str, str]]]:
+        found: dict[str, set[tuple[str, str]]] = {}
+        for kind in ("serviceaccounts", "vaultconnections", "vaultauths",
+                     "vaultstaticsecrets", "vaultdynamicsecrets"):
+            items = json.loads(kube_apiserver.kubectl(
+                "get", kind, "-A", "-o", "json").stdout)["items"]
+            found[kind] = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in items
+                           if o["metadata"]["namespace"] in {"trading", "market-data",
+                                                             "analytics"}
+                           and o["metadata"]["name"] != "default"}
+        return found
+
+    assert all(not v for v in ours().values())
+    ws.pulumi("up", "--yes", "--skip-preview", extra_env=env)
+    applied = ours()
+    assert {k: len(v) for k, v in applied.items()} == {
+        "serviceaccounts": 3, "vaultconnections": 3, "vaultauths": 3,
+        "vaultstaticsecrets": 4, "vaultdynamicsecrets": 3}
+    assert ("trading", "execution-connector") in applied["serviceaccounts"]
+    assert ("analytics", "tradepulse-analytics-db-creds") in applied["vaultdynamicsecrets"]
+    auth = kube_apiserver.get("vaultauths.secrets.hashicorp.com", "execution-vault-auth",
+                              "trading")
+    assert auth is not None
+    assert auth["spec"]["kubernetes"]["audiences"] == ["vault"]
+    assert auth["spec"]["kubernetes"]["tokenExpirationSeconds"] == 600  # the CRD's default
+    ws.pulumi("preview", "--expect-no-changes", extra_env=env)
+    ws.pulumi("destroy", "--yes", extra_env=env)
+    assert all(not v for v in ours().values()), ours()
+    # The cluster's own objects stay: workloads and the token reviewer.
+    assert kube_apiserver.get("deployment", "execution-connector", "trading") is not None
+    assert kube_apiserver.get("serviceaccount", "vault-token-reviewer", "kube-system")
 
 
 def test_provided_rotation_with_the_real_cli_and_a_real_openbao(

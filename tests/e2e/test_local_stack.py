@@ -110,6 +110,12 @@ def test_live_server_holds_exactly_the_declared_configuration(
     assert execution["bound_service_account_names"] == ["execution-connector"]
     assert execution["bound_service_account_namespaces"] == ["trading"]
     assert execution["token_policies"] == ["tradepulse-execution"]
+    assert execution["audience"] == "vault"
+    config = client.adapter.get("/v1/auth/kubernetes/config")["data"]
+    assert spec.auth.kubernetes is not None
+    assert config["kubernetes_host"] == spec.auth.kubernetes.host  # the test's API server
+    assert config["kubernetes_ca_cert"].strip() == (spec.auth.kubernetes.ca_cert or "").strip()
+    assert config["disable_local_ca_jwt"] is True
     jwt_roles = client.adapter.list("/v1/auth/jwt-ci/role")["data"]["keys"]
     assert jwt_roles == ["ci-rotate-local"]
     key = client.adapter.get("/v1/identity/oidc/key/tradepulse-adapters")["data"]

@@ -24,6 +24,10 @@ from infra.paths import project_root
 from infra.spec.model import EnvironmentSpec, KubernetesDelivery, Service, StaticSecret
 
 VSO_API_VERSION = "secrets.hashicorp.com/v1beta1"
+# pulumi-kubernetes deletes with foreground propagation by default, which waits for the
+# cluster's garbage collector to clear a finalizer. These objects own nothing, so
+# background deletion loses nothing and does not hang where no collector runs.
+DELETION = {"pulumi.com/deletionPropagationPolicy": "background"}
 VAULT_CONNECTION = "vault"
 
 
@@ -100,7 +104,7 @@ class SecretDelivery(pulumi.ComponentResource):
             api_version=VSO_API_VERSION,
             kind=kind,
             metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=name, namespace=namespace,
+                name=name, namespace=namespace, annotations=DELETION,
                 labels={"app.kubernetes.io/managed-by": "tradepulse-vault"}),
             spec=body,
             opts=pulumi.ResourceOptions(parent=self),
@@ -115,7 +119,8 @@ class SecretDelivery(pulumi.ComponentResource):
         base = f"{service.name}"
         self.resources[f"{base}-sa"] = k8s.core.v1.ServiceAccount(
             f"{base}-sa",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=binding.service_account, namespace=ns),
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=binding.service_account, namespace=ns,
+                                                annotations=DELETION),
             opts=pulumi.ResourceOptions(parent=self),
         )
         self._custom(f"{base}-vault-connection", "VaultConnection", ns, VAULT_CONNECTION,

@@ -9,8 +9,8 @@ PY := $(VENV)/bin/python
 DEPS_STAMP := $(VENV)/.deps-$(shell sha1sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps toolchain lint unit integration e2e test up up-apply down fresh-check \
-	up-cluster down-cluster
+.PHONY: help setup system-deps toolchain kube lint unit integration e2e test up up-apply down \
+	fresh-check up-cluster down-cluster
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -41,6 +41,11 @@ toolchain: ## build or reuse the Pulumi CLI + plugins (cache outside the repo)
 	bash tools/toolchain/build.sh
 	$(phase_end)
 
+kube: ## build or reuse kube-apiserver + kubectl only (the integration tests' API server)
+	$(phase_start)
+	bash tools/toolchain/build.sh kube-apiserver
+	$(phase_end)
+
 lint: setup ## ruff and mypy (strict on infra/ and rotation/)
 	$(phase_start)
 	$(VENV)/bin/ruff check .
@@ -51,7 +56,7 @@ lint: setup ## ruff and mypy (strict on infra/ and rotation/)
 unit: setup ## unit tests only (Pulumi mocks, no servers)
 	$(PY) -m pytest -m "not integration and not e2e" $(PYTEST_ARGS)
 
-integration: setup system-deps ## integration tests (real OpenBao + PostgreSQL)
+integration: setup system-deps kube ## integration tests (real OpenBao, PostgreSQL, kube-apiserver)
 	$(PY) -m pytest -m integration $(PYTEST_ARGS)
 
 e2e: setup system-deps toolchain ## end-to-end tests with the real Pulumi engine
@@ -64,8 +69,10 @@ test: setup system-deps toolchain lint ## everything CI runs: lint, unit, integr
 	$(PY) -m pytest $(PYTEST_ARGS)
 	$(phase_end)
 
-up: setup system-deps ## start local OpenBao + PostgreSQL and `pulumi up --stack local`
-	if [ -z "$${TRADEPULSE_SYSTEM_PULUMI:-}" ]; then bash tools/toolchain/build.sh && source tools/toolchain/env.sh; fi
+up: setup system-deps ## start local OpenBao, PostgreSQL, kube-apiserver and `pulumi up --stack local`
+	# kube-apiserver + kubectl come from the toolchain build even with a system Pulumi.
+	if [ -z "$${TRADEPULSE_SYSTEM_PULUMI:-}" ]; then bash tools/toolchain/build.sh && source tools/toolchain/env.sh;
+	else bash tools/toolchain/build.sh kube-apiserver; fi
 	$(PY) tools/localenv.py up
 
 up-apply: setup ## re-apply the local stack after a bump (make up must be running)
@@ -75,7 +82,7 @@ up-apply: setup ## re-apply the local stack after a bump (make up must be runnin
 fresh-check: ## run .ci/run in a temp clone with every user-level cache empty (the new-machine path)
 	bash tools/fresh-check.sh
 
-down: ## stop what `make up` started
+down: ## stop what `make up` started (OpenBao, PostgreSQL, etcd + kube-apiserver)
 	$(PY) tools/localenv.py down
 
 up-cluster: setup ## a three-node OpenBao raft cluster on loopback, to try failover (tools/raftcluster.py)

@@ -20,5 +20,6 @@ deployment = program.build(
     program.database_secrets(spec, config),
     program.provided_secrets(spec, config),
     program.mirror_source(spec),
+    kubernetes_reviewer_jwt=program.kubernetes_reviewer_jwt(spec, config),
 )
 program.export(spec, deployment)

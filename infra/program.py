@@ -67,6 +67,15 @@ def provided_secrets(spec: EnvironmentSpec, config: pulumi.Config) -> dict[str, 
     return {name: config.require_secret(name) for name in names}
 
 
+def kubernetes_reviewer_jwt(spec: EnvironmentSpec,
+                            config: pulumi.Config) -> pulumi.Output[str] | None:
+    """Read the Kubernetes token reviewer's JWT from the config secret the spec names."""
+    k8s = spec.auth.kubernetes
+    if k8s is None or k8s.token_reviewer_jwt_secret is None:
+        return None
+    return config.require_secret(k8s.token_reviewer_jwt_secret)
+
+
 def mirror_source(spec: EnvironmentSpec) -> pulumi.Output[Any] | None:
     """Return prod's ``dr_mirror`` output when this stack holds mirrors of prod secrets."""
     if not any(s.mirror_of for s in spec.static_secrets):
@@ -84,6 +93,7 @@ def build(
     mirrors: pulumi.Output[Any] | None = None,
     *,
     policy_dir: Path = paths.POLICY_DIR,
+    kubernetes_reviewer_jwt: pulumi.Output[str] | None = None,
 ) -> Deployment:
     """Register every Vault resource the spec declares, under one explicit provider.
 
@@ -117,7 +127,7 @@ def build(
         issuer_keys=JwtIssuerKeys("jwt-issuer-keys", spec.jwt_issuer_keys, rotations,
                                   opts=opts),
         kubernetes_auth=None if k8s is None else KubernetesAuth(
-            "kubernetes-auth", k8s, spec.services, opts=after_policies
+            "kubernetes-auth", k8s, spec.services, kubernetes_reviewer_jwt, opts=after_policies
         ),
         jwt_auth=None if jwt is None else JwtAuth("jwt-auth", jwt, opts=after_policies),
         static_secrets=StaticSecrets(

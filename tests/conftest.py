@@ -150,6 +150,20 @@ def postgres() -> Iterator[Any]:
             server.stop()
 
 
+@pytest.fixture(scope="module")
+def kube_apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real kube-apiserver on etcd, bootstrapped for the local stack (one per module)."""
+    from infra.spec import load_stack_file
+    from tests.kubeserver import bootstrap, start_kube_apiserver
+
+    server = start_kube_apiserver(tmp_path_factory.mktemp("kube"))
+    try:
+        bootstrap(server, load_stack_file(REPO_ROOT / "Pulumi.local.yaml"))
+        yield server
+    finally:
+        server.stop()
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """In CI a skipped test is a failure: nothing may pass by not running."""
     import os

@@ -205,6 +205,58 @@ def set_stack_secrets(ws: Workspace, spec: Any, pg: Any) -> None:
                 {k: secrets.token_urlsafe(24) for k in secret.keys}))
 
 
+def use_cluster(data: dict[str, Any], address: str, ca_pem: str, context: str) -> None:
+    """Point a spec (parsed, a dict) at a running API server: address, CA, kubeconfig context."""
+    auth = data["auth"]["kubernetes"]
+    auth["host"] = address
+    auth["ca_cert"] = ca_pem
+    delivery = data["delivery"]["kubernetes"]
+    delivery.pop("render_dir", None)
+    delivery["context"] = context
+
+
+def render_only(data: dict[str, Any], render_dir: str) -> None:
+    """Make a spec (a dict) render its delivery objects instead of applying them (no cluster).
+
+    Without a cluster there is no token reviewer either: Vault would review each login
+    with the login's own JWT (nothing logs in where this is used).
+    """
+    delivery = data["delivery"]["kubernetes"]
+    delivery.pop("context", None)
+    delivery["render_dir"] = render_dir
+    data["auth"]["kubernetes"].pop("token_reviewer_jwt_secret", None)
+
+
+def set_kubernetes_secrets(ws: Workspace, spec: Any, kube: Any,
+                           seconds: int = 24 * 60 * 60) -> None:
+    """Store the token reviewer's JWT (TokenRequest, ``seconds`` long) as a config secret."""
+    from tests.kubeserver import reviewer_token
+
+    auth = spec.auth.kubernetes
+    if auth is not None and auth.token_reviewer_jwt_secret:
+        ws.set_secret(auth.token_reviewer_jwt_secret, reviewer_token(kube, seconds))
+
+
+def _start_cluster(spec: Any, state: dict[str, Any]) -> Any:
+    """Start make up's etcd + kube-apiserver (the stack's auth host port) and bootstrap it."""
+    from tests.kubeserver import bootstrap, start_kube_apiserver
+
+    kube_dir = LOCAL_DIR / "kube"
+    if kube_dir.exists():
+        shutil.rmtree(kube_dir)
+    assert spec.auth.kubernetes is not None
+    kube_port = int(spec.auth.kubernetes.host.rsplit(":", 1)[1])
+    print(f"make up: starting etcd and kube-apiserver on 127.0.0.1:{kube_port}",
+          file=sys.stderr)
+    kube = start_kube_apiserver(kube_dir, port=kube_port, detach=True)
+    state.update({"kube_pids": [p.pid for p in kube.processes], "kube_address": kube.address,
+                  "kube_context": kube.context, "kubeconfig": str(kube.kubeconfig),
+                  "kube_ca": str(kube.pki.ca)})
+    _write_private(LOCAL_DIR / "run.json", json.dumps(state))
+    bootstrap(kube, spec)
+    return kube
+
+
 def up() -> int:
     """Start OpenBao (with the local audit stanzas) and PostgreSQL, then ``pulumi up``."""
     sys.path.insert(0, str(REPO_ROOT))
@@ -237,11 +289,13 @@ def up() -> int:
     # Dev mode mounts secret/ itself; the local stack declares (and owns) it.
     bao.client().sys.disable_secrets_engine("secret")
     pg = start_postgres(pg_dir)
-    _write_private(LOCAL_DIR / "run.json", json.dumps({
+    state = {
         "openbao_pid": bao.process.pid, "openbao_addr": bao.address,
         "postgres_datadir": str(pg.datadir), "postgres_bin": str(pg.pg_bin),
         "postgres_run_as": pg.run_as, "postgres_port": pg.port,
-    }))
+    }
+    _write_private(LOCAL_DIR / "run.json", json.dumps(state))
+    kube = _start_cluster(spec, state)
     _write_private(LOCAL_DIR / "env", f"export VAULT_ADDR={bao.address}\n"
                    f"export VAULT_TOKEN={bao.root_token}\n")
     passphrase_file = LOCAL_DIR / "pulumi-passphrase"
@@ -250,8 +304,10 @@ def up() -> int:
     ws = init_workspace(LOCAL_DIR / "workspace", "local", backend_dir=LOCAL_DIR / "state",
                         passphrase=passphrase_file.read_text().strip(),
                         vault_addr=bao.address, vault_token=bao.root_token,
-                        spec_text=(REPO_ROOT / "Pulumi.local.yaml").read_text())
+                        spec_text=(REPO_ROOT / "Pulumi.local.yaml").read_text(),
+                        edit=_cluster_edit(state), base_env=kube.env())
     set_stack_secrets(ws, spec, pg)
+    set_kubernetes_secrets(ws, spec, kube)
     started = time.monotonic()
     proc = ws.pulumi("up", "--yes", "--skip-preview", check=False)
     sys.stderr.write(proc.stderr[-2000:])
@@ -269,7 +325,10 @@ def up() -> int:
                 "static_secret_versions", "credential_versions", "delivery_resources"):
         if key in outputs:
             print(f"{key + ':':<24} {json.dumps(outputs[key])}")
-    print("\nManifests for review: build/manifests/local/ (Vault Secrets Operator resources)")
+    print(f"Kubernetes:  {kube.address}  (kubeconfig {_rel(kube.kubeconfig)}, context "
+          f"{kube.context}; ServiceAccounts and VSO objects applied: `kubectl get "
+          "serviceaccounts,vaultauths,vaultstaticsecrets -A`)")
+    print(LOGIN_HELP.format(kubeconfig=_rel(kube.kubeconfig)))
     print("\nFirst rotation:\n  source .local/env\n"
           "  .venv/bin/python -m rotation bump --stack local "
           "secret/services/execution/session-signing-key --allow-dirty\n"
@@ -286,6 +345,34 @@ def up() -> int:
     return 0
 
 
+LOGIN_HELP = """
+Log in as a service (its ServiceAccount's TokenRequest token, audience vault; the JWT goes
+on stdin, never on a command line):
+  source .local/env && source tools/toolchain/env.sh && export KUBECONFIG={kubeconfig}
+  kubectl create token execution-connector -n trading --audience=vault |
+    .venv/bin/bao write auth/kubernetes/login role=execution jwt=-
+Every service at once (post-rotation check), and the reloads after a rotation:
+  .venv/bin/python -m rotation verify --stack local --consumers
+  .venv/bin/python -m rotation reload --stack local"""
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _cluster_edit(state: dict[str, Any]) -> Any:
+    """Return the edit that points the workspace's spec at make up's API server."""
+    ca_pem = Path(state["kube_ca"]).read_text()
+
+    def edit(data: dict[str, Any]) -> None:
+        use_cluster(data, state["kube_address"], ca_pem, state["kube_context"])
+
+    return edit
+
+
 def apply() -> int:
     """Re-sync the committed local stack file into the workspace and ``pulumi up``."""
     state = _state()
@@ -296,8 +383,8 @@ def apply() -> int:
     token = env_text.split("VAULT_TOKEN=", 1)[1].strip()
     ws = Workspace(LOCAL_DIR / "workspace", "local", LOCAL_DIR / "state",
                    (LOCAL_DIR / "pulumi-passphrase").read_text().strip(),
-                   state["openbao_addr"], token)
-    sync_stack_file(ws, (REPO_ROOT / "Pulumi.local.yaml").read_text())
+                   state["openbao_addr"], token, base_env={"KUBECONFIG": state["kubeconfig"]})
+    sync_stack_file(ws, (REPO_ROOT / "Pulumi.local.yaml").read_text(), _cluster_edit(state))
     proc = ws.pulumi("up", "--yes", "--skip-preview", check=False)
     print(proc.stdout[-6000:])
     return 0 if proc.returncode == 0 else 1
@@ -311,18 +398,30 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _wait_gone(pid: int, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
 def down() -> int:
     """Stop what ``make up`` started; keep nothing but the passphrase."""
     state = _state()
     if state.get("openbao_pid") and _alive(state["openbao_pid"]):
         os.kill(state["openbao_pid"], signal.SIGTERM)
+    for pid in reversed(state.get("kube_pids", [])):  # kube-apiserver first, then etcd
+        if _alive(pid):
+            os.kill(pid, signal.SIGTERM)
+            _wait_gone(pid)
     if state.get("postgres_datadir"):
         cmd = [str(Path(state["postgres_bin"]) / "pg_ctl"), "-D", state["postgres_datadir"],
                "-m", "fast", "-w", "stop"]
         if state.get("postgres_run_as"):
             cmd = ["runuser", "-u", state["postgres_run_as"], "--", *cmd]
         subprocess.run(cmd, capture_output=True, check=False)
-    for name in ("run.json", "env", "state", "workspace", "postgres"):
+    for name in ("run.json", "env", "state", "workspace", "postgres", "kube"):
         path = LOCAL_DIR / name
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)

@@ -34,6 +34,10 @@ if [[ " ${missing[*]} " == *" postgresql "* ]] && command -v pg_ctlcluster >/dev
     pg_ctlcluster "$version" main stop >/dev/null 2>&1 || true
   done
 fi
+# Debian's etcd-server enables an etcd on 2379; the tests and make up run their own.
+if [[ " ${missing[*]} " == *" etcd-server "* ]] && command -v systemctl >/dev/null; then
+  systemctl disable --now etcd >/dev/null 2>&1 || true
+fi
 while read -r package executables; do
   case "$package" in ''|'#'*) continue ;; esac
   for exe in $executables; do

@@ -1,4 +1,11 @@
-"""Kubernetes auth: one role per service, bound to its service account and namespace."""
+"""Kubernetes auth: one role per service, bound to its service account and namespace.
+
+Vault runs outside the clusters, so the method is configured with the cluster's API
+address, its CA and, when the spec names one, a token reviewer's JWT (a ServiceAccount
+bound to ``system:auth-delegator``, read from a Pulumi config secret): Vault calls the
+TokenReview API with it to check each service's login token. The reviewer account is the
+cluster's (its administrators own RBAC); this program only holds its token.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +29,7 @@ class KubernetesAuth(pulumi.ComponentResource):
         name: str,
         spec: KubernetesAuthSpec,
         services: Sequence[Service],
+        token_reviewer_jwt: pulumi.Output[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("tradepulse:vault:KubernetesAuth", name, None, opts)
@@ -41,6 +49,7 @@ class KubernetesAuth(pulumi.ComponentResource):
             # the CA comes from the spec and the reviewer JWT from the client.
             kubernetes_ca_cert=spec.ca_cert,
             disable_local_ca_jwt=spec.ca_cert is not None or None,
+            token_reviewer_jwt=token_reviewer_jwt,
             opts=child,
         )
         self.roles = {}

@@ -6,8 +6,9 @@ role), a ``VaultStaticSecret`` per static secret it consumes (KV v2, HMAC on,
 ``refreshAfter``, ``rolloutRestartTargets`` naming its workload) and a
 ``VaultDynamicSecret`` per database role (``renewalPercent``, revoke on
 delete) and per database static role it consumes (``allowStaticCreds``). A
-rotation is finished when these restart the workloads that read the secret;
-``python -m rotation plan`` lists them from the same spec.
+rotation is finished when these restart the workloads that read the secret
+(or, for ``restarted_by: reload`` services, when ``python -m rotation reload``
+has); ``python -m rotation plan`` lists them from the same spec.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ from infra.paths import project_root
 from infra.spec.model import EnvironmentSpec, KubernetesDelivery, Service, StaticSecret
 
 VSO_API_VERSION = "secrets.hashicorp.com/v1beta1"
+# pulumi-kubernetes deletes with foreground propagation by default, which waits for the
+# cluster's garbage collector to clear a finalizer. These objects own nothing, so
+# background deletion loses nothing and does not hang where no collector runs.
+DELETION = {"pulumi.com/deletionPropagationPolicy": "background"}
 VAULT_CONNECTION = "vault"
 
 
@@ -43,9 +48,21 @@ def static_role_secret_name(role: str) -> str:
 
 
 def restart_targets(service: Service) -> list[dict[str, str]]:
-    """Return the rollout-restart targets of a service (its workload)."""
+    """Return the rollout-restart targets of a service: its workload, unless reload restarts it.
+
+    A ``restarted_by: reload`` workload is restarted once per rotation by ``python -m
+    rotation reload``; VSO then only syncs its Secrets (no restart per synced secret).
+    """
     assert service.kubernetes is not None
+    if service.kubernetes.restarted_by == "reload":
+        return []
     return [{"kind": service.kubernetes.workload.kind, "name": service.kubernetes.workload.name}]
+
+
+def _restarts(service: Service) -> dict[str, list[dict[str, str]]]:
+    """``rolloutRestartTargets`` for a VSO secret object, absent when VSO restarts nothing."""
+    targets = restart_targets(service)
+    return {"rolloutRestartTargets": targets} if targets else {}
 
 
 def render_directory(delivery: KubernetesDelivery) -> str:
@@ -93,7 +110,7 @@ class SecretDelivery(pulumi.ComponentResource):
             api_version=VSO_API_VERSION,
             kind=kind,
             metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=name, namespace=namespace,
+                name=name, namespace=namespace, annotations=DELETION,
                 labels={"app.kubernetes.io/managed-by": "tradepulse-vault"}),
             spec=body,
             opts=pulumi.ResourceOptions(parent=self),
@@ -108,7 +125,8 @@ class SecretDelivery(pulumi.ComponentResource):
         base = f"{service.name}"
         self.resources[f"{base}-sa"] = k8s.core.v1.ServiceAccount(
             f"{base}-sa",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=binding.service_account, namespace=ns),
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=binding.service_account, namespace=ns,
+                                                annotations=DELETION),
             opts=pulumi.ResourceOptions(parent=self),
         )
         self._custom(f"{base}-vault-connection", "VaultConnection", ns, VAULT_CONNECTION,
@@ -134,7 +152,7 @@ class SecretDelivery(pulumi.ComponentResource):
                              "refreshAfter": f"{delivery.refresh_after_seconds}s",
                              "hmacSecretData": True,
                              "destination": {"name": static_secret_name(secret), "create": True},
-                             "rolloutRestartTargets": restart_targets(service),
+                             **_restarts(service),
                          })
         database = self._spec.database
         for role in service.database_roles:
@@ -147,7 +165,7 @@ class SecretDelivery(pulumi.ComponentResource):
                              "renewalPercent": delivery.renewal_percent,
                              "revoke": True,
                              "destination": {"name": dynamic_secret_name(role), "create": True},
-                             "rolloutRestartTargets": restart_targets(service),
+                             **_restarts(service),
                          })
 
         for static in database.static_roles if database is not None else ():
@@ -164,7 +182,7 @@ class SecretDelivery(pulumi.ComponentResource):
                              "allowStaticCreds": True,
                              "destination": {"name": static_role_secret_name(static.name),
                                              "create": True},
-                             "rolloutRestartTargets": restart_targets(service),
+                             **_restarts(service),
                          })
 
     def _consumed(self, service: Service) -> Sequence[StaticSecret]:

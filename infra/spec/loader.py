@@ -493,6 +493,7 @@ def _build(data: Mapping[str, Any], source: str) -> EnvironmentSpec:
                     namespace=s["kubernetes"]["namespace"],
                     service_account=s["kubernetes"]["service_account"],
                     workload=Workload(**s["kubernetes"]["workload"]),
+                    restarted_by=s["kubernetes"].get("restarted_by", "vso"),
                 ),
                 outside_cluster=None if "outside_cluster" not in s else OutsideCluster(
                     host=s["outside_cluster"]["host"],
@@ -508,6 +509,7 @@ def _build(data: Mapping[str, Any], source: str) -> EnvironmentSpec:
             kubernetes=None if k8s is None else KubernetesAuth(
                 path=k8s["path"], host=k8s["host"], audience=k8s.get("audience"),
                 ca_cert=k8s.get("ca_cert"),
+                token_reviewer_jwt_secret=k8s.get("token_reviewer_jwt_secret"),
             ),
             jwt=None if jwt is None else JwtAuth(
                 path=jwt["path"],

@@ -128,6 +128,9 @@ class KubernetesBinding:
     namespace: str
     service_account: str
     workload: Workload
+    # "vso": VSO's rolloutRestartTargets restart the workload (once per synced secret);
+    # "reload": `python -m rotation reload` restarts it once per rotation, in plan order.
+    restarted_by: str = "vso"
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,9 @@ class KubernetesAuth:
     host: str
     audience: str | None
     ca_cert: str | None
+    # Pulumi config secret holding the token reviewer's JWT (a ServiceAccount bound to
+    # system:auth-delegator); None: Vault uses each login's own JWT to call TokenReview.
+    token_reviewer_jwt_secret: str | None = None
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,11 @@
   proven by :mod:`rotation.credential_checks` (its rotation request in the
   audit log, then what it changed), against what ``preflight --json`` saw
   before the apply (``--before``).
+* ``--consumers``: every consumer of a rotated secret (every Kubernetes service
+  when nothing was rotated) logs in through its own TokenRequest token and role
+  and reads the new version; it is refused what it does not consume, and its
+  token is refused by another service's role (:mod:`rotation.consumers`, through
+  ``kubectl`` and ``--kubeconfig``/``--context``).
 
 Everything is read on the active node: a standby given as the address is
 followed (``rotation.cluster``), because its reads can lag the apply.
@@ -37,7 +42,9 @@ from infra.spec.credentials import credential
 from rotation.audit_log import AuditEvent, events_from_file, write_evidence
 from rotation.cluster import follow_active
 from rotation.credential_checks import verify_credential
+from rotation.consumers import ConsumerCheck, check_consumers
 from rotation.errors import BadInput
+from rotation.kube import Cluster, add_kube_arguments
 from rotation.live import secret_states
 from rotation.output import Result, log
 from rotation.planning import add_rotated_arguments, rotated_credentials, rotated_secrets
@@ -88,6 +95,33 @@ def read_before(path: Path | None) -> dict[str, dict[str, Any]]:
     except (KeyError, TypeError, ValueError, AttributeError):
         raise BadInput(f"--before: {path}: credentials[] entries need 'id' and 'before' "
                        "(preflight --json output)") from None
+    parser.add_argument("--consumers", action="store_true",
+                        help="log in as every consumer of the rotated secrets (TokenRequest "
+                             "token, its own role) and read the new versions")
+    add_kube_arguments(parser)
+
+
+def consumer_cluster(args: argparse.Namespace, target: StackTarget) -> Cluster:
+    """Check ``--consumers``' inputs before anything is read: auth method, kubeconfig."""
+    spec = target.spec
+    if spec.auth.kubernetes is None:
+        raise BadInput(f"Pulumi.{target.name}.yaml: --consumers needs auth.kubernetes "
+                       "(services log in with Kubernetes auth)")
+    context = spec.delivery.context if spec.delivery is not None else None
+    return Cluster.from_args(args, context)
+
+
+def consumer_checks(cluster: Cluster, target: StackTarget, rotated: list[str],
+                    declared: dict[str, int]) -> list[ConsumerCheck]:
+    """Run ``--consumers``: the rotated secrets' consumers, or every service if none."""
+    spec = target.spec
+    scope = [s for s in (spec.secret(i) for i in rotated) if s is not None] if rotated \
+        else list(spec.static_secrets)
+    wanted = {c for s in scope for c in s.consumers} if rotated else None
+    services = [s for s in spec.services if s.kubernetes is not None
+                and (wanted is None or s.name in wanted)]
+    return check_consumers(cluster, target.vault.address, spec, services, declared=declared,
+                           scope=scope)
 
 
 def audit_log_path(args: argparse.Namespace, target: StackTarget) -> Path | None:
@@ -116,6 +150,7 @@ def live_leases(client: hvac.Client, mount: str, role: str) -> list[str]:
 def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one checklist
     """Run the checks; with ``--watch`` keep watching the audit log."""
     target = targets(args)[0]
+    cluster = consumer_cluster(args, target) if args.consumers else None
     root = repo_root(args.repo)
     # A standby's reads can lag the apply that just wrote: verify on the active node.
     node, client = follow_active(target.client(), target.vault.address)
@@ -171,6 +206,11 @@ def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one che
         if not found_leases:
             failures.append(f"no live leases under sys/leases/lookup/{database.mount}/creds/"
                             f"{role}")
+    consumers: list[ConsumerCheck] = []
+    if cluster is not None:
+        consumers = consumer_checks(cluster, target, rotated,
+                                    {s.secret.id: s.declared for s in states})
+        failures.extend(f for c in consumers for f in c.failures)
     watched: list[dict[str, Any]] = []
     if args.watch and log_path is not None and not failures:
         watch_paths = {target.spec.secret(s).data_path for s in rotated  # type: ignore[union-attr]
@@ -214,6 +254,7 @@ def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one che
         "audit_evidence": evidence,
         "credentials": credential_evidence,
         "leases": leases,
+        "consumers": [asdict(c) for c in consumers],
         "watch_failures": watched,
         "failures": failures,
     }
@@ -233,6 +274,13 @@ def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one che
                          if audit else "") + "\n")
         for role, count in leases.items():
             out.write(f"leases: {role}: {count} live\n")
+        for check in consumers:
+            mark = "ok  " if not check.failures else "FAIL"
+            versions_read = ", ".join(f"{k} v{v}" for k, v in check.secrets.items()) or "none"
+            out.write(f"{mark} consumer {check.service} ({check.namespace}/"
+                      f"{check.service_account}) logged in as {check.role}: read "
+                      f"{versions_read}; database {', '.join(check.database_roles) or 'none'};"
+                      f" refused {len(check.refused)} foreign\n")
         for failure in failures:
             if failure not in shown_with_versions:  # each failure once
                 out.write(f"FAIL {failure}\n")

@@ -25,7 +25,7 @@ from tools.localenv import Workspace, init_workspace
 pytestmark = pytest.mark.e2e
 
 DELIVERY_PROGRAM = '''\
-"""e2e: the delivery component of one stack, rendered by the real kubernetes provider."""
+"""e2e: the delivery component of one stack, through the real kubernetes provider."""
 import dataclasses
 import os
 import time
@@ -37,7 +37,9 @@ from infra.components.secret_delivery import SecretDelivery, kubernetes_provider
 from infra.spec import load_stack_file
 
 spec = load_stack_file(Path(os.environ["E2E_STACK_FILE"]))
-delivery = dataclasses.replace(spec.delivery, render_dir=os.environ["E2E_RENDER_DIR"])
+delivery = spec.delivery
+if "E2E_RENDER_DIR" in os.environ:  # else: the stack's cluster context (KUBECONFIG)
+    delivery = dataclasses.replace(delivery, render_dir=os.environ["E2E_RENDER_DIR"])
 spec = dataclasses.replace(spec, delivery=delivery)
 component = SecretDelivery("delivery", spec,
                            opts=pulumi.ResourceOptions(providers=[kubernetes_provider(delivery)]))
@@ -84,8 +86,7 @@ def test_delivery_renders_vso_manifests_and_converges(engine: str, tmp_path: Pat
     assert broker == {
         "vaultAuthRef": "execution-vault-auth", "mount": "secret", "type": "kv-v2",
         "path": "services/execution/broker-api", "refreshAfter": "60s", "hmacSecretData": True,
-        "destination": {"name": "broker-api", "create": True},
-        "rolloutRestartTargets": [{"kind": "Deployment", "name": "execution-connector"}]}
+        "destination": {"name": "broker-api", "create": True}}  # reload restarts execution
     dynamic = {d["metadata"]["namespace"]: d["spec"] for d in kinds["VaultDynamicSecret"]
                if not d["spec"].get("allowStaticCreds")}
     static_roles = [d["spec"] for d in kinds["VaultDynamicSecret"]
@@ -93,17 +94,61 @@ def test_delivery_renders_vso_manifests_and_converges(engine: str, tmp_path: Pat
     assert [s["path"] for s in static_roles] == ["static-creds/execution-settlement"]
     assert dynamic["market-data"]["path"] == "creds/tradepulse-ingestion"
     assert dynamic["market-data"]["renewalPercent"] == 67 and dynamic["market-data"]["revoke"]
-    assert dynamic["market-data"]["rolloutRestartTargets"] == [
-        {"kind": "StatefulSet", "name": "ingestion"}]
+    assert "rolloutRestartTargets" not in dynamic["market-data"]  # restarted_by: reload
+    assert dynamic["analytics"]["rolloutRestartTargets"] == [
+        {"kind": "Deployment", "name": "analytics-worker"}]
     accounts = {(d["metadata"]["namespace"], d["metadata"]["name"])
                 for d in kinds["ServiceAccount"]}
     assert ("trading", "execution-connector") in accounts
     # Core objects against Kubernetes' published OpenAPI schemas (kubernetes-validate
     # ships them). No package we can reach ships Vault Secrets Operator's CRD schemas
     # (PyPI, npm and the Go module proxy checked), so the VSO objects are checked field
-    # by field above against its v1beta1 API.
+    # by field above; tests/e2e/test_local_stack.py applies them to a real API server
+    # with our own CRDs (tools/kube/crds).
     for doc in kinds["ServiceAccount"]:
         kubernetes_validate.validate(doc, "1.33", strict=True)
+
+
+def test_delivery_is_applied_to_a_real_api_server_and_destroyed(
+    engine: str, tmp_path: Path, kube_apiserver: Any
+) -> None:
+    """pulumi up creates the ServiceAccounts and VSO objects on kube-apiserver (our CRDs
+    validate them), a preview afterwards is clean, and destroy removes exactly them."""
+    ws, env = delivery_workspace(tmp_path)
+    del env["E2E_RENDER_DIR"]
+    env.update(kube_apiserver.env())
+
+    def ours() -> dict[str, set[tuple[str, str]]]:
+        found: dict[str, set[tuple[str, str]]] = {}
+        for kind in ("serviceaccounts", "vaultconnections", "vaultauths",
+                     "vaultstaticsecrets", "vaultdynamicsecrets"):
+            items = json.loads(kube_apiserver.kubectl(
+                "get", kind, "-A", "-o", "json").stdout)["items"]
+            found[kind] = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in items
+                           if o["metadata"]["namespace"] in {"trading", "market-data",
+                                                             "analytics"}
+                           and o["metadata"]["name"] != "default"}
+        return found
+
+    assert all(not v for v in ours().values())
+    ws.pulumi("up", "--yes", "--skip-preview", extra_env=env)
+    applied = ours()
+    assert {k: len(v) for k, v in applied.items()} == {
+        "serviceaccounts": 3, "vaultconnections": 3, "vaultauths": 3,
+        "vaultstaticsecrets": 4, "vaultdynamicsecrets": 3}
+    assert ("trading", "execution-connector") in applied["serviceaccounts"]
+    assert ("analytics", "tradepulse-analytics-db-creds") in applied["vaultdynamicsecrets"]
+    auth = kube_apiserver.get("vaultauths.secrets.hashicorp.com", "execution-vault-auth",
+                              "trading")
+    assert auth is not None
+    assert auth["spec"]["kubernetes"]["audiences"] == ["vault"]
+    assert auth["spec"]["kubernetes"]["tokenExpirationSeconds"] == 600  # the CRD's default
+    ws.pulumi("preview", "--expect-no-changes", extra_env=env)
+    ws.pulumi("destroy", "--yes", extra_env=env)
+    assert all(not v for v in ours().values()), ours()
+    # The cluster's own objects stay: workloads and the token reviewer.
+    assert kube_apiserver.get("deployment", "execution-connector", "trading") is not None
+    assert kube_apiserver.get("serviceaccount", "vault-token-reviewer", "kube-system")
 
 
 def test_provided_rotation_with_the_real_cli_and_a_real_openbao(

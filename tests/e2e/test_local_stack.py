@@ -1,9 +1,10 @@
-"""`pulumi up --stack local` for real: the whole program against OpenBao and PostgreSQL.
+"""`pulumi up --stack local` for real: the whole program against OpenBao, PostgreSQL and a
+kube-apiserver.
 
 One module-scoped workspace walks the life of the stack in order: apply,
-idempotence, what the live server holds (read with hvac, not through Pulumi),
-a rotation (bump -> preview diff -> up -> verify -> record), an out-of-band
-write that makes the next apply fail, and destroy.
+idempotence, what the live servers hold (read with hvac and kubectl, not through
+Pulumi), a rotation (bump -> preview diff -> up -> verify --consumers -> reload ->
+record), an out-of-band write that makes the next apply fail, and destroy.
 """
 
 from __future__ import annotations
@@ -23,8 +24,16 @@ from infra.audit_config import render_audit_hcl
 from infra.spec import load_stack_file
 from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import git_init
+from tests.kubeserver import KubeApiServer
 from tests.servers import start_openbao
-from tools.localenv import Workspace, init_workspace, set_stack_secrets
+from tools.localenv import (
+    Workspace,
+    init_workspace,
+    render_only,
+    set_kubernetes_secrets,
+    set_stack_secrets,
+    use_cluster,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -34,9 +43,9 @@ CANARY = "CANARY-out-of-band-4e7d"
 
 
 @pytest.fixture(scope="module")
-def stack(engine: str, tmp_path_factory: pytest.TempPathFactory,
-          postgres: Any) -> Iterator[tuple[Workspace, Any]]:
-    """A workspace for the local stack, applied once against a fresh OpenBao."""
+def stack(engine: str, tmp_path_factory: pytest.TempPathFactory, postgres: Any,
+          kube_apiserver: KubeApiServer) -> Iterator[tuple[Workspace, Any]]:
+    """A workspace for the local stack, applied once against a fresh OpenBao and the API server."""
     tmp = tmp_path_factory.mktemp("local-stack")
     spec = load_stack_file(REPO_ROOT / "Pulumi.local.yaml")
     workdir = tmp / "openbao"
@@ -47,13 +56,15 @@ def stack(engine: str, tmp_path_factory: pytest.TempPathFactory,
 
     def edit(data: dict[str, Any]) -> None:
         data["vault"]["address"] = server.address
-        data["delivery"]["kubernetes"]["render_dir"] = str(tmp / "manifests")
+        use_cluster(data, kube_apiserver.address, kube_apiserver.ca_pem, kube_apiserver.context)
 
     ws = init_workspace(tmp / "ws", "local", backend_dir=tmp / "state",
                         passphrase="e2e-passphrase", vault_addr=server.address,
                         vault_token=server.root_token,
-                        spec_text=(REPO_ROOT / "Pulumi.local.yaml").read_text(), edit=edit)
+                        spec_text=(REPO_ROOT / "Pulumi.local.yaml").read_text(), edit=edit,
+                        base_env=kube_apiserver.env())
     set_stack_secrets(ws, spec, postgres)
+    set_kubernetes_secrets(ws, spec, kube_apiserver, 3600)
     git_init(ws.root)
     try:
         ws.pulumi("up", "--yes", "--skip-preview")
@@ -99,6 +110,12 @@ def test_live_server_holds_exactly_the_declared_configuration(
     assert execution["bound_service_account_names"] == ["execution-connector"]
     assert execution["bound_service_account_namespaces"] == ["trading"]
     assert execution["token_policies"] == ["tradepulse-execution"]
+    assert execution["audience"] == "vault"
+    config = client.adapter.get("/v1/auth/kubernetes/config")["data"]
+    assert spec.auth.kubernetes is not None
+    assert config["kubernetes_host"] == spec.auth.kubernetes.host  # the test's API server
+    assert config["kubernetes_ca_cert"].strip() == (spec.auth.kubernetes.ca_cert or "").strip()
+    assert config["disable_local_ca_jwt"] is True
     jwt_roles = client.adapter.list("/v1/auth/jwt-ci/role")["data"]["keys"]
     assert jwt_roles == ["ci-rotate-local"]
     key = client.adapter.get("/v1/identity/oidc/key/tradepulse-adapters")["data"]
@@ -113,11 +130,50 @@ def test_live_server_holds_exactly_the_declared_configuration(
     client.sys.revoke_lease(creds["lease_id"])
 
 
-def test_manifests_are_rendered_for_review(stack: tuple[Workspace, Any]) -> None:
-    ws, _ = stack
-    rendered = sorted(p.name for p in (ws.root.parent / "manifests").rglob("*.yaml"))
-    assert any("vaultstaticsecret-trading-session-signing-key" in n for n in rendered)
-    assert sum("serviceaccount" in n for n in rendered) == 3
+def managed(kube: KubeApiServer, kind: str) -> dict[tuple[str, str], dict[str, Any]]:
+    """Objects of ``kind`` in every namespace, by (namespace, name)."""
+    listed = json.loads(kube.kubectl("get", kind, "-A", "-o", "json").stdout)["items"]
+    return {(o["metadata"]["namespace"], o["metadata"]["name"]): o for o in listed}
+
+
+def test_delivery_objects_are_applied_to_the_api_server(
+    stack: tuple[Workspace, Any], kube_apiserver: KubeApiServer
+) -> None:
+    spec = load_stack_file(REPO_ROOT / "Pulumi.local.yaml")
+    accounts = managed(kube_apiserver, "serviceaccounts")
+    for service in spec.services:
+        assert service.kubernetes is not None
+        assert (service.kubernetes.namespace, service.kubernetes.service_account) in accounts
+    statics = managed(kube_apiserver, "vaultstaticsecrets.secrets.hashicorp.com")
+    assert {(ns, o["spec"]["path"]) for (ns, _), o in statics.items()} == {
+        (s.kubernetes.namespace, secret.path) for secret in spec.static_secrets
+        for s in spec.services if s.name in secret.consumers and s.kubernetes}
+    signing = statics[("trading", "session-signing-key")]["spec"]
+    assert signing["refreshAfter"] == "60s" and signing["hmacSecretData"] is True
+    assert "rolloutRestartTargets" not in signing, "execution is restarted by reload"
+    dynamics = managed(kube_apiserver, "vaultdynamicsecrets.secrets.hashicorp.com")
+    analytics = dynamics[("analytics", "tradepulse-analytics-db-creds")]["spec"]
+    assert analytics["renewalPercent"] == 67 and analytics["revoke"] is True
+    assert analytics["rolloutRestartTargets"] == [
+        {"kind": "Deployment", "name": "analytics-worker"}]
+    auths = managed(kube_apiserver, "vaultauths.secrets.hashicorp.com")
+    assert auths[("market-data", "ingestion-vault-auth")]["spec"]["kubernetes"] == {
+        "role": "ingestion", "serviceAccount": "ingestion", "audiences": ["vault"],
+        "tokenExpirationSeconds": 600}  # the CRD's default, filled in by the API server
+    assert len(managed(kube_apiserver, "vaultconnections.secrets.hashicorp.com")) == 3
+
+
+def test_the_api_server_refuses_an_object_our_crds_do_not_allow(
+    stack: tuple[Workspace, Any], kube_apiserver: KubeApiServer
+) -> None:
+    bad = {"apiVersion": "secrets.hashicorp.com/v1beta1", "kind": "VaultDynamicSecret",
+           "metadata": {"name": "bad", "namespace": "trading"},
+           "spec": {"mount": "database", "path": "creds/x", "renewalPercent": 99,
+                    "destination": {"name": "x", "create": True}, "rolloutRestartTargets": [
+                        {"kind": "CronJob", "name": "x"}]}}
+    with pytest.raises(RuntimeError) as refused:
+        kube_apiserver.apply([bad])
+    assert "renewalPercent" in str(refused.value) and "CronJob" in str(refused.value)
 
 
 def test_rotation_bump_preview_up_verify_record(stack: tuple[Workspace, Any]) -> None:
@@ -140,6 +196,22 @@ def test_rotation_bump_preview_up_verify_record(stack: tuple[Workspace, Any]) ->
     assert verify.returncode == 0, report
     assert report["rotated"] == [SIGNING]
     assert report["audit_evidence"][SIGNING]["version"] == 2
+    # Post-rotation: the consumer reads the new version through its own login, then
+    # reload restarts its workload (restarted_by: reload) once.
+    kubeconfig = ws.env()["KUBECONFIG"]
+    consumers = rotation_cli(ws, server, "verify", "--json", "--stack", "local", "--repo",
+                             str(ws.root), "--audit-log", audit_log, "--consumers",
+                             "--kubeconfig", kubeconfig)
+    checked = json.loads(consumers.stdout)
+    assert consumers.returncode == 0, checked
+    assert [(c["service"], c["secrets"].get(SIGNING)) for c in checked["consumers"]] == [
+        ("execution", 2)]
+    reload = rotation_cli(ws, server, "reload", "--json", "--stack", "local", "--repo",
+                          str(ws.root), "--kubeconfig", kubeconfig)
+    reloaded = json.loads(reload.stdout)
+    assert reload.returncode == 0, reloaded
+    assert [r["workload"] for r in reloaded["restarted"]] == [
+        "trading/Deployment/execution-connector"]
     record = rotation_cli(ws, server, "record", "--stack", "local", "--repo", str(ws.root),
                           "--operator", "E2E", "--date", "2026-11-27")
     assert record.returncode == 0, record.stderr
@@ -183,6 +255,20 @@ def test_destroy_leaves_none_of_our_configuration(stack: tuple[Workspace, Any]) 
     assert "file-local/" in client.sys.list_enabled_audit_devices()["data"]
 
 
+def test_destroy_removed_the_delivery_objects(
+    stack: tuple[Workspace, Any], kube_apiserver: KubeApiServer
+) -> None:
+    """After the destroy above: our objects are gone, the cluster's own stay."""
+    for kind in ("vaultconnections", "vaultauths", "vaultstaticsecrets", "vaultdynamicsecrets"):
+        assert managed(kube_apiserver, f"{kind}.secrets.hashicorp.com") == {}, kind
+    accounts = managed(kube_apiserver, "serviceaccounts")
+    for ns, name in (("trading", "execution-connector"), ("market-data", "ingestion"),
+                     ("analytics", "analytics-worker")):
+        assert (ns, name) not in accounts
+    assert ("kube-system", "vault-token-reviewer") in accounts, "the cluster's reviewer stays"
+    assert kube_apiserver.get("deployment", "execution-connector", "trading") is not None
+
+
 def test_vault_flavour_creates_audit_devices_through_the_api(
     engine: str, tmp_path: Path, postgres: Any
 ) -> None:
@@ -198,7 +284,7 @@ def test_vault_flavour_creates_audit_devices_through_the_api(
         def edit(data: dict[str, Any]) -> None:
             data["vault"]["address"] = server.address
             data["vault"]["flavour"] = "vault"
-            data["delivery"]["kubernetes"]["render_dir"] = str(tmp_path / "manifests")
+            render_only(data, str(tmp_path / "manifests"))
             data["audit"]["devices"] = [
                 {"path": "file-primary", "type": "file",
                  "options": {"file_path": str(audit_dir / "primary.log")}},

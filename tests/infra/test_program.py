@@ -256,12 +256,21 @@ def stack_config(stack: str, password: str = CANARY_DB_PASSWORD) -> dict[str, st
         "tradepulse-vault:databaseConnectionUrl": "postgresql://{{username}}:{{password}}@db/tp",
         "tradepulse-vault:databaseRootUsername": "vault_root",
         "tradepulse-vault:databaseRootPassword": password,
-    }
+    } | ({f"tradepulse-vault:{reviewer}": CANARY_REVIEWER_JWT}
+         if (reviewer := reviewer_secret(spec)) else {})
+
+
+def reviewer_secret(spec: EnvironmentSpec) -> str | None:
+    auth = spec.auth.kubernetes
+    return auth.token_reviewer_jwt_secret if auth is not None else None
 
 
 SECRET_KEYS = ["tradepulse-vault:databaseConnectionUrl", "tradepulse-vault:databaseRootUsername",
                "tradepulse-vault:databaseRootPassword", "tradepulse-vault:brokerApiCredentials",
-               "tradepulse-vault:marketDataFeedCredentials"]
+               "tradepulse-vault:marketDataFeedCredentials",
+               "tradepulse-vault:kubernetesTokenReviewerJwt"]
+CANARY_REVIEWER_JWT = "CANARY-reviewer-jwt-91c4"  # planted; must stay a secret
+SECRET_SIG = "4dabf18193072939515e22adb298388d"  # Pulumi's wire marker for secret values
 
 
 def run_main() -> dict[str, Any]:
@@ -297,6 +306,7 @@ def test_main_wires_the_stack_and_exports_identifiers_only(stack: str, pulumi_mo
     public = {k: v for k, v in exported.items() if k != "dr_mirror"}
     assert CANARY_DB_PASSWORD not in json.dumps(public, default=str)
     assert CANARY_PROVIDED not in json.dumps(public, default=str)
+    assert CANARY_REVIEWER_JWT not in json.dumps(exported, default=str)
     assert "gen-" not in json.dumps(public, default=str), "generated values must not be exported"
     assert exported["static_secret_versions"] == {
         s.id: s.version if s.version is not None else prod_versions()[s.id]
@@ -323,3 +333,25 @@ def test_openbao_flavour_fails_when_a_declared_audit_device_is_missing(
     message = str(info.value)
     assert "Pulumi.local.yaml" in message and "file-local (file)" in message
     assert "python -m infra.audit_config" in message
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_token_reviewer_jwt_reaches_vault_as_a_secret(
+    stack: str, pulumi_mocks: Any
+) -> None:
+    spec = spec_for(stack)
+    run: MockRun = pulumi_mocks(stack, stack_config(stack), SECRET_KEYS)
+    run.mocks.call_results["vault:generic/getSecret:getSecret"] = audit_answer(
+        {d.path: d.type for d in spec.audit.devices})
+    run.mocks.stack_outputs["organization/tradepulse-vault/prod"] = {"dr_mirror": prod_mirror()}
+    run_main()
+    config = next(iter(run.mocks.of_type(K8S_CONFIG).values())).inputs
+    assert spec.auth.kubernetes is not None
+    assert config["kubernetesHost"] == spec.auth.kubernetes.host
+    if reviewer_secret(spec) is None:
+        assert "tokenReviewerJwt" not in config
+        return
+    wrapped = config["tokenReviewerJwt"]  # Pulumi's wire form of a secret value
+    assert isinstance(wrapped, dict) and SECRET_SIG in wrapped, wrapped
+    assert wrapped["value"] == CANARY_REVIEWER_JWT
+    assert config["disableLocalCaJwt"] is True

@@ -39,8 +39,10 @@ def test_each_service_gets_its_account_and_vso_resources(stack: str, pulumi_mock
     for service in spec.services:
         assert service.kubernetes is not None
         ns = service.kubernetes.namespace
+        # A `restarted_by: reload` workload is restarted by `rotation reload`, not by VSO.
         target = [{"kind": service.kubernetes.workload.kind,
-                   "name": service.kubernetes.workload.name}]
+                   "name": service.kubernetes.workload.name}] \
+            if service.kubernetes.restarted_by == "vso" else None
         statics = [r for r in by_kind(run, "VaultStaticSecret")
                    if r["metadata"]["namespace"] == ns]
         assert {r["spec"]["path"] for r in statics} == {
@@ -48,7 +50,7 @@ def test_each_service_gets_its_account_and_vso_resources(stack: str, pulumi_mock
         for r in statics:
             assert r["spec"]["type"] == "kv-v2" and r["spec"]["hmacSecretData"] is True
             assert r["spec"]["refreshAfter"] == f"{spec.delivery.refresh_after_seconds}s"
-            assert r["spec"]["rolloutRestartTargets"] == target
+            assert r["spec"].get("rolloutRestartTargets") == target
         dynamics = [r for r in by_kind(run, "VaultDynamicSecret")
                     if r["metadata"]["namespace"] == ns and not r["spec"].get("allowStaticCreds")]
         assert {r["spec"]["path"] for r in dynamics} == {
@@ -64,7 +66,7 @@ def test_each_service_gets_its_account_and_vso_resources(stack: str, pulumi_mock
         for r in dynamics:
             assert r["spec"]["revoke"] is True
             assert r["spec"]["renewalPercent"] == spec.delivery.renewal_percent
-            assert r["spec"]["rolloutRestartTargets"] == target
+            assert r["spec"].get("rolloutRestartTargets") == target
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -146,13 +148,40 @@ def test_a_service_outside_the_cluster_gets_no_vso_resources(
                                if r.typ == K8S_ROLE}
 
 
-def test_kubernetes_provider_renders_for_local_and_targets_a_context_elsewhere(
-    pulumi_mocks: Any
-) -> None:
-    for stack, key, want in (("local", "renderYamlToDirectory",
-                              str(paths.REPO_ROOT / "build/manifests/local")),
+def test_kubernetes_provider_targets_each_stacks_cluster_context(pulumi_mocks: Any) -> None:
+    # local: make up's (or a test's) kube-apiserver; the objects are applied, not rendered.
+    for stack, key, want in (("local", "context", "tradepulse-local"),
                              ("prod", "context", "tradepulse-prod-eks")):
         run: MockRun = pulumi_mocks(stack)
         evaluate(run, spec_for(stack))
         provider = run.mocks.of_type("pulumi:providers:kubernetes")["kubernetes"]
         assert provider.inputs[key] == want
+
+
+def test_a_render_dir_renders_instead_of_applying(pulumi_mocks: Any, tmp_path: Path) -> None:
+    import dataclasses
+
+    spec = spec_for("local")
+    assert spec.delivery is not None
+    spec = dataclasses.replace(spec, delivery=dataclasses.replace(
+        spec.delivery, context=None, render_dir=str(tmp_path / "manifests")))
+    run: MockRun = pulumi_mocks("local")
+    evaluate(run, spec)
+    provider = run.mocks.of_type("pulumi:providers:kubernetes")["kubernetes"]
+    assert provider.inputs["renderYamlToDirectory"] == str(tmp_path / "manifests")
+    assert "context" not in provider.inputs
+
+
+def test_reload_restarted_services_get_no_vso_restart_targets(pulumi_mocks: Any) -> None:
+    spec = spec_for("local")
+    by_reload = {s.kubernetes.namespace for s in spec.services
+                 if s.kubernetes and s.kubernetes.restarted_by == "reload"}
+    by_vso = {s.kubernetes.namespace for s in spec.services
+              if s.kubernetes and s.kubernetes.restarted_by == "vso"}
+    assert by_reload and by_vso, "the local stack exercises both restart routes"
+    run: MockRun = pulumi_mocks("local")
+    evaluate(run, spec)
+    for kind in ("VaultStaticSecret", "VaultDynamicSecret"):
+        for r in by_kind(run, kind):
+            has = "rolloutRestartTargets" in r["spec"]
+            assert has is (r["metadata"]["namespace"] in by_vso), (kind, r["metadata"])

@@ -17,7 +17,8 @@ PACKAGE_LIST = REPO_ROOT / "tools" / "system-packages.txt"
 SCANNED = ("infra", "rotation", "policies", "tools", "tests", "bench")
 SUBPROCESS_CALLS = {"run", "Popen", "check_output", "check_call", "call"}
 # What the toolchain build (tools/toolchain/build.sh) puts in its bin directory.
-TOOLCHAIN = {"pulumi", "pulumi-language-python", "pulumi-language-python-exec"}
+TOOLCHAIN = {"pulumi", "pulumi-language-python", "pulumi-language-python-exec",
+             "kube-apiserver", "kubectl"}
 
 
 def listed_executables(text: str) -> set[str]:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the offline Pulumi toolchain (pulumi CLI, python language host, provider plugins
-# kubernetes / random / vault) from Go modules
+# kubernetes / random / vault) and the Kubernetes API server the tests and `make up` run
+# (kube-apiserver, on Debian's etcd) from Go modules
 # into a cache OUTSIDE the repository:
 #   ${TRADEPULSE_TOOLCHAIN_DIR:-$HOME/.cache/tradepulse-vault/toolchain}
 # Idempotent: each component has a stamp (pinned versions + hash of its build inputs +
@@ -8,7 +9,7 @@
 # Then:  source tools/toolchain/env.sh
 #
 # Usage: tools/toolchain/build.sh [--force] [component...]
-#   components: pulumi language-python kubernetes random vault (default: all)
+#   components: pulumi language-python kubernetes random vault kube-apiserver (default: all)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -28,11 +29,11 @@ for a in "$@"; do
   case "$a" in
     --force) FORCE=1 ;;
     -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
-    pulumi|language-python|kubernetes|random|vault) COMPONENTS+=("$a") ;;
+    pulumi|language-python|kubernetes|random|vault|kube-apiserver) COMPONENTS+=("$a") ;;
     *) echo "build.sh: unknown argument: $a" >&2; exit 2 ;;
   esac
 done
-[ ${#COMPONENTS[@]} -gt 0 ] || COMPONENTS=(pulumi language-python kubernetes random vault)
+[ ${#COMPONENTS[@]} -gt 0 ] || COMPONENTS=(pulumi language-python kubernetes random vault kube-apiserver)
 
 if ! command -v go >/dev/null 2>&1; then
   if [ -x /usr/local/go/bin/go ]; then PATH="/usr/local/go/bin:$PATH"; else
@@ -60,6 +61,7 @@ declare -A OUTPUTS=(
   [kubernetes]="$PULUMI_HOME/plugins/resource-kubernetes-v$KUBERNETES_VERSION/pulumi-resource-kubernetes"
   [random]="$PULUMI_HOME/plugins/resource-random-v$RANDOM_VERSION/pulumi-resource-random"
   [vault]="$PULUMI_HOME/plugins/resource-vault-v$VAULT_VERSION/pulumi-resource-vault"
+  [kube-apiserver]="$BIN/kube-apiserver"
 )
 declare -A INPUTS=(
   [pulumi]="$HERE/pulumi"
@@ -67,6 +69,7 @@ declare -A INPUTS=(
   [kubernetes]="$HERE/kubernetes"
   [random]="$HERE/tfproviders"
   [vault]="$HERE/vault"
+  [kube-apiserver]="$HERE/kube-apiserver"
 )
 stamp_value() { echo "$1 $(inputs_hash ${INPUTS[$1]})"; }
 up_to_date() {
@@ -79,7 +82,8 @@ todo=()
 for c in "${COMPONENTS[@]}"; do up_to_date "$c" || todo+=("$c"); done
 if [ ${#todo[@]} -eq 0 ]; then
   echo "toolchain up to date in $CACHE (pulumi v$PULUMI_VERSION;" \
-    "kubernetes $KUBERNETES_VERSION, random $RANDOM_VERSION, vault $VAULT_VERSION)" >&2
+    "kubernetes $KUBERNETES_VERSION, random $RANDOM_VERSION, vault $VAULT_VERSION;" \
+    "kube-apiserver v$KUBE_APISERVER_VERSION)" >&2
   exit 0
 fi
 
@@ -171,6 +175,28 @@ build_vault() {
   install_plugin vault "$VAULT_VERSION" "$out"
 }
 
+build_kube-apiserver() {
+  # k8s.io/kubernetes built as a dependency of kube-apiserver/go.mod (its staging modules
+  # replaced by the published k8s.io/* v0.MINOR.PATCH). gitVersion etc. are set like the
+  # upstream release build does (hack/lib/version.sh); without them /version says v0.0.0.
+  local d="$HERE/kube-apiserver" got major minor
+  got="$(cd "$d" && go list -m -f '{{.Version}}' k8s.io/kubernetes)"
+  [ "$got" = "v$KUBE_APISERVER_VERSION" ] || {
+    echo "build.sh: kube-apiserver/go.mod has k8s.io/kubernetes $got, versions.env says v$KUBE_APISERVER_VERSION" >&2; return 1; }
+  # Fail early, naming the module, when the proxy cannot serve it (a plain `go build`
+  # would only say "missing go.sum entry" or time out inside a dependency).
+  module_dir "$d" "k8s.io/kubernetes" >/dev/null
+  major="${KUBE_APISERVER_VERSION%%.*}"; minor="${KUBE_APISERVER_VERSION#*.}"; minor="${minor%%.*}"
+  local v=k8s.io/component-base/version
+  local ldf="-s -w -X $v.gitVersion=v$KUBE_APISERVER_VERSION -X $v.gitMajor=$major"
+  ldf="$ldf -X $v.gitMinor=$minor -X $v.gitTreeState=clean"
+  (cd "$d" && go build -trimpath -ldflags "$ldf" \
+    -o "$BIN/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver)
+  # kubectl of the same release: TokenRequest (`kubectl create token`, 1.24+) and server-side
+  # field validation; Debian's kubernetes-client is 1.20. Shares most packages (cache hits).
+  (cd "$d" && go build -trimpath -ldflags "$ldf" -o "$BIN/kubectl" k8s.io/kubernetes/cmd/kubectl)
+}
+
 # Plugins are installed with the CLI, so make sure it exists first.
 if [[ " ${todo[*]} " =~ \ (kubernetes|random|vault)\  ]] && ! [[ " ${todo[*]} " == *" pulumi "* ]] &&
   ! [ -x "$BIN/pulumi" ]; then
@@ -179,9 +205,9 @@ fi
 
 # Cold build times measured on a quiet 2-core machine with empty Go caches (module
 # downloads included); printed as the expectation so a long step never looks stuck.
-declare -A COLD_SECONDS=([pulumi]=197 [language-python]=17 [kubernetes]=308 [random]=70 [vault]=96)
+declare -A COLD_SECONDS=([pulumi]=197 [language-python]=17 [kubernetes]=308 [random]=70 [vault]=96 [kube-apiserver]=480)
 ordered=()
-for c in pulumi language-python kubernetes random vault; do
+for c in pulumi language-python kubernetes random vault kube-apiserver; do
   [[ " ${todo[*]} " == *" $c "* ]] && ordered+=("$c")
 done
 expect=0

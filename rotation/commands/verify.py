@@ -41,8 +41,8 @@ from infra.redact import describe
 from infra.spec.credentials import credential
 from rotation.audit_log import AuditEvent, events_from_file, write_evidence
 from rotation.cluster import follow_active
-from rotation.credential_checks import verify_credential
 from rotation.consumers import ConsumerCheck, check_consumers
+from rotation.credential_checks import verify_credential
 from rotation.errors import BadInput
 from rotation.kube import Cluster, add_kube_arguments
 from rotation.live import secret_states
@@ -79,6 +79,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--before", type=Path, metavar="FILE",
                         help="preflight --json output taken before the apply: what JWT key "
                         "and static role rotations are compared with")
+    parser.add_argument("--consumers", action="store_true",
+                        help="log in as every consumer of the rotated secrets (TokenRequest "
+                             "token, its own role) and read the new versions")
+    add_kube_arguments(parser)
 
 
 def read_before(path: Path | None) -> dict[str, dict[str, Any]]:
@@ -95,10 +99,6 @@ def read_before(path: Path | None) -> dict[str, dict[str, Any]]:
     except (KeyError, TypeError, ValueError, AttributeError):
         raise BadInput(f"--before: {path}: credentials[] entries need 'id' and 'before' "
                        "(preflight --json output)") from None
-    parser.add_argument("--consumers", action="store_true",
-                        help="log in as every consumer of the rotated secrets (TokenRequest "
-                             "token, its own role) and read the new versions")
-    add_kube_arguments(parser)
 
 
 def consumer_cluster(args: argparse.Namespace, target: StackTarget) -> Cluster:

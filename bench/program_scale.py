@@ -199,6 +199,9 @@ def child_floor(n: int) -> tuple[float, float, Any]:  # noqa: PLR0915 - one flat
                                    rotation_period=k["rotation_period_seconds"],
                                    verification_ttl=k["verification_ttl_seconds"],
                                    allowed_client_ids=None, opts=c)
+        for k in data["jwt_issuer_keys"]:
+            vault.identity.OidcRole(f"oidc-role-{k['name']}", name=k["name"], key=k["name"],
+                                    ttl=min(60 * 60, k["verification_ttl_seconds"]), opts=c)
         after = pulumi.ResourceOptions(providers=[provider], depends_on=[pol])
         auth = data["auth"]["kubernetes"]
         kac = pulumi.ComponentResource("tradepulse:vault:KubernetesAuth", "kubernetes-auth",
@@ -265,17 +268,19 @@ def child_floor(n: int) -> tuple[float, float, Any]:  # noqa: PLR0915 - one flat
             for consumer in s["consumers"]:
                 consumed.setdefault(consumer, []).append(s)
         delivery = data["delivery"]["kubernetes"]
+        background = {"pulumi.com/deletionPropagationPolicy": "background"}
 
         def custom(key: str, kind: str, ns: str, name: str, body: dict[str, Any]) -> None:
             k8s.apiextensions.CustomResource(
                 key, api_version=vso, kind=kind,
-                metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=ns, labels=labels),
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=ns, labels=labels,
+                                                    annotations=background),
                 spec=body, opts=c)
 
         for s in data["services"]:
             b, ns, svc = s["kubernetes"], s["kubernetes"]["namespace"], s["name"]
             k8s.core.v1.ServiceAccount(f"{svc}-sa", metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=b["service_account"], namespace=ns), opts=c)
+                name=b["service_account"], namespace=ns, annotations=background), opts=c)
             custom(f"{svc}-vault-connection", "VaultConnection", ns, "vault",
                    {"address": v["address"], "skipTLSVerify": False})
             custom(f"{svc}-vault-auth", "VaultAuth", ns, f"{svc}-vault-auth", {

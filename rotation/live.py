@@ -23,8 +23,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from urllib3.util.retry import Retry
 
+from infra.redact import display_url
 from infra.spec import EnvironmentSpec
 from infra.spec.model import StaticSecret
+from rotation.address import unreachable_hint
 from rotation.errors import BadInput, VaultUnavailable
 from rotation.kv import LiveMetadata, metadata_from_response
 from rotation.stacks import StackTarget, load_stack
@@ -137,8 +139,9 @@ def read_one(pool: urllib3.PoolManager, d: Declared, token: str) -> LiveMetadata
     except urllib3.exceptions.HTTPError as exc:
         cause = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) else exc
         raise VaultUnavailable(
-            f"cannot reach Vault at {d.vault.address} while {what} ({type(cause).__name__})",
-            hint="check VAULT_ADDR/--address and the network; escalate after 5 minutes",
+            f"cannot reach Vault at {display_url(d.vault.address)} while {what} "
+            f"({type(cause).__name__})",
+            hint=unreachable_hint(d.vault.address),
         ) from None
     if response.status == 404:
         return None

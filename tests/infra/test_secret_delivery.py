@@ -62,7 +62,7 @@ def test_each_service_gets_its_account_and_vso_resources(stack: str, pulumi_mock
             f"static-creds/{r.name}" for r in spec.database.static_roles
             if service.name in r.consumers}
         for r in static_roles:
-            assert r["spec"]["rolloutRestartTargets"] == target and "revoke" not in r["spec"]
+            assert r["spec"].get("rolloutRestartTargets") == target and "revoke" not in r["spec"]
         for r in dynamics:
             assert r["spec"]["revoke"] is True
             assert r["spec"]["renewalPercent"] == spec.delivery.renewal_percent

@@ -198,7 +198,8 @@ def test_static_role_rotation_refuses_the_old_password_and_accepts_the_new(
     assert code == 0, recorded
     assert recorded["entries"] == [{"secret": STATIC, "kind": "db-static-role", "old_version": 1,
                                     "new_version": 2, "live_version": None,
-                                    "live_updated_time": None, "consumers": ["execution"]}]
+                                    "live_updated_time": None, "consumers": ["execution"],
+                                    "reason": None, "ticket": None}]
     text = (local["root"] / recorded["record"]).read_text()
     request_id = result["credentials"][STATIC]["audit"]["request_id"]
     assert f"`{STATIC}` (db-static-role) | 1 → 2" in text and request_id in text

@@ -4,7 +4,7 @@
 same :class:`Workspace` with servers they start themselves.
 
 A workspace is a small directory that Pulumi runs in: ``Pulumi.yaml`` (using
-the repository's ``.venv``), links to ``infra/`` and ``policies/``, and a copy
+the repository's ``.venv``), a link to ``infra/``, a copy of ``policies/``, and a copy
 of ``Pulumi.<stack>.yaml`` that Pulumi may write to (encryption salt, secret
 config) without touching the committed file. Re-syncing copies the committed
 spec in again and keeps the workspace-only keys.
@@ -85,15 +85,24 @@ class Workspace:
 
 
 def write_project(root: Path, venv: Path) -> None:
-    """Write ``Pulumi.yaml`` and link ``infra/`` and ``policies/`` into ``root``."""
+    """Write ``Pulumi.yaml``, link ``infra/`` and copy ``policies/`` into ``root``.
+
+    The policies are a copy, not a link: the plan reads them at git revisions of
+    the workspace, and git keeps a linked directory as a link (its files would be
+    seen in the working tree only, so every capability would look gained).
+    """
     root.mkdir(parents=True, exist_ok=True)
     project = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())
     project["runtime"]["options"]["virtualenv"] = str(venv)
     (root / "Pulumi.yaml").write_text(yaml.safe_dump(project, sort_keys=False))
-    for name in ("infra", "policies"):
-        link = root / name
-        if not link.exists():
-            link.symlink_to(REPO_ROOT / name, target_is_directory=True)
+    link = root / "infra"
+    if not link.exists():
+        link.symlink_to(REPO_ROOT / "infra", target_is_directory=True)
+    policies = root / "policies"
+    if policies.is_symlink():
+        policies.unlink()
+    shutil.copytree(REPO_ROOT / "policies", policies, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__"))
 
 
 def sync_stack_file(workspace: Workspace, spec_text: str,

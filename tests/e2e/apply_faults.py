@@ -34,7 +34,7 @@ from tests.cluster import ActiveNodeProxy, RaftCluster
 from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import git_init
 from tests.reliability.leader_loss import FaultOutcome, LeaderKill
-from tools.localenv import Workspace, init_workspace, set_stack_secrets
+from tools.localenv import Workspace, init_workspace, render_only, set_stack_secrets
 
 SIGNING = "secret/services/execution/session-signing-key"
 SIGNING_PATH = "services/execution/session-signing-key"
@@ -58,7 +58,7 @@ def applied_workspace(cluster: RaftCluster, balancer: ActiveNodeProxy, postgres:
     """The local stack applied once through the balancer, then the signing key bumped."""
     def edit(data: dict[str, Any]) -> None:
         data["vault"]["address"] = balancer.address
-        data["delivery"]["kubernetes"]["render_dir"] = str(tmp / "manifests")
+        render_only(data, str(tmp / "manifests"))  # no cluster in this test
 
     ws = init_workspace(tmp / "ws", "local", backend_dir=tmp / "state", passphrase="e2e",
                         vault_addr=balancer.address, vault_token=cluster.root_token,

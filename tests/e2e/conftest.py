@@ -47,6 +47,7 @@ def git_init(root: Path) -> None:
     subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
     subprocess.run([*git, "config", "user.name", "E2E Operator"], check=True)
     subprocess.run([*git, "config", "user.email", "e2e@tradepulse.test"], check=True)
-    (root / ".gitignore").write_text("infra\npolicies\n")
+    # infra/ is a link to the repository; policies/ is a copy the plan reads at each revision.
+    (root / ".gitignore").write_text("infra\n__pycache__/\n")
     subprocess.run([*git, "add", "-A"], check=True)
     subprocess.run([*git, "commit", "-q", "-m", "workspace"], check=True)

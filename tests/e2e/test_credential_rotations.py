@@ -24,7 +24,14 @@ from infra.spec import load_stack_file
 from tests.e2e.conftest import git_init
 from tests.rotation.dynamic_support import can_login, lease_live
 from tests.servers import start_openbao
-from tools.localenv import REPO_ROOT, VAULT_ROOT_ROLE, Workspace, init_workspace, set_stack_secrets
+from tools.localenv import (
+    REPO_ROOT,
+    VAULT_ROOT_ROLE,
+    Workspace,
+    init_workspace,
+    render_only,
+    set_stack_secrets,
+)
 
 JWT_KEY = "identity/oidc/key/tradepulse-adapters"
 ROOT = "database/config/tradepulse-postgres"
@@ -46,7 +53,7 @@ def stack(engine: str, tmp_path_factory: pytest.TempPathFactory,
 
     def edit(data: dict[str, Any]) -> None:
         data["vault"]["address"] = server.address
-        data["delivery"]["kubernetes"]["render_dir"] = str(tmp / "manifests")
+        render_only(data, str(tmp / "manifests"))  # no cluster in this test
 
     ws = init_workspace(tmp / "ws", "local", backend_dir=tmp / "state",
                         passphrase="e2e-passphrase", vault_addr=server.address,

@@ -135,7 +135,7 @@ def test_delivery_is_applied_to_a_real_api_server_and_destroyed(
     applied = ours()
     assert {k: len(v) for k, v in applied.items()} == {
         "serviceaccounts": 3, "vaultconnections": 3, "vaultauths": 3,
-        "vaultstaticsecrets": 4, "vaultdynamicsecrets": 3}
+        "vaultstaticsecrets": 4, "vaultdynamicsecrets": 4}  # 3 roles + 1 static role
     assert ("trading", "execution-connector") in applied["serviceaccounts"]
     assert ("analytics", "tradepulse-analytics-db-creds") in applied["vaultdynamicsecrets"]
     auth = kube_apiserver.get("vaultauths.secrets.hashicorp.com", "execution-vault-auth",

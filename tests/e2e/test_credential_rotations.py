@@ -184,7 +184,10 @@ def test_a_retried_apply_rotates_at_most_once(stack: tuple[Workspace, Any]) -> N
     static_version = declared.database.static_roles[0].version
     failed = ws.pulumi("up", "--yes", "--skip-preview", check=False)
     assert failed.returncode != 0 and "check-and-set" in failed.stdout + failed.stderr
-    # Merge the out-of-band write as the runbook says: declare the next version, retry.
+    # Merge the out-of-band write as the runbook says: declare the next version, retry. The
+    # first bump is committed first: bump refuses a second bump of an uncommitted one.
+    subprocess.run(["git", "-C", str(ws.root), "commit", "-qam", "rotate static role, hmac"],
+                   check=True)
     bump = rotation_cli(ws, "bump", "--stack", "local", f"secret/{hmac}", "--allow-dirty")
     assert bump.returncode == 0, bump.stderr
     ws.pulumi("up", "--yes", "--skip-preview")

@@ -138,12 +138,15 @@ def test_pending_create_adds_clear_pending_creates_on_s3(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import boto3
+    import requests
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
         host, port = server.get_host_and_port()
+        # moto keeps its backends per process: start from empty whatever ran before.
+        requests.post(f"http://{host}:{port}/moto-api/reset", timeout=30).raise_for_status()
         for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                             "AWS_REGION": "eu-west-1"}.items():
             monkeypatch.setenv(name, value)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -274,45 +275,42 @@ def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one rec
     rows: list[str] = []
     markers: list[str] = []
     services: dict[str, str] = {}
+
+    def add(cid: str, version: int, observed: dict[str, Any], *, shown: str, live: str,
+            consumers: Sequence[str]) -> bool:
+        """Add one rotation's entry, row and marker; False when it is recorded already."""
+        reason, ticket_note = notes[cid]  # what bump --reason/--ticket wrote (plan)
+        entry = {"secret": cid, "old_version": version - 1, "new_version": version, **observed,
+                 "consumers": list(consumers),
+                 "reason": safe(reason) if reason else None,
+                 "ticket": safe(ticket_note) if ticket_note else None}
+        key = (target.name, cid, version)
+        if key in already:
+            skipped.append({**entry, "recorded_in": already[key]})
+            return False
+        entries.append(entry)
+        rows.append(f"| {shown} | {version - 1} → {version} | {live} | "
+                    f"{', '.join(consumers)} | {_why(reason, ticket_note)} |")
+        markers.append(_MARKER.format(stack=target.name, secret=cid, version=version))
+        return True
+
     for secret_id in rotated:
         state = states[secret_id]
         stamp = rfc3339(state.live.updated_time if state.live and state.live.updated_time
                         else now)
         for consumer in state.secret.consumers:
             services[consumer] = max(services.get(consumer, ""), stamp)
-        reason, ticket_note = notes[secret_id]  # what bump --reason/--ticket wrote (plan)
-        entry = {"secret": secret_id, "old_version": state.declared - 1,
-                 "new_version": state.declared, "live_version": state.live_version,
-                 "live_updated_time": stamp, "consumers": list(state.secret.consumers),
-                 "reason": safe(reason) if reason else None,
-                 "ticket": safe(ticket_note) if ticket_note else None}
-        key = (target.name, secret_id, state.declared)
-        if key in already:
-            skipped.append({**entry, "recorded_in": already[key]})
-            continue
-        entries.append(entry)
-        rows.append(f"| `{secret_id}` | {state.declared - 1} → {state.declared} | "
-                    f"{state.live_version} | {stamp} | "
-                    f"{', '.join(state.secret.consumers)} | {_why(reason, ticket_note)} |")
-        markers.append(_MARKER.format(stack=target.name, secret=secret_id,
-                                      version=state.declared))
+        add(secret_id, state.declared,
+            {"live_version": state.live_version, "live_updated_time": stamp},
+            shown=f"`{secret_id}`", live=f"{state.live_version} | {stamp}",
+            consumers=state.secret.consumers)
     for cred in others:
         # Vault keeps no version of these: the verify evidence is what observed the rotation.
-        reason, ticket_note = notes[cred.id]
-        entry = {"secret": cred.id, "kind": cred.kind, "old_version": cred.version - 1,
-                 "new_version": cred.version, "live_version": None,
-                 "live_updated_time": None, "consumers": list(cred.consumers),
-                 "reason": safe(reason) if reason else None,
-                 "ticket": safe(ticket_note) if ticket_note else None}
-        key = (target.name, cred.id, cred.version)
-        if key in already:
-            skipped.append({**entry, "recorded_in": already[key]})
+        if not add(cred.id, cred.version,
+                   {"kind": cred.kind, "live_version": None, "live_updated_time": None},
+                   shown=f"`{cred.id}` ({cred.kind})",
+                   live="not kept by Vault (see evidence) | -", consumers=cred.consumers):
             continue
-        entries.append(entry)
-        rows.append(f"| `{cred.id}` ({cred.kind}) | {cred.version - 1} → "
-                    f"{cred.version} | not kept by Vault (see evidence) | - | "
-                    f"{', '.join(cred.consumers)} | {_why(reason, ticket_note)} |")
-        markers.append(_MARKER.format(stack=target.name, secret=cred.id, version=cred.version))
         for consumer in cred.consumers:
             services[consumer] = max(services.get(consumer, ""), rfc3339(now))
     record_rel: str | None = None

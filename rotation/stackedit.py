@@ -51,8 +51,9 @@ def parse_text(text: str, source: str) -> YamlDocument:
         raise BadInput(f"{source}: not valid YAML{where}; nothing changed") from None
     duplicates = duplicate_keys(document.root)
     if duplicates:
-        key, line, first = duplicates[0]
-        raise BadInput(f"{source}: line {line}: duplicate key {key!r} (first at line {first}); "
+        key_path, line, first = duplicates[0]
+        raise BadInput(f"{source}: line {line}: duplicate key {key_path[-1]!r} "
+                       f"(first at line {first}); "
                        "nothing changed")
     return document
 

@@ -24,7 +24,7 @@ import yaml
 from infra import paths
 from infra.redact import describe, plainly_not_secret
 from infra.spec import schema
-from infra.spec.marks import line_of
+from infra.spec.marks import duplicate_keys, line_of
 from infra.spec.model import (
     Audit,
     AuditDevice,
@@ -634,8 +634,30 @@ def read_stack_document(path: Path) -> YamlDocument:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         reason = getattr(exc, "problem", None) or "invalid YAML"
         raise SpecError(path.name, [Problem((), f"{where}{reason}")]) from None
+    _refuse_duplicate_keys(document, path.name)
     _config_of(document, path.name)
     return document
+
+
+def _refuse_duplicate_keys(document: YamlDocument, source: str) -> None:
+    """Raise :class:`SpecError` for every key given twice (from the same parse).
+
+    YAML loaders keep the last of two equal keys without a word, so a typo'd
+    copy of ``version:`` or ``policies:`` would silently win or lose. Keys under
+    the spec are named by their spec key path; others by their dotted place in
+    the file.
+    """
+    problems = []
+    for key_path, line, first in duplicate_keys(document.root):
+        if key_path[:2] == ("config", paths.SPEC_CONFIG_KEY):
+            problems.append(Problem(key_path[2:], f"duplicate key (first at line {first}); "
+                                    "YAML would keep only the last", line=line))
+        else:
+            where = ".".join(str(part) for part in key_path)
+            problems.append(Problem((), f"duplicate key `{where}` (first at line {first}); "
+                                    "YAML would keep only the last", line=line))
+    if problems:
+        raise SpecError(source, problems)
 
 
 def _config_of(document: YamlDocument, source: str) -> Mapping[str, Any]:

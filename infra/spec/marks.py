@@ -35,27 +35,29 @@ def line_of(root: yaml.Node | None, path: Sequence[str | int]) -> int | None:
     return line
 
 
-def duplicate_keys(root: yaml.Node | None) -> list[tuple[str, int, int]]:
-    """Return ``(key, line, first line)`` for every mapping key given twice in the tree.
+def duplicate_keys(root: yaml.Node | None) -> list[tuple[tuple[str | int, ...], int, int]]:
+    """Return ``(key path, line, first line)`` for every mapping key given twice in the tree.
 
     PyYAML keeps the last value of a repeated key without a word; a stack file
     where ``version`` appears twice would be edited on one line and loaded
-    from the other.
+    from the other. The key path ends with the repeated key, so a message can
+    name the field and not only the line.
     """
-    found: list[tuple[str, int, int]] = []
-    stack: list[yaml.Node] = [root] if root is not None else []
+    found: list[tuple[tuple[str | int, ...], int, int]] = []
+    stack: list[tuple[yaml.Node, tuple[str | int, ...]]] = [] if root is None else [(root, ())]
     while stack:
-        node = stack.pop()
+        node, path = stack.pop()
         if isinstance(node, yaml.MappingNode):
             first: dict[str, int] = {}
             for key, value in node.value:
-                if isinstance(key, yaml.ScalarNode):
-                    line = key.start_mark.line + 1
-                    if key.value in first:
-                        found.append((key.value, line, first[key.value]))
-                    else:
-                        first[key.value] = line
-                stack.append(value)
+                if not isinstance(key, yaml.ScalarNode):
+                    continue
+                line = key.start_mark.line + 1
+                if key.value in first:
+                    found.append(((*path, key.value), line, first[key.value]))
+                else:
+                    first[key.value] = line
+                stack.append((value, (*path, key.value)))
         elif isinstance(node, yaml.SequenceNode):
-            stack.extend(node.value)
+            stack.extend((item, (*path, i)) for i, item in enumerate(node.value))
     return sorted(found, key=lambda item: item[1])

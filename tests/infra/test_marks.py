@@ -48,6 +48,33 @@ def test_a_schema_error_in_a_stack_file_names_file_key_path_and_line(tmp_path: P
 
 def test_duplicate_keys_are_found_with_both_lines() -> None:
     root = yaml.compose("a:\n  x: 1\n  y: 2\n  x: 3\nb: [ {k: 1, k: 2} ]\n")
-    assert duplicate_keys(root) == [("x", 4, 2), ("k", 5, 5)]
+    assert duplicate_keys(root) == [(("a", "x"), 4, 2), (("b", 0, "k"), 5, 5)]
     assert duplicate_keys(yaml.compose("a: 1\nb: 2\n")) == []
     assert duplicate_keys(None) == []
+
+
+def test_a_duplicate_key_in_a_stack_file_is_refused_by_the_loader_naming_field_and_lines(
+        tmp_path: Path) -> None:
+    shutil.copytree(REPO_ROOT / "policies", tmp_path / "policies")
+    lines = (REPO_ROOT / "Pulumi.local.yaml").read_text().splitlines()
+    target = next(i for i, line in enumerate(lines) if line.strip() == "version: 1")
+    lines.insert(target + 1, lines[target].replace("1", "7"))
+    path = tmp_path / "Pulumi.local.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(SpecError) as caught:
+        load_stack_file(path, policy_dir=tmp_path / "policies" / "acl")
+    message = str(caught.value)
+    assert message.startswith("Pulumi.local.yaml: tradepulse-vault:spec.static_secrets[")
+    assert message.endswith(f".version: duplicate key (first at line {target + 1}); "
+                            f"YAML would keep only the last (line {target + 2})")
+
+
+def test_a_duplicate_key_outside_the_spec_is_named_by_its_place_in_the_file(
+        tmp_path: Path) -> None:
+    path = tmp_path / "Pulumi.local.yaml"
+    path.write_text("config:\n  vault:address: a\n  vault:address: b\n")
+    with pytest.raises(SpecError) as caught:
+        load_stack_file(path, policy_dir=REPO_ROOT / "policies" / "acl")
+    assert str(caught.value) == (
+        "Pulumi.local.yaml: tradepulse-vault:spec: duplicate key `config.vault:address` "
+        "(first at line 2); YAML would keep only the last (line 3)")

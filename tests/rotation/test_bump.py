@@ -201,8 +201,9 @@ def test_a_duplicate_key_is_named_with_both_lines(stack_repo: Path,
     assert main(["bump", "--stack", "prod", SIGNING, "--repo", str(stack_repo),
                  "--allow-dirty"]) == 2
     err = capsys.readouterr().err
-    assert f"Pulumi.prod.yaml: line {at + 2}: duplicate key 'version' (first at line " \
-           f"{at + 1})" in err
+    assert ".version: duplicate key (first at line " \
+           f"{at + 1}); YAML would keep only the last (line {at + 2})" in err
+    assert err.startswith("error: Pulumi.prod.yaml: tradepulse-vault:spec.static_secrets[")
     assert path.read_bytes() == before
 
 

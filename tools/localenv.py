@@ -305,8 +305,11 @@ def up() -> int:
     }
     _write_private(LOCAL_DIR / "run.json", json.dumps(state))
     kube = _start_cluster(spec, state)
+    # KUBECONFIG too: verify --consumers and reload talk to this API server,
+    # and the README's block sources only this file.
     _write_private(LOCAL_DIR / "env", f"export VAULT_ADDR={bao.address}\n"
-                   f"export VAULT_TOKEN={bao.root_token}\n")
+                   f"export VAULT_TOKEN={bao.root_token}\n"
+                   f"export KUBECONFIG={kube.kubeconfig}\n")
     passphrase_file = LOCAL_DIR / "pulumi-passphrase"
     if not passphrase_file.exists():
         _write_private(passphrase_file, secrets.token_urlsafe(24))
@@ -337,7 +340,7 @@ def up() -> int:
     print(f"Kubernetes:  {kube.address}  (kubeconfig {_rel(kube.kubeconfig)}, context "
           f"{kube.context}; ServiceAccounts and VSO objects applied: `kubectl get "
           "serviceaccounts,vaultauths,vaultstaticsecrets -A`)")
-    print(LOGIN_HELP.format(kubeconfig=_rel(kube.kubeconfig)))
+    print(LOGIN_HELP)
     print("\nFirst rotation:\n  source .local/env\n"
           "  .venv/bin/python -m rotation bump --stack local "
           "secret/services/execution/session-signing-key --allow-dirty\n"
@@ -357,7 +360,7 @@ def up() -> int:
 LOGIN_HELP = """
 Log in as a service (its ServiceAccount's TokenRequest token, audience vault; the JWT goes
 on stdin, never on a command line):
-  source .local/env && source tools/toolchain/env.sh && export KUBECONFIG={kubeconfig}
+  source .local/env && source tools/toolchain/env.sh    # .local/env sets KUBECONFIG too
   kubectl create token execution-connector -n trading --audience=vault |
     .venv/bin/bao write auth/kubernetes/login role=execution jwt=-
 Every service at once (post-rotation check), and the reloads after a rotation:
@@ -388,8 +391,9 @@ def apply() -> int:
     if not state:
         print("error: nothing running; `make up` first", file=sys.stderr)
         return 1
-    env_text = (LOCAL_DIR / "env").read_text()
-    token = env_text.split("VAULT_TOKEN=", 1)[1].strip()
+    from rotation.envfile import parse_env_file
+
+    token = parse_env_file(LOCAL_DIR / "env")["VAULT_TOKEN"]
     ws = Workspace(LOCAL_DIR / "workspace", "local", LOCAL_DIR / "state",
                    (LOCAL_DIR / "pulumi-passphrase").read_text().strip(),
                    state["openbao_addr"], token, base_env={"KUBECONFIG": state["kubeconfig"]})

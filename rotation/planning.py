@@ -30,7 +30,7 @@ import yaml
 from infra import paths
 from infra.redact import describe
 from infra.spec import EnvironmentSpec, SpecError, parse_spec
-from infra.spec.credentials import credentials, raw_versions
+from infra.spec.credentials import Credential, credentials, raw_versions
 from infra.spec.stackfile import parse_yaml
 from infra.spec.versions import version_literal_problems
 from rotation import gitutil
@@ -39,7 +39,7 @@ from rotation.review import file_changes, privilege, rules
 from rotation.review.changes import KINDS, REPOSITORY, Change
 from rotation.review.engine import Engine
 from rotation.review.spec_changes import classify_stack
-from rotation.stackedit import parse_rotation_comment, version_comment
+from rotation.stackedit import credential_comment, parse_rotation_comment, version_comment
 from rotation.stacks import StackTarget
 
 STACK_GLOB = "Pulumi.*.yaml"
@@ -191,12 +191,16 @@ def yaml_problem(source: str, exc: yaml.YAMLError) -> str:
     return f"{source}: {where}{getattr(exc, 'problem', None) or 'not valid YAML'}"
 
 
-def _reason(old_text: str, new_text: str, secret_id: str, source: str
+def _reason(old_text: str, new_text: str, secret: str | Credential, source: str
             ) -> tuple[str | None, str | None]:
     """Return the reason and ticket ``bump`` wrote on the version line in this diff."""
     try:
-        before = version_comment(old_text, secret_id, source)
-        after = version_comment(new_text, secret_id, source)
+        if isinstance(secret, str):
+            before = version_comment(old_text, secret, source)
+            after = version_comment(new_text, secret, source)
+        else:
+            before = credential_comment(old_text, secret, source)
+            after = credential_comment(new_text, secret, source)
     except BadInput:
         return None, None
     return parse_rotation_comment(after) if after != before else (None, None)
@@ -310,7 +314,8 @@ def plan_stack(  # noqa: PLR0912, PLR0915 - the rotation rules, one after anothe
                 consumers=list(new.get("consumers", [])),
                 checks=_checks("dr", secret_id, data_path, new_v), follows="prod",
                 reason=reason, ticket=ticket))
-    _plan_credentials(plan, stack, new_spec, raw_versions(_spec_of(old_spec_doc)))
+    _plan_credentials(plan, stack, new_spec, raw_versions(_spec_of(old_spec_doc)),
+                      (old_text or "", new_text))
     plan.changes.extend(classify_stack(stack, old_doc, new_doc, rotation_config_keys=config_keys,
                                        sudo_holders=sudo_holders))
 
@@ -330,9 +335,14 @@ def _credential_checks(stack: str, kind: str, cid: str, path: str, new: int) -> 
 
 
 def _plan_credentials(
-    plan: Plan, stack: str, new_spec: EnvironmentSpec, old: Mapping[str, tuple[str, object]]
+    plan: Plan, stack: str, new_spec: EnvironmentSpec, old: Mapping[str, tuple[str, object]],
+    texts: tuple[str, str],
 ) -> None:
-    """Add the JWT key, root credential, static role and lease generation rotations."""
+    """Add the JWT key, root credential, static role and lease generation rotations.
+
+    ``texts`` (the stack file before and after) give the reason and ticket
+    ``bump`` wrote on the version line, as for KV secrets.
+    """
     for cred in credentials(new_spec):
         if cred.kind == "kv":
             continue
@@ -349,12 +359,14 @@ def _plan_credentials(
                 "rotation moves it by exactly +1"))
             continue
         restarts = workloads(new_spec, list(cred.consumers))
+        reason, ticket = _reason(*texts, cred, f"Pulumi.{stack}.yaml")
         plan.rotations.append(Rotation(
             stack=stack, secret=cred.id, data_path=cred.action_path, source=cred.kind,
             old_version=old_v, new_version=cred.version, cas=None,
             consumers=list(cred.consumers),
             checks=_credential_checks(stack, cred.kind, cred.id, cred.action_path, cred.version),
-            restarts=restarts, kind=cred.kind, apply=cred.action, reload=cred.reload))
+            restarts=restarts, kind=cred.kind, apply=cred.action, reload=cred.reload,
+            reason=reason, ticket=ticket))
 
 
 def _load(text: str) -> Any:

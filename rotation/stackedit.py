@@ -130,10 +130,22 @@ def version_comment(text: str, secret_id: str, source: str) -> str | None:
     if root is None:
         return None
     node, _ = _secret_node(root, secret_id, source)
-    version = _get(node, "version")
-    if version is None:
+    return _comment_after(text, _get(node, "version"))
+
+
+def credential_comment(text: str, credential: Credential, source: str) -> str | None:
+    """Return the comment on a non-KV credential's version line (None if there is none)."""
+    root = parse_text(text, source).root
+    if root is None:
         return None
-    line = text.splitlines()[version.end_mark.line][version.end_mark.column:]
+    return _comment_after(text, _get(_node_at(root, credential.where), credential.field))
+
+
+def _comment_after(text: str, value: yaml.Node | None) -> str | None:
+    """Return the ``# comment`` after ``value`` on its line (where bump writes the reason)."""
+    if value is None:
+        return None
+    line = text.splitlines()[value.end_mark.line][value.end_mark.column:]
     stripped = line.strip()
     return stripped[1:].strip() or None if stripped.startswith("#") else None
 

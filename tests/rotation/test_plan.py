@@ -406,3 +406,19 @@ def test_the_reason_and_ticket_of_a_bump_are_in_the_plan(
     [rotation] = plan["rotations"]
     assert (rotation["reason"], rotation["ticket"]) == (None, None), \
         "a comment left from an earlier bump is not this rotation's reason"
+
+
+def test_the_reason_and_ticket_of_a_credential_bump_are_in_the_plan(
+    stack_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for credential_id in CREDENTIALS:
+        assert main(["bump", "--stack", "local", credential_id, "--allow-dirty", "--repo",
+                     str(stack_repo), "--reason", f"rotate {credential_id.split('/')[-1]}",
+                     "--ticket", "SEC-9"]) == 0
+    capsys.readouterr()
+    code, plan = run_plan(capsys, stack_repo)
+    assert code == 0, plan["findings"]
+    got = {r["secret"]: (r["reason"], r["ticket"]) for r in plan["rotations"]}
+    assert got == {cid: (f"rotate {cid.split('/')[-1]}", "SEC-9") for cid in CREDENTIALS}
+    assert main(["plan", "--repo", str(stack_repo)]) == 0
+    assert "| rotate execution-settlement ticket SEC-9 |" in capsys.readouterr().out

@@ -422,3 +422,15 @@ def test_the_reason_and_ticket_of_a_credential_bump_are_in_the_plan(
     assert got == {cid: (f"rotate {cid.split('/')[-1]}", "SEC-9") for cid in CREDENTIALS}
     assert main(["plan", "--repo", str(stack_repo)]) == 0
     assert "| rotate execution-settlement ticket SEC-9 |" in capsys.readouterr().out
+
+
+def test_a_plan_that_needs_no_engine_does_not_claim_it_asked_one(
+    stack_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["bump", "--stack", "staging", HMAC, "--repo", str(stack_repo)]) == 0
+    capsys.readouterr()
+    assert main(["plan", "--repo", str(stack_repo)]) == 0
+    markdown = capsys.readouterr().out
+    assert "**Capabilities per principal**\n" in markdown
+    assert "asked of OpenBao's policy engine" not in markdown
+    assert "(the engine was not started)" in markdown

@@ -542,9 +542,9 @@ def render_markdown(plan: Plan) -> str:  # noqa: PLR0912 - one section after ano
                          f"{_cell(c.old)} → {_cell(c.new)} | {_cell(c.why) or '—'} |")
     report = plan.privilege
     if report.diffs or report.note or report.ran:
-        asked = (f" (asked of OpenBao's policy engine: `sys/capabilities` on {report.paths} "
-                 "paths)" if report.ran else "")
-        lines += ["", f"**Capabilities per principal**{asked}", ""]
+        lines += ["", "**Capabilities per principal**" + (
+            f" (asked of OpenBao's policy engine: `sys/capabilities` on {report.paths} paths)"
+            if report.ran else ""), ""]
         if report.note:
             lines.append(report.note)
         if any(path.rsplit("/", 1)[-1] == privilege.GLOB_FILL for d in report.diffs

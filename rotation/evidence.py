@@ -87,6 +87,8 @@ class Evidence:
     leases: tuple[tuple[str, int], ...] = ()  # (role, live lease count)
     credentials: tuple[CredentialSeen, ...] = ()
     failures: int = 0
+    # Rollbacks verify compared: (secret, version, restored version, data digests equal).
+    restored: tuple[tuple[str, int, int, bool], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -226,6 +228,23 @@ def _audit_writes(r: _Reader) -> tuple[AuditWrite, ...]:
     return tuple(out)
 
 
+def _restored(r: _Reader) -> tuple[tuple[str, int, int, bool], ...]:
+    found = r.mapping(r.get(r.data, "restored", "restored", required=False) or {}, "restored")
+    out = []
+    for secret_id, raw in sorted(found.items()):
+        r.secret_id(secret_id, "restored (a key)")
+        where = f"restored[{secret_id}]"
+        entry = r.mapping(raw, where)
+        out.append((secret_id,
+                    r.integer(r.get(entry, "version", f"{where}.version"),
+                              f"{where}.version") or 0,
+                    r.integer(r.get(entry, "restores", f"{where}.restores"),
+                              f"{where}.restores") or 0,
+                    r.boolean(r.get(entry, "data_matches", f"{where}.data_matches"),
+                              f"{where}.data_matches")))
+    return tuple(out)
+
+
 def _audit_devices(r: _Reader) -> tuple[tuple[str, str], ...]:
     declared = {d.path.rstrip("/") for d in r.spec.audit.devices}
     out = []
@@ -298,7 +317,8 @@ def read_evidence(path: Path, spec: EnvironmentSpec) -> Evidence:
     if "versions" in r.data:
         return Evidence("verify", ok, _versions(r, "versions", with_state=False),
                         audit_writes=_audit_writes(r), leases=_leases(r),
-                        credentials=_credentials(r), failures=failures)
+                        credentials=_credentials(r), failures=failures,
+                        restored=_restored(r))
     if "secrets" in r.data:
         return Evidence("preflight", ok, _versions(r, "secrets", with_state=True),
                         audit_devices=_audit_devices(r), failures=failures)

@@ -65,6 +65,7 @@ class Rotation:
     reload: str = ""  # what the consumers must do
     reason: str | None = None
     ticket: str | None = None
+    restores: int | None = None  # a rollback: the earlier KV version whose data is written
 
 
 @dataclass
@@ -174,7 +175,18 @@ def workloads(spec: EnvironmentSpec, consumers: list[str]) -> list[str]:
     return out
 
 
-def _checks(stack: str, secret: str, data_path: str, new: int) -> list[str]:
+def _checks(stack: str, secret: str, data_path: str, new: int,
+            restores: int | None = None) -> list[str]:
+    if restores is not None:
+        return [
+            f"preflight --stack {stack}: live version of {secret} is {new - 1}, version "
+            f"{restores} is still in its history (not deleted, destroyed or pushed out by "
+            f"max_versions), token may read and write {data_path}",
+            f"pulumi up --stack {stack}: reads version {restores} from Vault's history and "
+            f"writes it as version {new} with cas={new - 1}",
+            f"verify --stack {stack}: live version is {new}, its data has the digest of version "
+            f"{restores}'s data, and the audit log has the write on {data_path}",
+        ]
     return [
         f"preflight --stack {stack}: live version of {secret} is {new - 1}, token may write "
         f"{data_path}",
@@ -274,6 +286,12 @@ def plan_stack(  # noqa: PLR0912, PLR0915 - the rotation rules, one after anothe
             cipher_changed = old_value != new_value
             new_cipher = _ciphertext(new_value)
         old_v, new_v = old.get("version"), new.get("version")
+        restores = new.get("restores")
+        if (new_v is None or old_v == new_v) and restores != old.get("restores"):
+            plan.findings.append(Finding(
+                stack, "error", f"{secret_id}: restores changed without a version bump (a "
+                "rollback is python -m rotation rollback: version +1 and restores together)"))
+            continue
         if new_v is None or old_v == new_v:
             if cipher_changed:
                 plan.findings.append(Finding(
@@ -286,7 +304,17 @@ def plan_stack(  # noqa: PLR0912, PLR0915 - the rotation rules, one after anothe
                 stack, "error", f"{secret_id}: version moved {describe(old_v)} -> "
                 f"{describe(new_v)}; a rotation moves it by exactly +1"))
             continue
-        if new.get("source") == "provided" and not cipher_changed:
+        if restores is not None:
+            if not isinstance(restores, int) or isinstance(restores, bool) or restores >= old_v:
+                plan.findings.append(Finding(
+                    stack, "error", f"{secret_id}: restores {describe(restores)}: a rollback "
+                    f"restores a version older than {old_v}, the one it replaces"))
+                continue
+            if cipher_changed:
+                plan.findings.append(Finding(
+                    stack, "error", f"{secret_id}: a rollback restores version {restores} from "
+                    f"Vault's history; the ciphertext of {key} must not change with it"))
+        elif new.get("source") == "provided" and not cipher_changed:
             plan.findings.append(Finding(
                 stack, "error", f"{secret_id}: version bumped but {key} ciphertext unchanged "
                 "(bump a provided secret with python -m rotation bump --value-stdin)"))
@@ -300,14 +328,18 @@ def plan_stack(  # noqa: PLR0912, PLR0915 - the rotation rules, one after anothe
         data_path = f"{new['mount']}/data/{new['path']}"
         restarts = workloads(new_spec, list(new.get("consumers", [])))
         reason, ticket = _reason(old_text or "", new_text, secret_id, source)
+        apply = f"writes version {new_v} of {data_path} with cas={new_v - 1}"
+        if restores is not None:
+            apply += f", with the data of version {restores} read from Vault's history"
         plan.rotations.append(Rotation(
             stack=stack, secret=secret_id, data_path=data_path, source=str(new.get("source")),
             old_version=old_v, new_version=new_v, cas=new_v - 1,
             consumers=list(new.get("consumers", [])),
-            checks=_checks(stack, secret_id, data_path, new_v), restarts=restarts,
-            apply=f"writes version {new_v} of {data_path} with cas={new_v - 1}",
-            reload="re-read the secret", reason=reason, ticket=ticket))
+            checks=_checks(stack, secret_id, data_path, new_v, restores), restarts=restarts,
+            apply=apply, reload="re-read the secret", reason=reason, ticket=ticket,
+            restores=restores))
         if new.get("mirror_to_dr"):
+            # dr takes prod's (restored) data through the StackReference: not its own history.
             plan.rotations.append(Rotation(
                 stack="dr", secret=secret_id, data_path=data_path, source="mirror",
                 old_version=old_v, new_version=new_v, cas=new_v - 1,
@@ -509,7 +541,8 @@ def render_markdown(plan: Plan) -> str:  # noqa: PLR0912 - one section after ano
         lines += ["| stack | secret | version | CAS | consumers to reload | restarts | why |",
                   "|---|---|---|---|---|---|---|"]
         for r in kv:
-            note = f" (follows {r.follows})" if r.follows else ""
+            note = (f" (follows {r.follows})" if r.follows else "") + (
+                f" **rollback: restores version {r.restores}**" if r.restores else "")
             lines.append(f"| {r.stack} | `{r.secret}`{note} | {r.old_version} → "
                          f"{r.new_version} | {r.cas} | {', '.join(r.consumers) or '—'} | "
                          f"{', '.join(r.restarts) or '—'} | {_cell(_why(r))} |")

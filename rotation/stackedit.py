@@ -202,10 +202,51 @@ def bump_document(
         ending = "\n" if tail.endswith("\n") else ""
         tail = f" # {comment}{ending}"
     lines[line_no] = f"{head}{new}{tail}"
+    restores = _get(node, "restores")
+    if restores is not None:  # the bump after a rollback returns to normal
+        lines[restores.start_mark.line] = ""
     new_text = "".join(lines)
     after = parse_text(new_text, source)
     _prove_only_version_changed(document.data, after.data, index, new, source)
     return Bump(new_text, after, old, new)
+
+
+def rollback_document(
+    document: YamlDocument, secret_id: str, source: str, to_version: int, *,
+    reason: str | None = None, ticket: str | None = None,
+) -> Bump:
+    """Bump the secret's version by one and declare ``restores: to_version`` beside it.
+
+    The same byte-exact edit as :func:`bump_document` plus one line
+    ``restores: M`` after the version line, at its indentation (replacing an
+    earlier ``restores`` line). The re-parse proves that only ``version`` and
+    ``restores`` changed. ``to_version`` must be older than the version it
+    replaces (M < N); the value itself is never read here.
+    """
+    bumped = bump_document(document, secret_id, source, reason=reason, ticket=ticket)
+    if not 1 <= to_version < bumped.old_version:
+        raise BadInput(f"{source}: --to-version {to_version}: a rollback restores a version "
+                       f"older than the current one ({bumped.old_version}); nothing changed")
+    root = bumped.document.root
+    assert root is not None
+    node, index = _secret_node(root, secret_id, source)
+    version = _get(node, "version")
+    assert version is not None
+    key = next(k for k, v in node.value if v is version)
+    lines = bumped.text.splitlines(keepends=True)
+    line_no = version.start_mark.line
+    if not lines[line_no].endswith("\n"):
+        lines[line_no] += "\n"
+    lines.insert(line_no + 1, f"{' ' * key.start_mark.column}restores: {to_version}\n")
+    new_text = "".join(lines)
+    after = parse_text(new_text, source)
+    expected = bumped.document.data
+    entry = expected["config"][paths.SPEC_CONFIG_KEY]["static_secrets"][index]
+    entry["restores"] = to_version
+    if after.data != expected:
+        raise BadInput(f"{source}: the edit would change more than version and restores; "
+                       "nothing written")
+    return Bump(new_text, after, bumped.old_version, bumped.new_version)
 
 
 def _prove_only_version_changed(
@@ -220,10 +261,13 @@ def _prove_only_version_changed(
                        "integer; write it as one (e.g. 10, not 010)")
     # Compare with the old data edited in place, restoring it after: no copy of the document.
     node["version"] = new_version
+    restores = node.pop("restores", None)  # a bump after a rollback drops it
     try:
         changed_elsewhere = after != before
     finally:
         node["version"] = new_version - 1
+        if restores is not None:
+            node["restores"] = restores
     if changed_elsewhere:
         raise BadInput(f"{source}: the edit would change more than the version; nothing written")
 

@@ -11,6 +11,14 @@ secret whose version did not change has no diff at all:
   set with ``python -m rotation bump`` / ``pulumi config set --secret``;
 * ``mirror`` (dr only): value and version follow prod, read from prod's
   ``dr_mirror`` secret output through a ``pulumi.StackReference``.
+
+A rollback (``restores: M`` beside ``version: N+1``, written by ``python -m
+rotation rollback``) writes version N+1 with ``cas = N`` like any rotation,
+but its data is version M's, read from Vault's KV history at apply time with
+``vault.kv.get_secret_v2(version=M)``: the old value never passes through the
+repository. A generated secret's ``RandomPassword`` keeps its state
+(``ignore_changes`` on its keeper) so the bump after the rollback regenerates.
+Prod's ``dr_mirror`` output carries the restored data, so dr follows.
 """
 
 from __future__ import annotations
@@ -109,7 +117,12 @@ class StaticSecrets(pulumi.ComponentResource):
                 key: self._generate(secret, key, secret.generator, secret.version, child).result
                 for key in secret.keys
             }
+            if secret.restores is not None:
+                return self._restored(secret, source), secret.version
             return pulumi.Output.all(**values), secret.version
+        if secret.source == "provided" and secret.restores is not None:
+            assert secret.version is not None
+            return self._restored(secret, source), secret.version
         if secret.source == "provided":
             assert secret.config_secret is not None and secret.version is not None
             origin = f"{source}: config {secret.config_secret}"
@@ -125,14 +138,41 @@ class StaticSecrets(pulumi.ComponentResource):
         return (entry.apply(lambda e: check_keys(secret.id, secret.keys, e["data"], source)),
                 version)
 
+    def _restored(self, secret: StaticSecret, source: str) -> pulumi.Output[dict[str, str]]:
+        """Return version ``restores``'s data, read from Vault's KV history (a secret Output).
+
+        Once the rollback is applied the latest version is the declared one and
+        already holds that data, so it is read instead: version M may since
+        have been pushed out by ``max_versions`` without breaking later previews.
+        Before that (or after an out-of-band write, which the CAS write then
+        refuses) version M itself is read.
+        """
+        opts = pulumi.InvokeOptions(parent=self)
+        origin = f"{source}: {secret.id} restores version {secret.restores}"
+
+        def pick(latest: Any) -> Any:
+            if latest.version == secret.version:
+                return _secret(pulumi.Output.from_input(dict(latest.data)))
+            old = vault.kv.get_secret_v2_output(mount=secret.mount, name=secret.path,
+                                                version=secret.restores, opts=opts)
+            return _secret(old.apply(lambda r: dict(r.data)))
+
+        latest = vault.kv.get_secret_v2_output(mount=secret.mount, name=secret.path, opts=opts)
+        data = _secret(latest.apply(pick))
+        return data.apply(lambda d: check_keys(secret.id, secret.keys, d, origin))
+
     def _generate(
         self, secret: StaticSecret, key: str, gen: Generator, version: int,
         child: pulumi.ResourceOptions,
     ) -> random.RandomPassword:
+        # A rollback keeps the generated value's state (it is not used while the
+        # rollback is declared): the next bump's keeper then differs and regenerates.
+        opts = (pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
+            ignore_changes=["keepers"])) if secret.restores is not None else child)
         return random.RandomPassword(
             resource_name("value", secret.mount, *secret.path.split("/"), key.lower()),
             length=gen.length,
             keepers={"version": str(version)},
             **_ALPHABETS[gen.alphabet],
-            opts=child,
+            opts=opts,
         )

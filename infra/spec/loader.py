@@ -374,6 +374,11 @@ def _static_secret_problems(  # noqa: PLR0912 - one linear list of cross-checks 
                                     "to dr"))
         if "mirror_of" in secret and env != "dr":
             problems.append(Problem((*where, "mirror_of"), "only the dr stack holds mirrors"))
+        restores, version = secret.get("restores"), secret.get("version")
+        if restores is not None and isinstance(version, int) and restores >= version - 1:
+            # version N+1 restores M: M must be older than the version it replaces (N).
+            problems.append(Problem((*where, "restores"), f"restores {restores} must be lower "
+                                    f"than {version - 1}, the version this rollback replaces"))
         data_path = f"{secret['mount']}/data/{secret['path']}"
         for j, consumer in enumerate(secret["consumers"]):
             svc = services.get(consumer)
@@ -587,6 +592,7 @@ def _build_secret(s: Mapping[str, Any]) -> StaticSecret:
         consumers=tuple(s["consumers"]),
         mirror_to_dr=bool(s.get("mirror_to_dr", False)),
         mirror_of=s.get("mirror_of"),
+        restores=s.get("restores"),
     )
 
 

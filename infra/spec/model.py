@@ -255,6 +255,9 @@ class StaticSecret:
     consumers: tuple[str, ...]
     mirror_to_dr: bool
     mirror_of: str | None
+    # A rollback: this version carries the data of the earlier version ``restores``,
+    # which the program reads from Vault's KV history at apply time (never from git).
+    restores: int | None = None
 
     @property
     def id(self) -> str:

@@ -25,6 +25,9 @@
    may rotate static roles; the root credential, JWT issuer keys and revoking a
    role's leases, which needs ``sudo``, are applied with break-glass), and what
    ``verify --before`` will compare with is recorded (``credentials[].before``).
+7. A pending secret that declares ``restores: M`` (a rollback) still has version
+   M in its history: present, not deleted or destroyed, not pushed out by
+   ``max_versions`` (:mod:`rotation.rollback`); the token may read it.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from rotation.live import SecretState, secret_states
 from rotation.locks import PendingOperation, lock_holders, pending_operations, stack_locks
 from rotation.output import Result
 from rotation.planning import add_rotated_arguments, rotated_credentials, rotated_secrets
+from rotation.rollback import restorable_problem
 from rotation.stacks import add_stack_arguments, repo_root, targets
 from rotation.timefmt import rfc3339
 from rotation.vault import vault_errors
@@ -273,6 +277,17 @@ def run(args: argparse.Namespace) -> Result:
                                      if s.secret.data_path == path) else "update"
             if needed not in caps and "root" not in caps:
                 failures.append(f"token lacks {needed!r} on {path} (has {caps or ['deny']})")
+            if (any(s.secret.restores is not None for s in pending if s.secret.data_path == path)
+                    and "read" not in caps and "root" not in caps):
+                failures.append(f"token lacks 'read' on {path}: a rollback reads the restored "
+                                f"version from Vault's history (has {caps or ['deny']})")
+    for state in states:  # every rotated rollback, in conflict as well as pending
+        if state.secret.id not in rotated:
+            continue
+        with vault_errors(address, f"reading the version history of {state.secret.id}"):
+            problem = restorable_problem(client, state.secret)
+        if problem is not None:
+            failures.append(problem)
     creds = [c for c in (credential(target.spec, cid) for cid in
                          rotated_credentials(root, target, args.base, args.secret))
              if c is not None]

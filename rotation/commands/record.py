@@ -124,6 +124,10 @@ def evidence_lines(path: Path, ev: Evidence) -> list[str]:
             if cred.request_id else ""))
     for role, count in ev.leases:
         lines.append(f"  - leases: `{role}`: {count} live")
+    for cid, version, restores, matches in ev.restored:
+        lines.append(f"  - rollback: `{cid}` v{version} data "
+                     f"{'equals' if matches else 'DIFFERS from'} v{restores}'s (SHA-256 digests "
+                     "compared by verify; no value or digest copied)")
     return lines
 
 
@@ -259,6 +263,13 @@ def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one rec
     observed = {(seen.credential, seen.version) for _, ev in read if ev.ok
                 for seen in ev.credentials if seen.request_id}
     unobserved = [f"{c.id} v{c.version}" for c in others if (c.id, c.version) not in observed]
+    # A rollback is recorded only once verify compared the written data with version M's.
+    restored = {(cid, version, restores) for _, ev in read if ev.ok
+                for cid, version, restores, matches in ev.restored if matches}
+    unobserved += [f"{cid} v{states[cid].declared} (rollback to v{s.restores}: no verify "
+                   "evidence that its data equals that version's)"
+                   for cid in rotated if (s := states[cid].secret).restores is not None
+                   and (cid, states[cid].declared, s.restores) not in restored]
     if unobserved:
         raise CheckFailed(
             f"no verify evidence shows the rotation of {', '.join(unobserved)}, so there is "
@@ -300,10 +311,14 @@ def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one rec
                         else now)
         for consumer in state.secret.consumers:
             services[consumer] = max(services.get(consumer, ""), stamp)
+        restores = state.secret.restores
+        rollback = ({} if restores is None else
+                    {"rollback": {"restores": restores, "data_matches_restored": True}})
         add(secret_id, state.declared,
-            {"live_version": state.live_version, "live_updated_time": stamp},
-            shown=f"`{secret_id}`", live=f"{state.live_version} | {stamp}",
-            consumers=state.secret.consumers)
+            {"live_version": state.live_version, "live_updated_time": stamp, **rollback},
+            shown=f"`{secret_id}`" + ("" if restores is None else
+                                      f" (rollback: data of v{restores}, digest verified)"),
+            live=f"{state.live_version} | {stamp}", consumers=state.secret.consumers)
     for cred in others:
         # Vault keeps no version of these: the verify evidence is what observed the rotation.
         if not add(cred.id, cred.version,

@@ -12,6 +12,9 @@
   proven by :mod:`rotation.credential_checks` (its rotation request in the
   audit log, then what it changed), against what ``preflight --json`` saw
   before the apply (``--before``).
+* a rotated secret that declares ``restores: M`` (a rollback): the live data of
+  the declared version equals version M's, compared by SHA-256 digests of
+  Vault's two responses (:mod:`rotation.rollback`; no value or digest is shown);
 * ``--consumers``: every consumer of a rotated secret (every Kubernetes service
   when nothing was rotated) logs in through its own TokenRequest token and role
   and reads the new version; it is refused what it does not consume, and its
@@ -49,6 +52,7 @@ from rotation.live import secret_states
 from rotation.output import Result, log
 from rotation.planning import add_rotated_arguments, rotated_credentials, rotated_secrets
 from rotation.progress import StatusLine
+from rotation.rollback import restored_matches
 from rotation.stacks import StackTarget, add_stack_arguments, repo_root, targets
 from rotation.timefmt import format_duration, reformat, rfc3339_or_none
 from rotation.vault import vault_errors
@@ -183,6 +187,22 @@ def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one che
                             f"on {secret.data_path} in {log_path}")
         else:
             evidence[secret_id] = {**asdict(found), "time": reformat(found.time, exact=True)}
+    restored: dict[str, Any] = {}
+    for secret_id in rotated:
+        secret = target.spec.secret(secret_id)
+        assert secret is not None
+        declared = next(s.declared for s in states if s.secret.id == secret_id)
+        live = next(s.live_version for s in states if s.secret.id == secret_id)
+        if secret.restores is None or live != declared:
+            continue  # a live version off the declared one already failed above
+        with vault_errors(address, f"reading versions {declared} and {secret.restores} of "
+                          f"{secret_id} to compare their digests"):
+            matches = restored_matches(client, secret, declared)
+        restored[secret_id] = {"version": declared, "restores": secret.restores,
+                               "data_matches": matches}
+        if not matches:
+            failures.append(f"{secret_id}: the data of version {declared} does not equal "
+                            f"version {secret.restores}'s (compared by digest)")
     before = read_before(args.before)
     credential_evidence: dict[str, Any] = {}
     for credential_id in rotated_credentials(root, target, args.base, args.secret):
@@ -252,6 +272,7 @@ def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one che
         "rotated": rotated,
         "audit_log": str(log_path) if log_path else None,
         "audit_evidence": evidence,
+        "restored": restored,
         "credentials": credential_evidence,
         "leases": leases,
         "consumers": [asdict(c) for c in consumers],
@@ -267,6 +288,11 @@ def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one che
         for secret_id, found in evidence.items():
             out.write(f"audit: {secret_id} v{found['version']} written by request "
                       f"{found['request_id']} at {reformat(found['time'])}\n")
+        for secret_id, entry in restored.items():
+            mark = "ok  " if entry["data_matches"] else "FAIL"
+            out.write(f"{mark} rollback: {secret_id} v{entry['version']} has the data of "
+                      f"v{entry['restores']}: {'yes' if entry['data_matches'] else 'no'} "
+                      "(SHA-256 of both versions' data, compared inside verify)\n")
         for credential_id, found in credential_evidence.items():
             audit = found.get("audit")
             out.write(f"{found['kind']}: {credential_id} v{found['version']}"

@@ -230,6 +230,7 @@ def check_rotation_plan(root: Path, base: str, head: str | None, *,
         target.append(f"{finding.stack}: {finding.message}")
     result.warnings.extend(c.render() for c in plan.changes)
     rotations = [f"{r.stack} {r.secret} v{r.old_version}->v{r.new_version}"
+                 + (f" (rollback: restores v{r.restores})" if r.restores is not None else "")
                  + (f" (follows {r.follows})" if r.follows else "") for r in plan.rotations]
     result.notes.extend(f"rotation: {r}" for r in rotations)
     report = plan.privilege

@@ -1,0 +1,97 @@
+"""``rollback --stack ENV ID --to-version M``: restore an earlier KV version as the next one.
+
+A rollback is a rotation like any other: the version rises by one (N -> N+1,
+written with ``cas = N``), reviewed in a pull request, previewed by the gate,
+applied by ``pulumi up``. The stack file records ``restores: M`` beside the
+new version; the program reads version M's data from Vault's KV history at
+apply time, so the value never passes through the repository, this command
+or its output. The next ``bump`` of the secret removes ``restores``.
+
+No value is taken (not even for a ``provided`` secret: its config secret
+stays as it is until the next bump). Whether version M still exists in
+Vault's history is ``preflight``'s check; ``verify`` proves the written data
+equals version M's by comparing digests of Vault's two responses.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TextIO
+
+from infra import paths
+from infra.redact import describe
+from rotation import gitutil
+from rotation.commands.bump import refuse_second_bump
+from rotation.errors import BadInput
+from rotation.output import Result
+from rotation.stackedit import (
+    clean_reason,
+    clean_ticket,
+    rollback_document,
+    validate_text,
+    write_stack_text,
+)
+from rotation.stacks import load_stack, read_stack, repo_root
+from rotation.usage import suggest
+
+NAME = "rollback"
+HELP = "restore an earlier KV version of a static secret as its next version (restores: M)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register rollback's arguments."""
+    parser.add_argument("--stack", required=True, help="stack name (prod, staging, dr, local)")
+    parser.add_argument("secret", metavar="ID", help="a KV static secret <mount>/<path>")
+    parser.add_argument("--to-version", type=int, required=True, metavar="M",
+                        help="the earlier KV version whose data the next version restores")
+    parser.add_argument("--reason", help="why (kept as a comment on the version line; the "
+                        "plan and the record show it)")
+    parser.add_argument("--ticket", help="the incident or rotation ticket, e.g. INC-512")
+    parser.add_argument("--repo", type=Path, help="repository root (default: git top level)")
+    parser.add_argument("--allow-dirty", action="store_true",
+                        help="allow a stack file with other uncommitted changes")
+
+
+def run(args: argparse.Namespace) -> Result:
+    """Raise the version by one and declare ``restores: M``; nothing else changes."""
+    root = repo_root(args.repo)
+    document = read_stack(root, args.stack)
+    spec = load_stack(root, args.stack, document=document)
+    path = paths.stack_file(args.stack, root)
+    source = path.name
+    secret = spec.secret(args.secret)
+    if secret is None:
+        ids = [s.id for s in spec.static_secrets]
+        guess = suggest(args.secret, ids)
+        hint = f"did you mean {guess!r}? " if guess else ""
+        raise BadInput(f"{source}: unknown static secret {describe(args.secret)} ({hint}"
+                       f"declared: {', '.join(ids) or 'none'}); only KV secrets have a "
+                       "version history to roll back to")
+    dirty = gitutil.is_dirty(root, path)
+    if dirty and not args.allow_dirty:
+        raise BadInput(f"{source} has uncommitted changes; commit or stash them first "
+                       "(one reviewed diff per rotation), or pass --allow-dirty")
+    if dirty:
+        refuse_second_bump(root, source, secret)
+    bumped = rollback_document(document, secret.id, source, args.to_version,
+                               reason=args.reason, ticket=args.ticket)
+    validate_text(bumped.text, source, args.stack, root / "policies" / "acl",
+                  document=bumped.document)
+    write_stack_text(path, bumped.text)
+    old, new = bumped.old_version, bumped.new_version
+    payload = {"ok": True, "stack": args.stack, "file": source, "secret": secret.id,
+               "old_version": old, "new_version": new, "cas": old,
+               "restores": args.to_version, "source": secret.source,
+               "consumers": list(secret.consumers), "value_stored": False,
+               "reason": clean_reason(args.reason) if args.reason else None,
+               "ticket": clean_ticket(args.ticket) if args.ticket else None}
+
+    def render(out: TextIO) -> None:
+        out.write(f"{source}: {secret.id} version {old} -> {new} restores version "
+                  f"{args.to_version} (apply reads it from Vault's history, writes cas={old})\n")
+        out.write(f"consumers to reload: {', '.join(secret.consumers) or 'none'}\n")
+        out.write("next: commit, open a PR (python -m rotation plan), preflight, pulumi up "
+                  "after review, verify\n")
+
+    return Result(payload, render)

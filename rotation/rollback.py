@@ -1,0 +1,77 @@
+"""What a rollback (``restores: M``) needs from Vault's KV history, never showing a value.
+
+``preflight`` asks :func:`restorable_problem` whether version M can still be
+read: present in the secret's metadata ``versions``, not soft-deleted
+(``deletion_time`` passed) and not ``destroyed``; a version missing from the map
+but below the current one was pushed out by the mount's ``max_versions``.
+``verify`` asks :func:`restored_matches` whether the live data of the new
+version equals version M's: both are read from Vault and reduced to a
+SHA-256 digest of their canonical JSON inside this process; only whether the
+digests match leaves it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import hvac
+import hvac.exceptions
+
+from infra.spec.model import StaticSecret
+from rotation.kv import parse_time
+from rotation.timefmt import rfc3339
+
+
+def restorable_problem(client: hvac.Client, secret: StaticSecret) -> str | None:
+    """Return why ``secret``'s ``restores`` version cannot be read back (None when it can)."""
+    wanted = secret.restores
+    if wanted is None:
+        return None
+    return _history_problem(client, secret, wanted)
+
+
+def _history_problem(client: hvac.Client, secret: StaticSecret, wanted: int) -> str | None:
+    """Return what Vault's metadata says is wrong with version ``wanted`` (None: readable)."""
+    try:
+        response = client.secrets.kv.v2.read_secret_metadata(path=secret.path,
+                                                             mount_point=secret.mount)
+    except hvac.exceptions.InvalidPath:
+        return f"{secret.id}: the secret does not exist, so version {wanted} cannot be restored"
+    data: dict[str, Any] = response.get("data") or {}
+    versions: dict[str, Any] = data.get("versions") or {}
+    info = versions.get(str(wanted))
+    if info is None:
+        kept = sorted(int(v) for v in versions)
+        oldest = kept[0] if kept else None
+        if oldest is not None and wanted < oldest:
+            return (f"{secret.id}: version {wanted} was pushed out of the history by max_versions "
+                    f"(oldest kept: {oldest}); pick a version from {oldest} on")
+        return f"{secret.id}: version {wanted} is not in the secret's history"
+    if info.get("destroyed"):
+        return f"{secret.id}: version {wanted} is destroyed; its data cannot be restored"
+    # A mount's delete_version_after_seconds gives every version a deletion_time in the
+    # future: the version is deleted only once that time has passed.
+    deleted = parse_time(info.get("deletion_time"))
+    if deleted is not None and deleted <= datetime.now(UTC):
+        return (f"{secret.id}: version {wanted} is deleted (deletion_time "
+                f"{rfc3339(deleted)}); undelete it first (bao kv undelete -versions="
+                f"{wanted} {secret.mount}/{secret.path}) or pick another version")
+    return None
+
+
+def _digest(client: hvac.Client, secret: StaticSecret, version: int) -> str:
+    """Return the SHA-256 of version ``version``'s data as canonical JSON (the data is dropped)."""
+    response = client.secrets.kv.v2.read_secret_version(
+        path=secret.path, mount_point=secret.mount, version=version,
+        raise_on_deleted_version=True)
+    body = json.dumps(response["data"]["data"], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def restored_matches(client: hvac.Client, secret: StaticSecret, version: int) -> bool:
+    """Return whether version ``version``'s data equals that of ``secret.restores``."""
+    assert secret.restores is not None
+    return _digest(client, secret, version) == _digest(client, secret, secret.restores)

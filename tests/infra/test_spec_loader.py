@@ -137,6 +137,13 @@ BAD_SPECS: list[tuple[str, Mutation, str, str]] = [
      "tradepulse-vault:spec.auth.jwt.roles[0].deployment_environment", "does not match"),
     ("version zero", _set(["static_secrets", 2, "version"], 0),
      "tradepulse-vault:spec.static_secrets[2].version", "out of range"),
+    ("rollback restoring the version it replaces", _set(["static_secrets", 1, "restores"], 8),
+     "tradepulse-vault:spec.static_secrets[1].restores", "restores 8 must be lower than 8"),
+    ("mirror that restores a version", _set(["static_secrets", 1], {
+        "mount": "secret", "path": "services/execution/x", "keys": ["A"], "mirror_of": "prod",
+        "restores": 3, "consumers": ["execution"]}),
+     "tradepulse-vault:spec.static_secrets[1].restores",
+     "not allowed together with mirror_of"),
     ("duplicate secret", lambda s: s["static_secrets"].append(
         copy.deepcopy(s["static_secrets"][0])),
      "tradepulse-vault:spec.static_secrets",

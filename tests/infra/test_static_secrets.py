@@ -141,3 +141,25 @@ def test_bad_provided_value_is_refused_without_echoing_it(raw: str, fragment: st
     assert fragment in str(info.value)
     assert CANARY_PROVIDED not in str(info.value)
     assert str(info.value).startswith("Pulumi.prod.yaml: config c")
+
+
+GET_V2 = "vault:kv/getSecretV2:getSecretV2"
+
+
+def test_a_rollback_writes_the_restored_versions_data_read_from_vault(pulumi_mocks: Any) -> None:
+    spec = spec_for("prod")
+    target = "secret/services/execution/session-signing-key"
+    rolled = bumped(spec, target)
+    rolled = dataclasses.replace(rolled, static_secrets=tuple(
+        dataclasses.replace(s, restores=7) if s.id == target else s
+        for s in rolled.static_secrets))
+    run: MockRun = pulumi_mocks("prod")
+    # Vault's answer: the latest version is still 9 (not applied yet), so version 7 is read.
+    run.mocks.call_results[GET_V2] = {"version": 9, "data": {"SIGNING_KEY": "restored-v7"}}
+    evaluate(run, rolled)
+    written = secrets_by_path(run)[target]
+    assert (written["cas"], json.loads(written["dataJson"])) == (9, {"SIGNING_KEY": "restored-v7"})
+    reads = [dict(c.args) for c in run.mocks.calls if c.token == GET_V2]
+    assert {(r["mount"], r["name"], r.get("version")) for r in reads} == {
+        ("secret", "services/execution/session-signing-key", None),
+        ("secret", "services/execution/session-signing-key", 7)}

@@ -39,7 +39,12 @@ from rotation.review import file_changes, privilege, rules
 from rotation.review.changes import KINDS, REPOSITORY, Change
 from rotation.review.engine import Engine
 from rotation.review.spec_changes import classify_stack
-from rotation.stackedit import credential_comment, parse_rotation_comment, version_comment
+from rotation.stackedit import (
+    LIFECYCLE_FIELDS,
+    credential_comment,
+    parse_rotation_comment,
+    version_comment,
+)
 from rotation.stacks import StackTarget
 
 STACK_GLOB = "Pulumi.*.yaml"
@@ -66,6 +71,8 @@ class Rotation:
     reason: str | None = None
     ticket: str | None = None
     restores: int | None = None  # a rollback: the earlier KV version whose data is written
+    previous: int | None = None  # keep_previous: the version kept as <KEY>_PREVIOUS
+    retired: int | None = None  # retire: the version whose keys are rewritten without previous
 
 
 @dataclass
@@ -286,11 +293,12 @@ def plan_stack(  # noqa: PLR0912, PLR0915 - the rotation rules, one after anothe
             cipher_changed = old_value != new_value
             new_cipher = _ciphertext(new_value)
         old_v, new_v = old.get("version"), new.get("version")
-        restores = new.get("restores")
-        if (new_v is None or old_v == new_v) and restores != old.get("restores"):
+        restores, retired, kept = new.get("restores"), new.get("retired"), new.get("previous")
+        moved = [f for f in LIFECYCLE_FIELDS if new.get(f) != old.get(f)]
+        if (new_v is None or old_v == new_v) and moved:
             plan.findings.append(Finding(
-                stack, "error", f"{secret_id}: restores changed without a version bump (a "
-                "rollback is python -m rotation rollback: version +1 and restores together)"))
+                stack, "error", f"{secret_id}: {moved[0]} changed without a version bump (bump, "
+                "rollback and retire write it together with version +1)"))
             continue
         if new_v is None or old_v == new_v:
             if cipher_changed:
@@ -304,16 +312,29 @@ def plan_stack(  # noqa: PLR0912, PLR0915 - the rotation rules, one after anothe
                 stack, "error", f"{secret_id}: version moved {describe(old_v)} -> "
                 f"{describe(new_v)}; a rotation moves it by exactly +1"))
             continue
-        if restores is not None:
-            if not isinstance(restores, int) or isinstance(restores, bool) or restores >= old_v:
+        if old.get("previous") is not None and restores is None and retired is None:
+            plan.findings.append(Finding(
+                stack, "error", f"{secret_id}: a second rotation while version "
+                f"{old.get('previous')}'s value is still kept as <KEY>_PREVIOUS would drop the "
+                "value a consumer may still use; retire it first (python -m rotation retire)"))
+            continue
+        if retired is not None and (old.get("previous") is None or retired != old_v):
+            plan.findings.append(Finding(
+                stack, "error", f"{secret_id}: retired {describe(retired)}: a retire rewrites "
+                f"version {old_v} without the previous value it keeps (previous: beside it)"))
+            continue
+        if restores is not None or retired is not None:
+            if restores is not None and (not isinstance(restores, int)
+                                         or isinstance(restores, bool) or restores >= old_v):
                 plan.findings.append(Finding(
                     stack, "error", f"{secret_id}: restores {describe(restores)}: a rollback "
                     f"restores a version older than {old_v}, the one it replaces"))
                 continue
             if cipher_changed:
                 plan.findings.append(Finding(
-                    stack, "error", f"{secret_id}: a rollback restores version {restores} from "
-                    f"Vault's history; the ciphertext of {key} must not change with it"))
+                    stack, "error", f"{secret_id}: this version's data is read from Vault's "
+                    f"history (rollback or retire); the ciphertext of {key} must not change "
+                    "with it"))
         elif new.get("source") == "provided" and not cipher_changed:
             plan.findings.append(Finding(
                 stack, "error", f"{secret_id}: version bumped but {key} ciphertext unchanged "
@@ -331,13 +352,18 @@ def plan_stack(  # noqa: PLR0912, PLR0915 - the rotation rules, one after anothe
         apply = f"writes version {new_v} of {data_path} with cas={new_v - 1}"
         if restores is not None:
             apply += f", with the data of version {restores} read from Vault's history"
+        elif retired is not None:
+            apply += (f", with version {retired}'s keys read from Vault's history and without "
+                      f"the previous value (<KEY>_PREVIOUS) it kept")
+        elif kept is not None:
+            apply += f", keeping version {kept}'s value as <KEY>_PREVIOUS until retire"
         plan.rotations.append(Rotation(
             stack=stack, secret=secret_id, data_path=data_path, source=str(new.get("source")),
             old_version=old_v, new_version=new_v, cas=new_v - 1,
             consumers=list(new.get("consumers", [])),
             checks=_checks(stack, secret_id, data_path, new_v, restores), restarts=restarts,
             apply=apply, reload="re-read the secret", reason=reason, ticket=ticket,
-            restores=restores))
+            restores=restores, previous=kept, retired=retired))
         if new.get("mirror_to_dr"):
             # dr takes prod's (restored) data through the StackReference: not its own history.
             plan.rotations.append(Rotation(
@@ -531,6 +557,16 @@ def _why(r: Rotation) -> str:
                     if x) or "—"
 
 
+def _lifecycle_note(r: Rotation) -> str:
+    if r.restores is not None:
+        return f" **rollback: restores version {r.restores}**"
+    if r.retired is not None:
+        return f" **retire: drops the previous value kept in version {r.retired}**"
+    if r.previous is not None:
+        return f" (keeps version {r.previous} as `<KEY>_PREVIOUS` until retire)"
+    return ""
+
+
 def render_markdown(plan: Plan) -> str:  # noqa: PLR0912 - one section after another
     """Return the plan as a pull-request comment (Markdown)."""
     short = plan.merge_base[:12] if plan.merge_base else plan.base
@@ -541,8 +577,7 @@ def render_markdown(plan: Plan) -> str:  # noqa: PLR0912 - one section after ano
         lines += ["| stack | secret | version | CAS | consumers to reload | restarts | why |",
                   "|---|---|---|---|---|---|---|"]
         for r in kv:
-            note = (f" (follows {r.follows})" if r.follows else "") + (
-                f" **rollback: restores version {r.restores}**" if r.restores else "")
+            note = (f" (follows {r.follows})" if r.follows else "") + _lifecycle_note(r)
             lines.append(f"| {r.stack} | `{r.secret}`{note} | {r.old_version} → "
                          f"{r.new_version} | {r.cas} | {', '.join(r.consumers) or '—'} | "
                          f"{', '.join(r.restarts) or '—'} | {_cell(_why(r))} |")

@@ -20,17 +20,23 @@ from typing import Any
 import hvac
 import hvac.exceptions
 
-from infra.spec.model import StaticSecret
+from infra.spec.model import PREVIOUS_SUFFIX, StaticSecret
 from rotation.kv import parse_time
 from rotation.timefmt import rfc3339
 
 
 def restorable_problem(client: hvac.Client, secret: StaticSecret) -> str | None:
-    """Return why ``secret``'s ``restores`` version cannot be read back (None when it can)."""
-    wanted = secret.restores
-    if wanted is None:
-        return None
-    return _history_problem(client, secret, wanted)
+    """Return why a version the apply reads from history cannot be read (None when it can).
+
+    That is ``restores`` (rollback), ``retired`` (retire) or ``previous`` (a
+    keep_previous rotation keeps that version's keys as ``<KEY>_PREVIOUS``).
+    """
+    for wanted in (secret.from_history, secret.previous):
+        if wanted is not None:
+            problem = _history_problem(client, secret, wanted)
+            if problem is not None:
+                return problem
+    return None
 
 
 def _history_problem(client: hvac.Client, secret: StaticSecret, wanted: int) -> str | None:
@@ -62,16 +68,28 @@ def _history_problem(client: hvac.Client, secret: StaticSecret, wanted: int) -> 
     return None
 
 
-def _digest(client: hvac.Client, secret: StaticSecret, version: int) -> str:
-    """Return the SHA-256 of version ``version``'s data as canonical JSON (the data is dropped)."""
+def _digest(client: hvac.Client, secret: StaticSecret, version: int, suffix: str = "") -> str:
+    """Return the SHA-256 of the declared keys (``<KEY><suffix>``) of version ``version``.
+
+    Canonical JSON of ``{KEY: value}``; a missing key is ``null``. The data is dropped here.
+    """
     response = client.secrets.kv.v2.read_secret_version(
         path=secret.path, mount_point=secret.mount, version=version,
         raise_on_deleted_version=True)
-    body = json.dumps(response["data"]["data"], sort_keys=True, separators=(",", ":"))
+    held: dict[str, Any] = response["data"]["data"] or {}
+    picked = {key: held.get(f"{key}{suffix}") for key in secret.keys}
+    body = json.dumps(picked, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(body.encode()).hexdigest()
 
 
 def restored_matches(client: hvac.Client, secret: StaticSecret, version: int) -> bool:
-    """Return whether version ``version``'s data equals that of ``secret.restores``."""
-    assert secret.restores is not None
-    return _digest(client, secret, version) == _digest(client, secret, secret.restores)
+    """Return whether version ``version``'s declared keys equal those of the restored version."""
+    assert secret.from_history is not None
+    return _digest(client, secret, version) == _digest(client, secret, secret.from_history)
+
+
+def previous_matches(client: hvac.Client, secret: StaticSecret, version: int) -> bool:
+    """Return whether version ``version``'s ``<KEY>_PREVIOUS`` equal version ``previous``'s keys."""
+    assert secret.previous is not None
+    return (_digest(client, secret, version, PREVIOUS_SUFFIX)
+            == _digest(client, secret, secret.previous))

@@ -160,16 +160,27 @@ def bump_version_text(
     return bump.text, bump.old_version, bump.new_version
 
 
+# Fields one lifecycle edit writes beside ``version`` and the next bump of the secret drops:
+# ``restores: M`` (rollback), ``previous: N`` (keep_previous: version N's keys are kept as
+# <KEY>_PREVIOUS), ``retired: N`` (retire: version N's keys without the previous value).
+LIFECYCLE_FIELDS = ("restores", "previous", "retired")
+
+
 def bump_document(
     document: YamlDocument, secret_id: str, source: str, *, reason: str | None = None,
-    ticket: str | None = None,
+    ticket: str | None = None, mark: tuple[str, int] | None = None,
 ) -> Bump:
     """Raise the secret's version by one in the parsed stack file ``document``.
 
     Only the digits of the version value change, plus the comment at the end
     of that line when ``reason`` or ``ticket`` is given (the plan and the
-    record read them back from there). Raises :class:`BadInput` for an unknown
-    secret, a mirror (versions follow prod), or anything else changing.
+    record read them back from there). A lifecycle field of the previous edit
+    (:data:`LIFECYCLE_FIELDS`) is removed, and ``mark`` (a field and value:
+    ``restores``/``retired``), or for a ``keep_previous: true`` secret
+    ``previous: <old version>``, is written on a new line after the version.
+    A plain bump while a previous value is still kept is refused (it would drop
+    the value a consumer may still use). Raises :class:`BadInput` for an
+    unknown secret, a mirror (versions follow prod), or anything else changing.
     """
     text, root = document.text, document.root
     if root is None:
@@ -196,18 +207,34 @@ def bump_document(
         raise BadInput(f"{source}: line {line_no + 1}: version is not a plain integer literal")
     old = int(match.group())
     new = old + 1
+    previous = _get(node, "previous")
+    if previous is not None and mark is None:
+        raise BadInput(f"{source}: {secret_id} still keeps version {_scalar(previous)}'s value "
+                       "as <KEY>_PREVIOUS; a second rotation would drop the value a consumer "
+                       "may still use, so nothing changed",
+                       hint=f"once every consumer reads the new value: python -m rotation "
+                            f"retire --stack <stack> {secret_id}")
+    keep = _get(node, "keep_previous")
+    if mark is None and _scalar(keep) == "true":
+        mark = ("previous", old)
     head, tail = line[: match.start()], line[match.end():]
     comment = rotation_comment(reason, ticket)
     if comment:
         ending = "\n" if tail.endswith("\n") else ""
         tail = f" # {comment}{ending}"
+    elif not tail.endswith("\n"):
+        tail += "\n"
     lines[line_no] = f"{head}{new}{tail}"
-    restores = _get(node, "restores")
-    if restores is not None:  # the bump after a rollback returns to normal
-        lines[restores.start_mark.line] = ""
+    for name in LIFECYCLE_FIELDS:  # the bump after a lifecycle edit returns to normal
+        field = _get(node, name)
+        if field is not None:
+            lines[field.start_mark.line] = ""
+    if mark is not None:
+        key = next(k for k, v in node.value if v is version)
+        lines[line_no] += f"{' ' * key.start_mark.column}{mark[0]}: {mark[1]}\n"
     new_text = "".join(lines)
     after = parse_text(new_text, source)
-    _prove_only_version_changed(document.data, after.data, index, new, source)
+    _prove_only_version_changed(document.data, after.data, index, new, source, mark=mark)
     return Bump(new_text, after, old, new)
 
 
@@ -217,40 +244,41 @@ def rollback_document(
 ) -> Bump:
     """Bump the secret's version by one and declare ``restores: to_version`` beside it.
 
-    The same byte-exact edit as :func:`bump_document` plus one line
-    ``restores: M`` after the version line, at its indentation (replacing an
-    earlier ``restores`` line). The re-parse proves that only ``version`` and
-    ``restores`` changed. ``to_version`` must be older than the version it
-    replaces (M < N); the value itself is never read here.
+    The same byte-exact edit as :func:`bump_document` with the mark
+    ``restores: M`` (a previous value still kept is dropped with it: the
+    rollback writes version M's keys only). ``to_version`` must be older than
+    the version it replaces (M < N); the value itself is never read here.
     """
-    bumped = bump_document(document, secret_id, source, reason=reason, ticket=ticket)
+    bumped = bump_document(document, secret_id, source, reason=reason, ticket=ticket,
+                           mark=("restores", to_version))
     if not 1 <= to_version < bumped.old_version:
         raise BadInput(f"{source}: --to-version {to_version}: a rollback restores a version "
                        f"older than the current one ({bumped.old_version}); nothing changed")
-    root = bumped.document.root
-    assert root is not None
-    node, index = _secret_node(root, secret_id, source)
-    version = _get(node, "version")
-    assert version is not None
-    key = next(k for k, v in node.value if v is version)
-    lines = bumped.text.splitlines(keepends=True)
-    line_no = version.start_mark.line
-    if not lines[line_no].endswith("\n"):
-        lines[line_no] += "\n"
-    lines.insert(line_no + 1, f"{' ' * key.start_mark.column}restores: {to_version}\n")
-    new_text = "".join(lines)
-    after = parse_text(new_text, source)
-    expected = bumped.document.data
-    entry = expected["config"][paths.SPEC_CONFIG_KEY]["static_secrets"][index]
-    entry["restores"] = to_version
-    if after.data != expected:
-        raise BadInput(f"{source}: the edit would change more than version and restores; "
-                       "nothing written")
-    return Bump(new_text, after, bumped.old_version, bumped.new_version)
+    return bumped
+
+
+def retire_document(
+    document: YamlDocument, secret_id: str, source: str, *, reason: str | None = None,
+    ticket: str | None = None,
+) -> Bump:
+    """Bump the version by one with ``retired: N``: version N's keys without the previous value."""
+    root = document.root
+    if root is None:
+        raise BadInput(f"{source}: no static_secrets in {paths.SPEC_CONFIG_KEY}")
+    node, _ = _secret_node(root, secret_id, source)
+    if _get(node, "previous") is None:
+        raise BadInput(f"{source}: {secret_id} keeps no previous value (no `previous:` beside "
+                       "its version); nothing to retire, nothing changed")
+    version = _scalar(_get(node, "version"))
+    if version is None or not version.isdigit():
+        raise BadInput(f"{source}: {secret_id}: version is missing or not an integer")
+    return bump_document(document, secret_id, source, reason=reason, ticket=ticket,
+                         mark=("retired", int(version)))
 
 
 def _prove_only_version_changed(
-    before: Any, after: Any, index: int, new_version: int, source: str
+    before: Any, after: Any, index: int, new_version: int, source: str, *,
+    mark: tuple[str, int] | None = None,
 ) -> None:
     secrets = before["config"][paths.SPEC_CONFIG_KEY]["static_secrets"]
     node = secrets[index]
@@ -260,14 +288,17 @@ def _prove_only_version_changed(
         raise BadInput(f"{source}: static_secrets[{index}].version is not a plain decimal "
                        "integer; write it as one (e.g. 10, not 010)")
     # Compare with the old data edited in place, restoring it after: no copy of the document.
+    saved = dict(node)
     node["version"] = new_version
-    restores = node.pop("restores", None)  # a bump after a rollback drops it
+    for name in LIFECYCLE_FIELDS:  # a bump after a lifecycle edit drops it
+        node.pop(name, None)
+    if mark is not None:
+        node[mark[0]] = mark[1]
     try:
         changed_elsewhere = after != before
     finally:
-        node["version"] = new_version - 1
-        if restores is not None:
-            node["restores"] = restores
+        node.clear()
+        node.update(saved)
     if changed_elsewhere:
         raise BadInput(f"{source}: the edit would change more than the version; nothing written")
 

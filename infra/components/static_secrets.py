@@ -19,6 +19,13 @@ but its data is version M's, read from Vault's KV history at apply time with
 repository. A generated secret's ``RandomPassword`` keeps its state
 (``ignore_changes`` on its keeper) so the bump after the rollback regenerates.
 Prod's ``dr_mirror`` output carries the restored data, so dr follows.
+
+Overlap (``keep_previous: true``): a bump also writes ``previous: N``, and the
+program writes version N+1 with the new value plus version N's keys as
+``<KEY>_PREVIOUS`` (read from Vault's history the same way), so verifiers and
+slow consumers can read both. ``python -m rotation retire`` writes version
+N+2 with ``retired: N+1``: version N+1's keys read back from Vault, without
+the previous value (the generated value keeps its state, as in a rollback).
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ import pulumi_vault as vault
 
 from infra.naming import resource_name
 from infra.secret_values import SecretValueError, check_keys, mirror_entry, parse_provided
-from infra.spec.model import Generator, StaticSecret
+from infra.spec.model import PREVIOUS_SUFFIX, Generator, StaticSecret
 
 _ALPHABETS: dict[str, dict[str, Any]] = {
     "alphanumeric": {"special": False},
@@ -50,6 +57,13 @@ def _secret(value: pulumi.Output[Any]) -> pulumi.Output[Any]:
 def _resolved(mapping: Mapping[str, int | pulumi.Output[int]]) -> pulumi.Output[dict[str, int]]:
     """Return one Output of ``mapping`` with its nested Outputs resolved."""
     return pulumi.Output.from_input(cast(dict[str, int], dict(mapping)))
+
+
+def _mirrored_keys(secret: StaticSecret, data: object) -> list[str]:
+    """Return the declared keys plus the ``<KEY>_PREVIOUS`` a keep_previous prod secret has."""
+    held = data if isinstance(data, Mapping) else {}
+    return [*secret.keys, *(f"{k}{PREVIOUS_SUFFIX}" for k in secret.keys
+                            if f"{k}{PREVIOUS_SUFFIX}" in held)]
 
 
 class StaticSecrets(pulumi.ComponentResource):
@@ -117,49 +131,66 @@ class StaticSecrets(pulumi.ComponentResource):
                 key: self._generate(secret, key, secret.generator, secret.version, child).result
                 for key in secret.keys
             }
-            if secret.restores is not None:
-                return self._restored(secret, source), secret.version
-            return pulumi.Output.all(**values), secret.version
-        if secret.source == "provided" and secret.restores is not None:
+            if secret.from_history is not None:
+                return self._from_history(secret, source, secret.from_history), secret.version
+            return self._with_previous(secret, source, pulumi.Output.all(**values)), \
+                secret.version
+        if secret.source == "provided" and secret.from_history is not None:
             assert secret.version is not None
-            return self._restored(secret, source), secret.version
+            return self._from_history(secret, source, secret.from_history), secret.version
         if secret.source == "provided":
             assert secret.config_secret is not None and secret.version is not None
             origin = f"{source}: config {secret.config_secret}"
             raw = provided[secret.config_secret]
-            return (raw.apply(lambda r: parse_provided(secret.id, secret.keys, r, origin)),
-                    secret.version)
+            value = raw.apply(lambda r: parse_provided(secret.id, secret.keys, r, origin))
+            return self._with_previous(secret, source, value), secret.version
         if mirrors is None:
             raise SecretValueError(f"{source}: {secret.id} is a mirror but no prod reference")
         entry = mirrors.apply(lambda m: mirror_entry(secret.id, m, source))
         # The version is not secret (reviewers must see the CAS value in diffs);
         # it only travels inside prod's secret output alongside the value.
         version = pulumi.Output.unsecret(entry.apply(lambda e: int(e["version"])))
-        return (entry.apply(lambda e: check_keys(secret.id, secret.keys, e["data"], source)),
-                version)
+        return (entry.apply(lambda e: check_keys(secret.id, _mirrored_keys(secret, e["data"]),
+                                                 e["data"], source)), version)
 
-    def _restored(self, secret: StaticSecret, source: str) -> pulumi.Output[dict[str, str]]:
-        """Return version ``restores``'s data, read from Vault's KV history (a secret Output).
+    def _with_previous(
+        self, secret: StaticSecret, source: str, current: pulumi.Output[Any]
+    ) -> pulumi.Output[dict[str, str]]:
+        """Add version ``previous``'s keys as ``<KEY>_PREVIOUS`` when a previous value is kept."""
+        if secret.previous is None:
+            return cast(pulumi.Output[dict[str, str]], current)
+        kept = self._from_history(secret, source, secret.previous, PREVIOUS_SUFFIX)
+        return pulumi.Output.all(current, kept).apply(lambda ck: {**ck[0], **ck[1]})
 
-        Once the rollback is applied the latest version is the declared one and
-        already holds that data, so it is read instead: version M may since
-        have been pushed out by ``max_versions`` without breaking later previews.
-        Before that (or after an out-of-band write, which the CAS write then
-        refuses) version M itself is read.
+    def _from_history(
+        self, secret: StaticSecret, source: str, version: int, suffix: str = ""
+    ) -> pulumi.Output[dict[str, str]]:
+        """Return version ``version``'s declared keys (renamed ``<KEY><suffix>``), from Vault.
+
+        Read from Vault's KV history at apply time (a secret Output). Once the
+        edit is applied the latest version is the declared one and already
+        holds those keys, so it is read instead: version ``version`` may since
+        have been pushed out by ``max_versions`` without breaking later
+        previews. Before that (or after an out-of-band write, which the CAS
+        write then refuses) version ``version`` itself is read.
         """
         opts = pulumi.InvokeOptions(parent=self)
-        origin = f"{source}: {secret.id} restores version {secret.restores}"
+        origin = f"{source}: {secret.id} reads version {version} from Vault's history"
+        names = {key: f"{key}{suffix}" for key in secret.keys}
 
         def pick(latest: Any) -> Any:
             if latest.version == secret.version:
-                return _secret(pulumi.Output.from_input(dict(latest.data)))
+                held = dict(latest.data)
+                return _secret(pulumi.Output.from_input(
+                    {new: held.get(new) for new in names.values()}))
             old = vault.kv.get_secret_v2_output(mount=secret.mount, name=secret.path,
-                                                version=secret.restores, opts=opts)
-            return _secret(old.apply(lambda r: dict(r.data)))
+                                                version=version, opts=opts)
+            return _secret(old.apply(lambda r: {new: dict(r.data).get(key)
+                                                for key, new in names.items()}))
 
         latest = vault.kv.get_secret_v2_output(mount=secret.mount, name=secret.path, opts=opts)
         data = _secret(latest.apply(pick))
-        return data.apply(lambda d: check_keys(secret.id, secret.keys, d, origin))
+        return data.apply(lambda d: check_keys(secret.id, list(names.values()), d, origin))
 
     def _generate(
         self, secret: StaticSecret, key: str, gen: Generator, version: int,
@@ -168,7 +199,7 @@ class StaticSecrets(pulumi.ComponentResource):
         # A rollback keeps the generated value's state (it is not used while the
         # rollback is declared): the next bump's keeper then differs and regenerates.
         opts = (pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
-            ignore_changes=["keepers"])) if secret.restores is not None else child)
+            ignore_changes=["keepers"])) if secret.from_history is not None else child)
         return random.RandomPassword(
             resource_name("value", secret.mount, *secret.path.split("/"), key.lower()),
             length=gen.length,

@@ -26,6 +26,7 @@ from infra.redact import describe, plainly_not_secret
 from infra.spec import schema
 from infra.spec.marks import duplicate_keys, line_of
 from infra.spec.model import (
+    PREVIOUS_SUFFIX,
     Audit,
     AuditDevice,
     AuditRequestHeader,
@@ -379,6 +380,7 @@ def _static_secret_problems(  # noqa: PLR0912 - one linear list of cross-checks 
             # version N+1 restores M: M must be older than the version it replaces (N).
             problems.append(Problem((*where, "restores"), f"restores {restores} must be lower "
                                     f"than {version - 1}, the version this rollback replaces"))
+        problems.extend(_lifecycle_problems(secret, where))
         data_path = f"{secret['mount']}/data/{secret['path']}"
         for j, consumer in enumerate(secret["consumers"]):
             svc = services.get(consumer)
@@ -407,6 +409,30 @@ def _static_secret_problems(  # noqa: PLR0912 - one linear list of cross-checks 
     ids = [f"{s['mount']}/{s['path']}" for s in data.get("static_secrets", [])]
     for name in sorted(_duplicates(ids)):
         problems.append(Problem(("static_secrets",), f"secret {describe(name)} is declared twice"))
+    return problems
+
+
+def _lifecycle_problems(secret: Mapping[str, Any], where: KeyPath) -> list[Problem]:
+    """Check ``previous`` and ``retired``: each names the version just before ``version``."""
+    problems = []
+    version = secret.get("version")
+    marks = [k for k in ("restores", "previous", "retired") if k in secret]
+    if len(marks) > 1:
+        problems.append(Problem((*where, marks[1]), f"{marks[1]} cannot be declared together "
+                                f"with {marks[0]} (one edit writes one of them)"))
+    for name in ("previous", "retired"):
+        value = secret.get(name)
+        if value is not None and isinstance(version, int) and value != version - 1:
+            problems.append(Problem((*where, name), f"{name} {value} must be {version - 1}, "
+                                    "the version before this one"))
+    if "previous" in secret and not secret.get("keep_previous"):
+        problems.append(Problem((*where, "previous"), "only a keep_previous: true secret keeps "
+                                "a previous value"))
+    clash = sorted(set(secret.get("keys", [])) & {f"{k}{PREVIOUS_SUFFIX}"
+                                                  for k in secret.get("keys", [])})
+    if secret.get("keep_previous") and clash:
+        problems.append(Problem((*where, "keys"), f"key {clash[0]} is where keep_previous keeps "
+                                f"the previous value of {clash[0][:-len(PREVIOUS_SUFFIX)]}"))
     return problems
 
 
@@ -593,6 +619,9 @@ def _build_secret(s: Mapping[str, Any]) -> StaticSecret:
         mirror_to_dr=bool(s.get("mirror_to_dr", False)),
         mirror_of=s.get("mirror_of"),
         restores=s.get("restores"),
+        keep_previous=bool(s.get("keep_previous", False)),
+        previous=s.get("previous"),
+        retired=s.get("retired"),
     )
 
 

@@ -240,6 +240,9 @@ class Generator:
     alphabet: str
 
 
+PREVIOUS_SUFFIX = "_PREVIOUS"  # the documented key of a kept previous value: <KEY>_PREVIOUS
+
+
 @dataclass(frozen=True)
 class StaticSecret:
     """A KV v2 secret this repository owns; ``version`` is what it must be at after apply."""
@@ -258,6 +261,14 @@ class StaticSecret:
     # A rollback: this version carries the data of the earlier version ``restores``,
     # which the program reads from Vault's KV history at apply time (never from git).
     restores: int | None = None
+    keep_previous: bool = False  # a rotation keeps the old value as <KEY>_PREVIOUS
+    previous: int | None = None  # the version whose keys are kept as <KEY>_PREVIOUS
+    retired: int | None = None  # retire: this version holds version ``retired``'s keys only
+
+    @property
+    def from_history(self) -> int | None:
+        """The earlier version whose keys this version's data is (rollback or retire)."""
+        return self.restores if self.restores is not None else self.retired
 
     @property
     def id(self) -> str:

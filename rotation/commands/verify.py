@@ -52,7 +52,7 @@ from rotation.live import secret_states
 from rotation.output import Result, log
 from rotation.planning import add_rotated_arguments, rotated_credentials, rotated_secrets
 from rotation.progress import StatusLine
-from rotation.rollback import restored_matches
+from rotation.rollback import previous_matches, restored_matches
 from rotation.stacks import StackTarget, add_stack_arguments, repo_root, targets
 from rotation.timefmt import format_duration, reformat, rfc3339_or_none
 from rotation.vault import vault_errors
@@ -188,21 +188,33 @@ def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one che
         else:
             evidence[secret_id] = {**asdict(found), "time": reformat(found.time, exact=True)}
     restored: dict[str, Any] = {}
+    previous: dict[str, Any] = {}
     for secret_id in rotated:
         secret = target.spec.secret(secret_id)
         assert secret is not None
         declared = next(s.declared for s in states if s.secret.id == secret_id)
         live = next(s.live_version for s in states if s.secret.id == secret_id)
-        if secret.restores is None or live != declared:
+        if live != declared:
             continue  # a live version off the declared one already failed above
-        with vault_errors(address, f"reading versions {declared} and {secret.restores} of "
-                          f"{secret_id} to compare their digests"):
-            matches = restored_matches(client, secret, declared)
-        restored[secret_id] = {"version": declared, "restores": secret.restores,
-                               "data_matches": matches}
-        if not matches:
-            failures.append(f"{secret_id}: the data of version {declared} does not equal "
-                            f"version {secret.restores}'s (compared by digest)")
+        if secret.from_history is not None:
+            with vault_errors(address, f"reading versions {declared} and "
+                              f"{secret.from_history} of {secret_id} to compare digests"):
+                matches = restored_matches(client, secret, declared)
+            restored[secret_id] = {"version": declared, "restores": secret.from_history,
+                                   "data_matches": matches}
+            if not matches:
+                failures.append(f"{secret_id}: the data of version {declared} does not equal "
+                                f"version {secret.from_history}'s (compared by digest)")
+        if secret.previous is not None:
+            with vault_errors(address, f"reading versions {declared} and {secret.previous} "
+                              f"of {secret_id} to compare digests"):
+                kept = previous_matches(client, secret, declared)
+            previous[secret_id] = {"version": declared, "previous": secret.previous,
+                                   "kept": kept}
+            if not kept:
+                failures.append(f"{secret_id}: version {declared} does not keep version "
+                                f"{secret.previous}'s value as <KEY>_PREVIOUS (compared by "
+                                "digest)")
     before = read_before(args.before)
     credential_evidence: dict[str, Any] = {}
     for credential_id in rotated_credentials(root, target, args.base, args.secret):
@@ -273,6 +285,7 @@ def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one che
         "audit_log": str(log_path) if log_path else None,
         "audit_evidence": evidence,
         "restored": restored,
+        "previous_kept": previous,
         "credentials": credential_evidence,
         "leases": leases,
         "consumers": [asdict(c) for c in consumers],

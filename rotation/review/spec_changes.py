@@ -500,7 +500,8 @@ def _secrets(c: _Classifier, old: Any, new: Any, location: str) -> None:
         _generator(c, subject, a.get("generator"), b.get("generator"),
                    f"{location}[{secret_id}].generator")
         c.fields(subject, a, b, SECRET_RULES, location=f"{location}[{secret_id}]",
-                 skip=("version", "restores", "source", "generator", "mount", "path"))
+                 skip=("version", "restores", "previous", "retired", "source", "generator",
+                       "mount", "path"))
 
 
 def _generator(c: _Classifier, subject: str, old: Any, new: Any, location: str) -> None:

@@ -7,7 +7,8 @@ but below the current one was pushed out by the mount's ``max_versions``.
 ``verify`` asks :func:`restored_matches` whether the live data of the new
 version equals version M's: both are read from Vault and reduced to a
 SHA-256 digest of their canonical JSON inside this process; only whether the
-digests match leaves it.
+digests match leaves it. :func:`previous_kept` says which previous value a
+``keep_previous`` secret still keeps, and for how long (``due`` and ``drift``).
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ import hvac
 import hvac.exceptions
 
 from infra.spec.model import PREVIOUS_SUFFIX, StaticSecret
-from rotation.kv import parse_time
-from rotation.timefmt import rfc3339
+from rotation.kv import LiveMetadata, parse_time
+from rotation.timefmt import format_duration, rfc3339
 
 
 def restorable_problem(client: hvac.Client, secret: StaticSecret) -> str | None:
@@ -93,3 +94,27 @@ def previous_matches(client: hvac.Client, secret: StaticSecret, version: int) ->
     assert secret.previous is not None
     return (_digest(client, secret, version, PREVIOUS_SUFFIX)
             == _digest(client, secret, secret.previous))
+
+
+def previous_kept(secret: StaticSecret, meta: LiveMetadata | None,
+                  now: datetime) -> dict[str, Any] | None:
+    """Return which previous value ``secret`` keeps and since when (None if it keeps none).
+
+    ``since`` is when Vault created the version that keeps it (``previous + 1``);
+    None while that version is not written yet (the rotation is not applied).
+    """
+    if secret.previous is None:
+        return None
+    created = meta.version_times.get(secret.previous + 1) if meta is not None else None
+    return {"version": secret.previous, "keys": [f"{k}{PREVIOUS_SUFFIX}" for k in secret.keys],
+            "since": rfc3339(created, exact=True) if created else None,
+            "for_seconds": int((now - created).total_seconds()) if created else None}
+
+
+def previous_note(kept: dict[str, Any] | None) -> str:
+    """Return the table note for :func:`previous_kept` ("" when nothing is kept)."""
+    if kept is None:
+        return ""
+    held = (f" for {format_duration(kept['for_seconds'])}" if kept["for_seconds"] is not None
+            else " once applied")
+    return f"; keeps v{kept['version']} as <KEY>_PREVIOUS{held} (retire drops it)"

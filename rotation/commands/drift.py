@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import hvac.exceptions
@@ -30,6 +31,7 @@ from rotation.errors import EXIT_VAULT_UNAVAILABLE, BadInput, CheckFailed, Vault
 from rotation.kv import LiveMetadata
 from rotation.live import Declared, declare, read_live
 from rotation.output import Result, log
+from rotation.rollback import previous_kept, previous_note
 from rotation.tables import TableData
 from rotation.timefmt import rfc3339, rfc3339_or_none
 from rotation.vault import read_token, vault_errors
@@ -104,13 +106,16 @@ def _note(state: str, d: Declared, live: LiveMetadata | None,
 
 
 def drift_report(declared: Sequence[Declared],
-                 live: dict[tuple[str, str], LiveMetadata | None]) -> list[dict[str, Any]]:
-    """One JSON-able row per secret, in stack-file order."""
+                 live: dict[tuple[str, str], LiveMetadata | None],
+                 now: datetime | None = None) -> list[dict[str, Any]]:
+    """One JSON-able row per secret, in stack-file order (``now``: for a kept previous value)."""
+    now = now or datetime.now(UTC)
     rows = []
     for d in declared:
         meta = live.get(d.key)
         state = classify(d, meta)
         updated = meta.updated_time if meta else None
+        kept = previous_kept(d.secret, meta, now)
         origin_live: int | None = None
         if d.secret.mirror_of is not None:
             origin_meta = live.get((d.secret.mirror_of, d.secret.id))
@@ -129,7 +134,8 @@ def drift_report(declared: Sequence[Declared],
             "mirror_of": d.secret.mirror_of,
             "origin_live_version": origin_live,
             "state": state,
-            "note": _note(state, d, meta, origin_live),
+            "note": _note(state, d, meta, origin_live) + previous_note(kept),
+            "previous_kept": kept,
         })
     return rows
 

@@ -32,6 +32,7 @@ from rotation.errors import EXIT_VAULT_UNAVAILABLE, BadInput
 from rotation.kv import LiveMetadata
 from rotation.live import Declared
 from rotation.output import Result
+from rotation.rollback import previous_kept, previous_note
 from rotation.schedule import groups, stagger
 from rotation.tables import TableData
 from rotation.timefmt import format_duration, rfc3339
@@ -85,6 +86,7 @@ def due_row(d: Declared, meta: LiveMetadata | None, now: datetime) -> dict[str, 
         "mirror_of": d.secret.mirror_of, "interval_seconds": d.interval_seconds,
         "interval_from": d.interval_in, "live_version": None, "last_rotated": None,
         "due_at": None, "overdue_by_seconds": None, "due_in_seconds": None,
+        "previous_kept": None,
     }
     rotated = last_rotated(meta) if meta is not None and meta.current_version else None
     if meta is None or meta.current_version == 0 or rotated is None:
@@ -92,10 +94,13 @@ def due_row(d: Declared, meta: LiveMetadata | None, now: datetime) -> dict[str, 
         return row
     row["live_version"] = meta.current_version
     row["last_rotated"] = rfc3339(rotated, exact=True)
+    kept = row["previous_kept"] = previous_kept(d.secret, meta, now)
     if d.interval_seconds is None:
-        row.update(state=NO_INTERVAL, note="no rotation interval declared")
+        row.update(state=NO_INTERVAL, note="no rotation interval declared" + previous_note(kept))
         return row
-    return _dated(row, rotated, d.interval_seconds, now)
+    row = _dated(row, rotated, d.interval_seconds, now)
+    row["note"] += previous_note(kept)
+    return row
 
 
 def _dated(row: dict[str, Any], rotated: datetime, interval: int,

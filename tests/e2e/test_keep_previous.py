@@ -68,6 +68,14 @@ def test_keep_previous_keeps_exactly_one_previous_value_until_retire(
     assert verify.returncode == 0, verify.stdout
     assert json.loads(verify.stdout)["previous_kept"] == {
         SIGNING: {"version": 2, "previous": 1, "kept": True}}
+    for command in ("due", "drift"):  # both show the kept value and for how long
+        shown = rotation_cli(ws, command, "--json", "--stack", "local")
+        (row,) = [r for r in json.loads(shown.stdout)["secrets"] if r["id"] == SIGNING]
+        assert row["previous_kept"]["version"] == 1, row
+        assert row["previous_kept"]["keys"] == ["SIGNING_KEY_PREVIOUS"]
+        assert row["previous_kept"]["for_seconds"] >= 0
+        text = rotation_cli(ws, command, "--stack", "local").stdout
+        assert "keeps v1 as <KEY>_PREVIOUS for" in text, text
     again = rotation_cli(ws, "bump", "--stack", "local", SIGNING)
     assert again.returncode == 2 and "retire" in again.stderr
 

@@ -31,6 +31,7 @@ from infra.secret_values import SecretValueError, check_keys
 from infra.spec.credentials import Credential, credential, credentials
 from infra.spec.model import StaticSecret
 from rotation import gitutil
+from rotation.due_bumps import bump_due
 from rotation.errors import BadInput
 from rotation.output import Result, log
 from rotation.planning import declared_version
@@ -45,7 +46,7 @@ from rotation.stackedit import (
     validate_text,
     write_stack_text,
 )
-from rotation.stacks import load_stack, read_stack, repo_root
+from rotation.stacks import add_stack_arguments, load_stack, read_stack, repo_root, targets
 from rotation.usage import suggest
 
 NAME = "bump"
@@ -54,8 +55,8 @@ HELP = "raise a credential's declared version by one in Pulumi.<stack>.yaml"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register bump's arguments."""
-    parser.add_argument("--stack", required=True, help="stack name (prod, staging, dr, local)")
-    parser.add_argument("secret", metavar="ID", help="credential id: a KV secret "
+    add_stack_arguments(parser, allow_all=True)
+    parser.add_argument("secret", metavar="ID", nargs="?", help="credential id: a KV secret "
                         "<mount>/<path> (e.g. secret/services/execution/broker-api), "
                         "identity/oidc/key/<name>, <db>/config/<connection>, "
                         "<db>/static-roles/<name> or <db>/roles/<role> (its lease generation)")
@@ -63,7 +64,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "plan and the record show it)")
     parser.add_argument("--ticket", help="the rotation ticket, e.g. SEC-123 (kept beside the "
                         "reason; the plan and the record show it)")
-    parser.add_argument("--repo", type=Path, help="repository root (default: git top level)")
+    parser.add_argument("--due", action="store_true",
+                        help="instead of ID: bump every generated secret and credential past "
+                        "its rotation interval (with --stack or --all; needs --reason), list "
+                        "the provided ones that need their owners")
+    parser.add_argument("--now", help="with --due: evaluate due dates at this ISO 8601 time")
     value = parser.add_mutually_exclusive_group()
     value.add_argument("--value-stdin", action="store_true",
                        help="provided secrets: read the new value from stdin (at a terminal: "
@@ -169,7 +174,45 @@ def _bump_credential(
     return Result(payload, render)
 
 
+def _run_due(args: argparse.Namespace) -> Result:
+    """``bump --due``: everything overdue, one edit per stack file (:mod:`rotation.due_bumps`)."""
+    if args.secret is not None:
+        raise BadInput("bump --due takes no ID: it bumps every overdue secret it may")
+    if not args.reason:
+        raise BadInput("bump --due needs --reason (the PR and the record show it)")
+    if args.value_stdin or args.value_env:
+        raise BadInput("bump --due takes no value: provided secrets are listed for their owners")
+    result = bump_due(repo_root(args.repo), targets(args), args)
+    payload = {"ok": True, **vars(result)}
+
+    def render(out: TextIO) -> None:
+        out.write(f"bump --due at {result.now}: {len(result.bumped)} bumped"
+                  f"{' in ' + ', '.join(result.files) if result.files else ''}\n")
+        for row in result.bumped:
+            out.write(f"  {row['stack']} {row['id']} ({row['kind']}) {row['old_version']} -> "
+                      f"{row['new_version']}\n")
+        for row in result.needs_owner:
+            out.write(f"needs its owners ({', '.join(row['consumers'])}): {row['stack']} "
+                      f"{row['id']}: {row['how']}\n")
+        for row in result.blocked:
+            out.write(f"blocked: {row['stack']} {row['id']}: {row['why']}\n")
+        if result.bumped:
+            out.write("next: commit the stack files as one commit and open the PR "
+                      "(python -m rotation plan for its body)\n")
+
+    return Result(payload, render)
+
+
 def run(args: argparse.Namespace) -> Result:
+    """Bump one credential's version (``--due``: every overdue one)."""
+    if args.due:
+        return _run_due(args)
+    if args.all or args.now or args.secret is None:
+        raise BadInput("bump needs --stack and an ID (--all and --now go with --due)")
+    return _run_one(args)
+
+
+def _run_one(args: argparse.Namespace) -> Result:
     """Bump the version; for provided secrets store the new value first."""
     root = repo_root(args.repo)
     document = read_stack(root, args.stack)  # the one parse of the file this bump edits

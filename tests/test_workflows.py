@@ -56,7 +56,8 @@ def step_index(job: Any, predicate: Any) -> int:
 
 
 def test_there_are_the_three_workflows() -> None:
-    assert [p.name for p in FILES] == ["deploy-stack.yml", "main.yml", "pull-request.yml"]
+    assert [p.name for p in FILES] == ["deploy-stack.yml", "main.yml", "pull-request.yml",
+                                       "rotation-due.yml"]
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
@@ -209,7 +210,7 @@ COMMANDS = folded_runs()
 
 def test_the_workflows_call_the_rotation_cli() -> None:
     assert sorted({cmd.split()[0] for _, cmd in COMMANDS}) == [
-        "gate", "plan", "preflight", "record", "verify"]
+        "bump", "gate", "plan", "preflight", "record", "verify"]
 
 
 @pytest.mark.parametrize(("source", "command"), COMMANDS, ids=lambda c: str(c)[:40])
@@ -232,3 +233,23 @@ def test_actions_are_pinned_to_a_release(path: Path) -> None:
     assert external or path.name == "main.yml"
     for ref in external:
         assert re.fullmatch(r"[\w.-]+/[\w.-]+@v\d+", ref), f"{path.name}: {ref}"
+
+
+# --- scheduled rotations --------------------------------------------------------------------
+
+
+def test_due_rotations_open_one_pull_request_per_environment_with_an_app_token() -> None:
+    wf = workflow("rotation-due.yml")
+    assert [c["cron"] for c in wf["on"]["schedule"]] == ["17 6 * * 1"]  # weekly
+    job = wf["jobs"]["due"]
+    assert job["strategy"]["matrix"]["stack"] == ["staging", "prod", "dr"]
+    bump = step_index(job, lambda s: "bump --due" in str(s.get("run", "")))
+    (app,) = steps_using(job, "actions/create-github-app-token")
+    (opened,) = steps_using(job, "peter-evans/create-pull-request")
+    assert bump < job["steps"].index(app) < job["steps"].index(opened)
+    # Not GITHUB_TOKEN: its pull requests would not run the pull_request checks.
+    assert opened["with"]["token"] == "${{ steps.app.outputs.token }}"
+    assert opened["with"]["body-path"] == "body.md"
+    assert opened["with"]["branch"] == "rotation-due/${{ matrix.stack }}"
+    assert "rotation plan" in next(s["name"] for s in job["steps"]
+                                   if "body.md" in str(s.get("run", "")))

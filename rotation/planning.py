@@ -111,6 +111,7 @@ class Plan:
                 "changes": [c.to_json() for c in self.changes],
                 "privilege": self.privilege.to_json(),
                 "findings": [dict(vars(f)) for f in self.findings],
+                "restarts": restart_plan(self.rotations),
                 "other_files": self.other_files, "acknowledged": self.acknowledged,
                 "strict_stacks": sorted(s for s, v in self.strict.items() if v),
                 "ok": not self.errors}
@@ -557,6 +558,32 @@ def _why(r: Rotation) -> str:
                     if x) or "—"
 
 
+def restart_plan(rotations: list[Rotation]) -> list[dict[str, Any]]:
+    """Return each affected workload once per stack, with the secrets it picks up.
+
+    In the order the rotations name their consumers (first seen first), the
+    order ``reload`` restarts them in: a workload consuming several rotated
+    secrets restarts once, after the apply wrote all of them.
+    """
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in rotations:
+        for workload in r.restarts:
+            entry = out.setdefault((r.stack, workload), {"stack": r.stack, "workload": workload,
+                                                         "secrets": []})
+            entry["secrets"].append(r.secret)
+    return list(out.values())
+
+
+def _restart_lines(plan: Plan) -> list[str]:
+    restarts = restart_plan(plan.rotations)
+    if not restarts:
+        return []
+    return ["", "**Restarts** (each workload once, after the apply wrote all its secrets, in "
+            "consumer order)", ""] + [
+        f"{i}. `{e['stack']}` {e['workload']}: picks up "
+        f"{', '.join(f'`{s}`' for s in e['secrets'])}" for i, e in enumerate(restarts, 1)]
+
+
 def _lifecycle_note(r: Rotation) -> str:
     if r.restores is not None:
         return f" **rollback: restores version {r.restores}**"
@@ -567,7 +594,7 @@ def _lifecycle_note(r: Rotation) -> str:
     return ""
 
 
-def render_markdown(plan: Plan) -> str:  # noqa: PLR0912 - one section after another
+def render_markdown(plan: Plan) -> str:  # noqa: PLR0912, PLR0915 - one section after another
     """Return the plan as a pull-request comment (Markdown)."""
     short = plan.merge_base[:12] if plan.merge_base else plan.base
     lines = [f"### Rotation plan ({plan.base} → {plan.head}, from merge base `{short}`)", ""]
@@ -590,6 +617,7 @@ def render_markdown(plan: Plan) -> str:  # noqa: PLR0912 - one section after ano
                          f"{r.new_version} | {r.apply} | "
                          f"{(', '.join(r.consumers) + ': ') if r.consumers else ''}{r.reload} | "
                          f"{', '.join(r.restarts) or '—'} | {_cell(_why(r))} |")
+    lines += _restart_lines(plan)
     if plan.rotations:
         lines += ["", "**Checks that will prove it**", ""]
         for r in plan.rotations:

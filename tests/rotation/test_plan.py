@@ -434,3 +434,25 @@ def test_a_plan_that_needs_no_engine_does_not_claim_it_asked_one(
     assert "**Capabilities per principal**\n" in markdown
     assert "asked of OpenBao's policy engine" not in markdown
     assert "(the engine was not started)" in markdown
+
+
+def test_a_workload_consuming_several_rotated_secrets_restarts_once(
+    stack_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    static = "database/static-roles/execution-settlement"
+    assert main(["bump", "--stack", "local", SIGNING, "--repo", str(stack_repo)]) == 0
+    assert main(["bump", "--stack", "local", HMAC, "--repo", str(stack_repo),
+                 "--allow-dirty"]) == 0
+    assert main(["bump", "--stack", "local", static, "--repo", str(stack_repo),
+                 "--allow-dirty"]) == 0
+    capsys.readouterr()
+    code, plan = run_plan(capsys, stack_repo)
+    assert code == 0, plan["findings"]
+    execution = "trading/Deployment/execution-connector"
+    assert [r["secret"] for r in plan["rotations"]] == [SIGNING, HMAC, static]
+    assert [(r["workload"], r["secrets"]) for r in plan["restarts"]] == [
+        (execution, [SIGNING, static]),  # once, though two of its secrets rotate
+        (plan["rotations"][1]["restarts"][0], [HMAC])]
+    assert main(["plan", "--repo", str(stack_repo)]) == 0
+    text = capsys.readouterr().out
+    assert (f"1. `local` {execution}: picks up `{SIGNING}`, `{static}`") in text

@@ -6,7 +6,8 @@ v2, the "bad" rotation), then ``rollback --to-version 1``: the plan and the
 gate show a rollback, preflight finds version 1 in Vault's history, the
 preview changes only the secret, the apply writes v3 with ``cas = 2`` and
 version 1's data (read from Vault's history by the program), verify proves
-it by digest and record marks it. A second rollback with an out-of-band
+it by digest and record marks it. A provided secret (the broker key) is
+rolled back the same way, with no new value. A second rollback with an out-of-band
 write in between is refused by preflight and fails the apply like any
 rotation. No version's value appears in any output.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ __all__ = ["stack"]  # the module-scoped fixture, reused (one workspace and Open
 pytestmark = pytest.mark.e2e
 
 HMAC = "secret/services/analytics/warehouse-hmac"
+BROKER = "secret/services/execution/broker-api"
 PATH = "services/analytics/warehouse-hmac"
 CANARY = "CANARY-rollback-out-of-band-9b1f"
 KEY = "value-secret-services-analytics-warehouse-hmac-hmac_key"
@@ -105,6 +108,46 @@ def test_a_bad_rotation_is_rolled_back_as_a_new_version_with_cas(
                                                      record)) + text
     for value in (*good.values(), *bad.values()):
         assert value not in outputs
+
+
+def test_a_provided_secret_is_rolled_back_without_a_new_value(
+    stack: tuple[Workspace, Any]
+) -> None:
+    ws, server = stack
+    client: hvac.Client = server.client()
+    path = "services/execution/broker-api"
+
+    def broker(version: int) -> dict[str, str]:
+        answer = client.secrets.kv.v2.read_secret_version(
+            path=path, mount_point="secret", version=version, raise_on_deleted_version=True)
+        return dict(answer["data"]["data"])
+
+    good = broker(1)
+    bad = {"API_KEY": f"{CANARY}-key", "API_SECRET": f"{CANARY}-secret"}
+    bump = subprocess.run(
+        [sys.executable, "-m", "rotation", "bump", "--stack", "local", BROKER, "--value-stdin"],
+        input=json.dumps(bad), capture_output=True, text=True, cwd=ws.root, env=ws.env(),
+        check=False)
+    assert bump.returncode == 0, bump.stderr
+    commit(ws, "rotate the broker key")
+    ws.pulumi("up", "--yes", "--skip-preview")
+    assert broker(2) == bad
+    rollback = rotation_cli(ws, "rollback", "--stack", "local", BROKER, "--to-version", "1")
+    assert rollback.returncode == 0, rollback.stderr
+    commit(ws, "roll back the broker key")
+    plan = rotation_cli(ws, "plan", "--json", "--base", "HEAD~1")
+    assert json.loads(plan.stdout)["findings"] == []  # no new ciphertext needed, none given
+    assert changed_steps(ws) == {"secret-secret-services-execution-broker-api": "update"}
+    ws.pulumi("up", "--yes", "--skip-preview")
+    assert broker(3) == good
+    audit_log = str(server.workdir / ".local" / "openbao" / "audit.log")
+    verify = rotation_cli(ws, "verify", "--json", "--stack", "local", "--base", "HEAD~1",
+                          "--audit-log", audit_log)
+    assert verify.returncode == 0, verify.stdout
+    assert json.loads(verify.stdout)["restored"][BROKER]["data_matches"] is True
+    for out in (bump, rollback, plan, verify):
+        assert CANARY not in out.stdout + out.stderr
+        assert all(v not in out.stdout + out.stderr for v in good.values())
 
 
 def test_an_out_of_band_write_fails_the_rollback_like_any_rotation(

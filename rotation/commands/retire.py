@@ -17,20 +17,11 @@ from pathlib import Path
 from typing import TextIO
 
 from infra import paths
-from infra.redact import describe
 from infra.spec.model import PREVIOUS_SUFFIX
-from rotation import gitutil
-from rotation.commands.bump import refuse_second_bump
-from rotation.errors import BadInput
+from rotation.commands.rollback import edit_secret
 from rotation.output import Result
-from rotation.stackedit import (
-    clean_reason,
-    clean_ticket,
-    retire_document,
-    validate_text,
-    write_stack_text,
-)
-from rotation.stacks import load_stack, read_stack, repo_root
+from rotation.stackedit import clean_reason, clean_ticket, retire_document
+from rotation.stacks import repo_root
 
 NAME = "retire"
 HELP = "drop the <KEY>_PREVIOUS value a keep_previous secret still keeps (version +1)"
@@ -49,26 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> Result:
     """Raise the version by one with ``retired: N``; nothing else changes."""
-    root = repo_root(args.repo)
-    document = read_stack(root, args.stack)
-    spec = load_stack(root, args.stack, document=document)
-    path = paths.stack_file(args.stack, root)
-    source = path.name
-    secret = spec.secret(args.secret)
-    if secret is None:
-        raise BadInput(f"{source}: unknown static secret {describe(args.secret)} (declared: "
-                       f"{', '.join(s.id for s in spec.static_secrets) or 'none'})")
-    dirty = gitutil.is_dirty(root, path)
-    if dirty and not args.allow_dirty:
-        raise BadInput(f"{source} has uncommitted changes; commit or stash them first "
-                       "(one reviewed diff per change), or pass --allow-dirty")
-    if dirty:
-        refuse_second_bump(root, source, secret)
-    bumped = retire_document(document, secret.id, source, reason=args.reason,
-                             ticket=args.ticket)
-    validate_text(bumped.text, source, args.stack, root / "policies" / "acl",
-                  document=bumped.document)
-    write_stack_text(path, bumped.text)
+    source = paths.stack_file(args.stack, repo_root(args.repo)).name
+    secret, bumped = edit_secret(args, lambda doc, sid, src: retire_document(
+        doc, sid, src, reason=args.reason, ticket=args.ticket))
     old, new = bumped.old_version, bumped.new_version
     payload = {"ok": True, "stack": args.stack, "file": source, "secret": secret.id,
                "old_version": old, "new_version": new, "cas": old, "retired": old,

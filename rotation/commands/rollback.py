@@ -16,16 +16,20 @@ equals version M's by comparing digests of Vault's two responses.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
 from infra import paths
 from infra.redact import describe
+from infra.spec.model import StaticSecret
+from infra.spec.stackfile import YamlDocument
 from rotation import gitutil
 from rotation.commands.bump import refuse_second_bump
 from rotation.errors import BadInput
 from rotation.output import Result
 from rotation.stackedit import (
+    Bump,
     clean_reason,
     clean_ticket,
     rollback_document,
@@ -53,8 +57,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="allow a stack file with other uncommitted changes")
 
 
-def run(args: argparse.Namespace) -> Result:
-    """Raise the version by one and declare ``restores: M``; nothing else changes."""
+def edit_secret(
+    args: argparse.Namespace, edit: Callable[[YamlDocument, str, str], Bump]
+) -> tuple[StaticSecret, Bump]:
+    """Apply ``edit`` (a version +1 with a lifecycle field) to one KV secret; write the file.
+
+    The stack file must be committed (``--allow-dirty``: other edits only), the
+    result must validate as a spec, and nothing is written otherwise.
+    """
     root = repo_root(args.repo)
     document = read_stack(root, args.stack)
     spec = load_stack(root, args.stack, document=document)
@@ -67,18 +77,25 @@ def run(args: argparse.Namespace) -> Result:
         hint = f"did you mean {guess!r}? " if guess else ""
         raise BadInput(f"{source}: unknown static secret {describe(args.secret)} ({hint}"
                        f"declared: {', '.join(ids) or 'none'}); only KV secrets have a "
-                       "version history to roll back to")
+                       "version history")
     dirty = gitutil.is_dirty(root, path)
     if dirty and not args.allow_dirty:
         raise BadInput(f"{source} has uncommitted changes; commit or stash them first "
                        "(one reviewed diff per rotation), or pass --allow-dirty")
     if dirty:
         refuse_second_bump(root, source, secret)
-    bumped = rollback_document(document, secret.id, source, args.to_version,
-                               reason=args.reason, ticket=args.ticket)
+    bumped = edit(document, secret.id, source)
     validate_text(bumped.text, source, args.stack, root / "policies" / "acl",
                   document=bumped.document)
     write_stack_text(path, bumped.text)
+    return secret, bumped
+
+
+def run(args: argparse.Namespace) -> Result:
+    """Raise the version by one and declare ``restores: M``; nothing else changes."""
+    source = paths.stack_file(args.stack, repo_root(args.repo)).name
+    secret, bumped = edit_secret(args, lambda doc, sid, src: rollback_document(
+        doc, sid, src, args.to_version, reason=args.reason, ticket=args.ticket))
     old, new = bumped.old_version, bumped.new_version
     payload = {"ok": True, "stack": args.stack, "file": source, "secret": secret.id,
                "old_version": old, "new_version": new, "cas": old,

@@ -38,6 +38,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, TextIO
 
+import hvac
 import hvac.exceptions
 
 from infra.redact import describe
@@ -48,7 +49,7 @@ from rotation.consumers import ConsumerCheck, check_consumers
 from rotation.credential_checks import verify_credential
 from rotation.errors import BadInput
 from rotation.kube import Cluster, add_kube_arguments
-from rotation.live import secret_states
+from rotation.live import SecretState, secret_states
 from rotation.output import Result, log
 from rotation.planning import add_rotated_arguments, rotated_credentials, rotated_secrets
 from rotation.progress import StatusLine
@@ -151,6 +152,41 @@ def live_leases(client: hvac.Client, mount: str, role: str) -> list[str]:
     return list(data.get("keys", []))
 
 
+def history_checks(
+    client: hvac.Client, address: str, states: list[SecretState], rotated: list[str],
+    failures: list[str],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Compare, by digest, what a rollback/retire or a kept previous value must equal.
+
+    Returns ``(restored, previous_kept)``: per secret the version, the earlier
+    version it was compared with, and whether the digests match (a mismatch is
+    also a failure). Secrets not live at their declared version failed already.
+    """
+    restored: dict[str, Any] = {}
+    previous: dict[str, Any] = {}
+    for state in states:
+        secret, declared = state.secret, state.declared
+        if secret.id not in rotated or state.live_version != declared:
+            continue
+        for out, earlier, check, key, what in (
+                (restored, secret.from_history, restored_matches, "data_matches",
+                 "its data equals version {v}'s"),
+                (previous, secret.previous, previous_matches, "kept",
+                 "it keeps version {v}'s value as <KEY>_PREVIOUS")):
+            if earlier is None:
+                continue
+            with vault_errors(address, f"reading versions {declared} and {earlier} of "
+                              f"{secret.id} to compare digests"):
+                matches = check(client, secret, declared)
+            out[secret.id] = {"version": declared,
+                              "restores" if out is restored else "previous": earlier,
+                              key: matches}
+            if not matches:
+                failures.append(f"{secret.id}: version {declared}: not true that "
+                                f"{what.format(v=earlier)} (compared by digest)")
+    return restored, previous
+
+
 def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one checklist
     """Run the checks; with ``--watch`` keep watching the audit log."""
     target = targets(args)[0]
@@ -187,34 +223,7 @@ def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one che
                             f"on {secret.data_path} in {log_path}")
         else:
             evidence[secret_id] = {**asdict(found), "time": reformat(found.time, exact=True)}
-    restored: dict[str, Any] = {}
-    previous: dict[str, Any] = {}
-    for secret_id in rotated:
-        secret = target.spec.secret(secret_id)
-        assert secret is not None
-        declared = next(s.declared for s in states if s.secret.id == secret_id)
-        live = next(s.live_version for s in states if s.secret.id == secret_id)
-        if live != declared:
-            continue  # a live version off the declared one already failed above
-        if secret.from_history is not None:
-            with vault_errors(address, f"reading versions {declared} and "
-                              f"{secret.from_history} of {secret_id} to compare digests"):
-                matches = restored_matches(client, secret, declared)
-            restored[secret_id] = {"version": declared, "restores": secret.from_history,
-                                   "data_matches": matches}
-            if not matches:
-                failures.append(f"{secret_id}: the data of version {declared} does not equal "
-                                f"version {secret.from_history}'s (compared by digest)")
-        if secret.previous is not None:
-            with vault_errors(address, f"reading versions {declared} and {secret.previous} "
-                              f"of {secret_id} to compare digests"):
-                kept = previous_matches(client, secret, declared)
-            previous[secret_id] = {"version": declared, "previous": secret.previous,
-                                   "kept": kept}
-            if not kept:
-                failures.append(f"{secret_id}: version {declared} does not keep version "
-                                f"{secret.previous}'s value as <KEY>_PREVIOUS (compared by "
-                                "digest)")
+    restored, previous = history_checks(client, address, states, rotated, failures)
     before = read_before(args.before)
     credential_evidence: dict[str, Any] = {}
     for credential_id in rotated_credentials(root, target, args.base, args.secret):

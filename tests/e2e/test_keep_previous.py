@@ -17,7 +17,9 @@ import hvac
 import pytest
 
 from tests.e2e.test_credential_rotations import rotation_cli, stack
+from tests.e2e.test_rollback import changed_steps as changed
 from tests.e2e.test_rollback import commit
+from tests.e2e.test_rollback import data as read_data
 from tools.localenv import Workspace
 
 __all__ = ["stack"]  # the module-scoped fixture, reused (one workspace and OpenBao here)
@@ -27,19 +29,10 @@ pytestmark = pytest.mark.e2e
 SIGNING = "secret/services/execution/session-signing-key"
 PATH = "services/execution/session-signing-key"
 SECRET = "secret-secret-services-execution-session-signing-key"
-VALUE = "value-secret-services-execution-session-signing-key-signing_key"
 
 
 def data(client: hvac.Client, version: int | None = None) -> dict[str, str]:
-    answer = client.secrets.kv.v2.read_secret_version(
-        path=PATH, mount_point="secret", version=version, raise_on_deleted_version=True)
-    return dict(answer["data"]["data"])
-
-
-def changed(ws: Workspace) -> dict[str, str]:
-    preview = json.loads(ws.pulumi("preview", "--json", "--diff").stdout)
-    return {s["urn"].rsplit("::", 1)[1]: s["op"] for s in preview["steps"]
-            if s["op"] not in {"same", "read"}}
+    return read_data(client, version, PATH)
 
 
 def test_keep_previous_keeps_exactly_one_previous_value_until_retire(

@@ -42,9 +42,10 @@ def commit(ws: Workspace, message: str) -> None:
     subprocess.run(["git", "-C", str(ws.root), "commit", "-qam", message], check=True)
 
 
-def data(client: hvac.Client, version: int | None = None) -> dict[str, str]:
+def data(client: hvac.Client, version: int | None = None, path: str = PATH) -> dict[str, str]:
+    """Read a version's data from Vault (for comparing inside the test, never printed)."""
     answer = client.secrets.kv.v2.read_secret_version(
-        path=PATH, mount_point="secret", version=version, raise_on_deleted_version=True)
+        path=path, mount_point="secret", version=version, raise_on_deleted_version=True)
     return dict(answer["data"]["data"])
 
 
@@ -115,12 +116,9 @@ def test_a_provided_secret_is_rolled_back_without_a_new_value(
 ) -> None:
     ws, server = stack
     client: hvac.Client = server.client()
-    path = "services/execution/broker-api"
 
     def broker(version: int) -> dict[str, str]:
-        answer = client.secrets.kv.v2.read_secret_version(
-            path=path, mount_point="secret", version=version, raise_on_deleted_version=True)
-        return dict(answer["data"]["data"])
+        return data(client, version, "services/execution/broker-api")
 
     good = broker(1)
     bad = {"API_KEY": f"{CANARY}-key", "API_SECRET": f"{CANARY}-secret"}

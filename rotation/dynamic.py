@@ -58,9 +58,9 @@ from typing import Any, Literal
 import hvac
 import hvac.exceptions
 
-from infra.redact import describe, display_url, plainly_not_secret
+from kernel.atomic import write_text_atomic
+from kernel.redact import describe, display_url, plainly_not_secret
 from rotation import address as vault_address
-from rotation.atomic import write_text_atomic
 from rotation.errors import (
     BadInput,
     CheckFailed,

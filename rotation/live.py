@@ -23,9 +23,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from urllib3.util.retry import Retry
 
-from infra.redact import display_url
-from infra.spec import EnvironmentSpec
-from infra.spec.model import StaticSecret
+from kernel.redact import display_url
+from kernel.spec import EnvironmentSpec
+from kernel.spec.model import StaticSecret
 from rotation.address import unreachable_hint
 from rotation.errors import BadInput, VaultUnavailable
 from rotation.kv import LiveMetadata, metadata_from_response

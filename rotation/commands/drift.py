@@ -23,8 +23,8 @@ from typing import Any, TextIO
 
 import hvac.exceptions
 
-from infra.redact import display_url
-from infra.spec.credentials import credentials
+from kernel.redact import display_url
+from kernel.spec.credentials import credentials
 from rotation import stacks, tables
 from rotation.errors import EXIT_VAULT_UNAVAILABLE, BadInput, CheckFailed, VaultUnavailable
 from rotation.kv import LiveMetadata

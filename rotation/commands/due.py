@@ -23,8 +23,8 @@ import argparse
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
-from infra.redact import describe, display_url
-from infra.spec.credentials import Credential, credentials
+from kernel.redact import describe, display_url
+from kernel.spec.credentials import Credential, credentials
 from rotation import stacks, tables
 from rotation.commands.drift import declared_secrets, read_reachable, unreachable_lines
 from rotation.credential_checks import last_vault_rotation, parse_time

@@ -38,9 +38,9 @@ from typing import Any, TextIO
 
 import hvac
 
-from infra.naming import resource_name
-from infra.redact import display_url
-from infra.spec.credentials import Credential, credential
+from kernel.naming import resource_name
+from kernel.redact import display_url
+from kernel.spec.credentials import Credential, credential
 from rotation.audit_probe import probe_audit_devices
 from rotation.cluster import follow_active
 from rotation.credential_checks import observe

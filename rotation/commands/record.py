@@ -17,7 +17,7 @@ A record is evidence, so it says only what ``record`` itself checked:
   fixed set); no text of theirs is copied, and a field that is not such an
   identifier refuses the file (exit 2);
 * ``--operator``, ``--pr`` and ``--ticket`` must have the shape of a name and
-  of references, and be plainly not secrets (:mod:`infra.redact`);
+  of references, and be plainly not secrets (:mod:`kernel.redact`);
 * each recorded rotation (stack, secret, version) leaves a marker in the
   record, so recording the same rotation again adds nothing (the services
   table is still brought up to date).
@@ -32,11 +32,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from infra.redact import describe, display_url, plainly_not_secret
-from infra.spec import EnvironmentSpec
-from infra.spec.credentials import credential
+from kernel.atomic import write_text_atomic
+from kernel.redact import describe, display_url, plainly_not_secret
+from kernel.spec import EnvironmentSpec
+from kernel.spec.credentials import credential
 from rotation import gitutil
-from rotation.atomic import write_text_atomic
 from rotation.errors import BadInput, CheckFailed
 from rotation.evidence import Evidence, read_dynamic_output, read_evidence
 from rotation.live import SecretState, secret_states

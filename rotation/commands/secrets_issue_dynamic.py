@@ -27,8 +27,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from infra.redact import describe
-from rotation import atomic
+from kernel import atomic
+from kernel.redact import describe
 from rotation.dynamic import (
     DEFAULT_ESCALATE_AFTER_SECONDS,
     CloseReport,

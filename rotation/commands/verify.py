@@ -37,8 +37,8 @@ from typing import Any, TextIO
 
 import hvac.exceptions
 
-from infra.redact import describe
-from infra.spec.credentials import credential
+from kernel.redact import describe
+from kernel.spec.credentials import credential
 from rotation.audit_log import AuditEvent, events_from_file, write_evidence
 from rotation.cluster import follow_active
 from rotation.consumers import ConsumerCheck, check_consumers

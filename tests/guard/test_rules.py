@@ -48,9 +48,9 @@ from tradepulse_guard import (
     ttl,
 )
 
-from infra import paths
-from infra.policy_files import read_policy
-from infra.spec import EnvironmentSpec, load_stack_file, parse_spec
+from kernel import paths
+from kernel.policy_files import read_policy
+from kernel.spec import EnvironmentSpec, load_stack_file, parse_spec
 from tests.conftest import CANARY_PROVIDED, STACKS, MockRun, RecordingMocks
 from tests.guard.conftest import PACK_DIR
 from tests.infra.test_program import evaluate

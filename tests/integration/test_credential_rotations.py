@@ -3,7 +3,7 @@
 Vault is configured here with hvac as the local stack declares it (tests/e2e
 does the same through the real engine), and the apply-time rotation is the
 exact write the program's ``vault.generic.Endpoint`` makes: the credential's
-``action_path`` with :func:`infra.spec.credentials.rotation_payload`. Each test
+``action_path`` with :func:`kernel.spec.credentials.rotation_payload`. Each test
 then proves the rotation itself (JWKS key ids, logins refused and accepted,
 leases gone) and that ``verify`` proves it too, with nothing secret printed.
 """
@@ -20,9 +20,9 @@ from typing import Any
 import hvac
 import pytest
 
-from infra import paths
-from infra.spec import EnvironmentSpec, load_stack_file
-from infra.spec.credentials import Credential, credential, credentials, rotation_payload
+from kernel import paths
+from kernel.spec import EnvironmentSpec, load_stack_file
+from kernel.spec.credentials import Credential, credential, credentials, rotation_payload
 from rotation.cli import main
 from rotation.credential_checks import parse_time
 from tests.rotation.dynamic_support import can_login, live_leases, wait_until

@@ -29,7 +29,7 @@ import hvac
 import pytest
 from rich.console import Console
 
-from infra.spec.model import StaticSecret
+from kernel.spec.model import StaticSecret
 from rotation import live
 from rotation.errors import BadInput, CheckFailed, RotationError, VaultUnavailable
 from rotation.kv import LiveMetadata, read_metadata

@@ -16,8 +16,8 @@ import hvac
 import hvac.exceptions
 import pytest
 
-from infra import paths
-from infra.spec import load_stack_file
+from kernel import paths
+from kernel.spec import load_stack_file
 from rotation.cli import main
 
 pytestmark = pytest.mark.integration

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from infra.spec import load_stack_file
+from kernel.spec import load_stack_file
 from rotation.commands.reload import PlannedRotation, restart_order
 from tests.conftest import REPO_ROOT
 from tests.kubeserver import KubeApiServer, path_with_toolchain

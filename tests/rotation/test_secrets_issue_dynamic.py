@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-import rotation.atomic
+import kernel.atomic
 from rotation.cli import main
 from rotation.commands.secrets_issue_dynamic import journal_path
 from tests.rotation.dynamic_support import (
@@ -258,14 +258,14 @@ def test_a_crash_between_issue_and_write_leaves_no_live_lease(
     role = f"crash{code}"  # Vault puts at most 8 characters of the role in the user name
     create_role(vault.client(), role, 60, 120)
     output = tmp_path / "creds.json"
-    real_write = rotation.atomic.write_text_atomic
+    real_write = kernel.atomic.write_text_atomic
 
     def failing_write(path: Any, text: str, *, mode: int = 0o600) -> None:
         if Path(path) == output:  # the journal still works; the credentials file does not
             raise failure
         real_write(path, text, mode=mode)
 
-    monkeypatch.setattr(rotation.atomic, "write_text_atomic", failing_write)
+    monkeypatch.setattr(kernel.atomic, "write_text_atomic", failing_write)
     monkeypatch.setenv("VAULT_TOKEN", vault.root_token)
     result = main(["secrets-issue-dynamic", "--address", vault.address, "--role", role,
                    "--output", str(output)])
@@ -284,14 +284,14 @@ def test_a_crash_between_issue_and_write_leaves_no_live_lease(
 CRASH_WRAPPER = """
 import os, signal, sys
 from pathlib import Path
-import rotation.atomic
-real = rotation.atomic.write_text_atomic
+import kernel.atomic
+real = kernel.atomic.write_text_atomic
 target = Path(sys.argv[1]).resolve()
 def write(path, text, *, mode=0o600):
     if Path(path).resolve() == target:
         os.kill(os.getpid(), signal.SIGKILL)  # killed after the issue, before the write
     real(path, text, mode=mode)
-rotation.atomic.write_text_atomic = write
+kernel.atomic.write_text_atomic = write
 from rotation.cli import main
 raise SystemExit(main(sys.argv[2:]))
 """

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra.spec import SpecError, load_stack_file
-from infra.spec.marks import duplicate_keys, line_of
+from kernel.spec import SpecError, load_stack_file
+from kernel.spec.marks import duplicate_keys, line_of
 from tests.conftest import REPO_ROOT
 
 TEXT = """\

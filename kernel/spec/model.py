@@ -1,6 +1,6 @@
 """Typed environment spec: what one Vault environment must look like.
 
-These frozen dataclasses are built once, by :mod:`infra.spec.loader`, from the
+These frozen dataclasses are built once, by :mod:`kernel.spec.loader`, from the
 ``tradepulse-vault:spec`` key of ``Pulumi.<stack>.yaml`` after JSON Schema and
 cross-reference validation. Components receive them and never look at raw
 config, so a typo fails at load time with the file and key path, not halfway

@@ -16,9 +16,9 @@ files):
 
 from __future__ import annotations
 
-from infra.naming import kubernetes_role_name
-from infra.redact import describe
-from infra.spec.model import EnvironmentSpec
+from kernel.naming import kubernetes_role_name
+from kernel.redact import describe
+from kernel.spec.model import EnvironmentSpec
 
 
 def mirror_problems(prod: EnvironmentSpec, dr: EnvironmentSpec) -> list[str]:

@@ -10,8 +10,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from infra import paths
-from infra.redact import describe, plainly_not_secret
+from kernel import paths
+from kernel.redact import describe, plainly_not_secret
 
 
 def read_policy(name: str, policy_dir: Path = paths.POLICY_DIR) -> str:

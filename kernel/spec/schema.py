@@ -1,7 +1,7 @@
 """The environment JSON Schema, loaded once, and jsonschema's validator for it.
 
 ``jsonschema`` validates every spec and reports every problem with its key
-path, which :mod:`infra.spec.loader` turns into messages. The schema's local
+path, which :mod:`kernel.spec.loader` turns into messages. The schema's local
 ``$ref``s are resolved once when the validator is built (the schema is
 acyclic), so the validator does not resolve a reference on every visit and
 its schema paths walk plain nested dicts.
@@ -16,12 +16,12 @@ from typing import Any
 
 import jsonschema
 
-from infra import paths
+from kernel import paths
 
 
 @functools.cache
 def raw_schema() -> Mapping[str, Any]:
-    """Return ``infra/schema/environment.schema.json`` as written."""
+    """Return ``kernel/schema/environment.schema.json`` as written."""
     return dict(json.loads(paths.ENVIRONMENT_SCHEMA.read_text(encoding="utf-8")))
 
 

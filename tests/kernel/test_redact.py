@@ -1,4 +1,4 @@
-"""infra.redact: values shown only when plainly not secrets; URLs without credentials."""
+"""kernel.redact: values shown only when plainly not secrets; URLs without credentials."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from infra.redact import (
+from kernel.redact import (
     describe,
     display_url,
     has_url_credentials,

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from infra import paths
-from infra.policy_files import PolicyParseError, parse_policy, read_policy
-from infra.spec import load_stack_file
+from kernel import paths
+from kernel.policy_files import PolicyParseError, parse_policy, read_policy
+from kernel.spec import load_stack_file
 from tests.conftest import STACKS
 
 POLICY_FILES = sorted(paths.POLICY_DIR.glob("*.hcl"))

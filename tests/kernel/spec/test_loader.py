@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from infra import paths
-from infra.spec import SpecError, load_stack_file, parse_spec
+from kernel import paths
+from kernel.spec import SpecError, load_stack_file, parse_spec
 from tests.conftest import STACKS, MockRun
 from tests.infra.test_program import SECRET_KEYS, run_main, stack_config
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from infra import paths
+from kernel import paths
 
 CANONICAL = re.compile(r"0|[1-9][0-9]*")
 _LOADER: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

@@ -2,7 +2,7 @@
 
 Validation happens in two passes, both before any resource is registered:
 
-1. JSON Schema (``infra/schema/environment.schema.json``): shape, types,
+1. JSON Schema (``kernel/schema/environment.schema.json``): shape, types,
    unknown keys, TTL ranges.
 2. Cross-references: every policy has an HCL file, every role names a declared
    policy, TTLs respect their max and the environment's caps, names are unique.
@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 import yaml
 
-from infra import paths
-from infra.redact import describe, plainly_not_secret
-from infra.spec import schema
-from infra.spec.marks import duplicate_keys, line_of
-from infra.spec.model import (
+from kernel import paths
+from kernel.redact import describe, plainly_not_secret
+from kernel.spec import schema
+from kernel.spec.marks import duplicate_keys, line_of
+from kernel.spec.model import (
     Audit,
     AuditDevice,
     AuditRequestHeader,
@@ -52,7 +52,7 @@ from infra.spec.model import (
     VaultTarget,
     Workload,
 )
-from infra.spec.stackfile import YamlDocument, parse_yaml
+from kernel.spec.stackfile import YamlDocument, parse_yaml
 
 if TYPE_CHECKING:
     import jsonschema
@@ -70,7 +70,7 @@ class Problem:
 
     path: KeyPath
     message: str
-    line: int | None = None  # known when the spec was read from a file (infra.spec.marks)
+    line: int | None = None  # known when the spec was read from a file (kernel.spec.marks)
 
     def render(self, source: str) -> str:
         """Return ``<file>: <key path>: <message>`` (`` (line N)`` when known)."""
@@ -117,7 +117,7 @@ def _schema_message(err: jsonschema.ValidationError) -> str:
 
     jsonschema's own messages quote the instance; the value at a wrong-typed or
     misspelt key may be a token pasted into the wrong line, so it goes through
-    :func:`infra.redact.describe`. Schema values (types, enums, bounds) are ours.
+    :func:`kernel.redact.describe`. Schema values (types, enums, bounds) are ours.
     """
     rule, expected = str(err.validator), err.validator_value
     shown = describe(err.instance)
@@ -305,7 +305,7 @@ def _reference_problems(  # noqa: PLR0912 - one linear list of cross-checks read
 
 def _policy_reader(policy_dir: Path) -> Callable[[Mapping[str, Any], str], bool]:
     """Return ``can_read(service, api_path)``: whether the service's policies grant read there."""
-    from infra.policy_files import PolicyParseError, allows, parse_policy
+    from kernel.policy_files import PolicyParseError, allows, parse_policy
 
     parsed: dict[str, dict[str, frozenset[str]]] = {}
 
@@ -698,15 +698,3 @@ def with_lines(exc: SpecError, root: yaml.Node | None) -> SpecError:
     return SpecError(exc.source, [
         replace(p, line=line_of(root, ("config", paths.SPEC_CONFIG_KEY, *p.path)))
         for p in exc.problems])
-
-
-def load_current_stack() -> EnvironmentSpec:
-    """Load the spec of the stack Pulumi is running, from Pulumi config."""
-    import pulumi  # imported here so the rotation CLI does not pay for the SDK
-
-    stack = pulumi.get_stack()
-    raw = pulumi.Config(paths.PROJECT_NAME).get_object("spec")
-    source = f"Pulumi.{stack}.yaml"
-    if raw is None:
-        raise SpecError(source, [Problem((), "required key is missing")])
-    return parse_spec(raw, source=source, stack=stack)

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from infra.spec.model import EnvironmentSpec
+from kernel.spec.model import EnvironmentSpec
 
 Kind = Literal["kv", "jwt-key", "db-root", "db-static-role", "db-lease-generation"]
 KINDS: tuple[Kind, ...] = ("kv", "jwt-key", "db-root", "db-static-role", "db-lease-generation")

@@ -30,7 +30,7 @@ from rotation.commands.drift import declared_secrets, read_reachable, unreachabl
 from rotation.credential_checks import last_vault_rotation, parse_time
 from rotation.errors import EXIT_VAULT_UNAVAILABLE, BadInput
 from rotation.kv import LiveMetadata
-from rotation.live import Declared
+from rotation.live.declared import Declared
 from rotation.output import Result
 from rotation.schedule import groups, stagger
 from rotation.tables import TableData

@@ -39,9 +39,11 @@ from kernel.spec.credentials import credential
 from rotation import gitutil
 from rotation.errors import BadInput, CheckFailed
 from rotation.evidence import Evidence, read_dynamic_output, read_evidence
-from rotation.live import SecretState, secret_states
+from rotation.live.declared import SecretState
+from rotation.live.scan import secret_states
 from rotation.output import Result
 from rotation.planning import add_rotated_arguments, rotation_notes
+from rotation.progress import progress_bar
 from rotation.stacks import add_stack_arguments, repo_root, targets
 from rotation.timefmt import reformat, rfc3339
 
@@ -247,7 +249,8 @@ def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one rec
     read = [(path, read_evidence(path, target.spec)) for path in args.evidence]
     evidence = [line for path, ev in read for line in evidence_lines(path, ev)]
     dynamic = dynamic_lines(args.dynamic_output, target.spec) if args.dynamic_output else []
-    states = {s.secret.id: s for s in secret_states(root, target)}
+    with progress_bar(f"{target.name}: reading KV metadata") as advance:
+        states = {s.secret.id: s for s in secret_states(root, target, advance=advance)}
     not_applied = _not_applied(states, rotated)
     if not_applied:
         raise CheckFailed(

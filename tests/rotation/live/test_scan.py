@@ -1,4 +1,4 @@
-"""``rotation.live.read_live``: urllib3 metadata reads, on real and scripted servers.
+"""``rotation.live.scan.read_live``: urllib3 metadata reads, on real and scripted servers.
 
 Each worker reads through its own urllib3 pool (one keep-alive connection per
 Vault). Against real OpenBao dev servers (plain HTTP, and TLS on an extra
@@ -30,10 +30,12 @@ import pytest
 from rich.console import Console
 
 from kernel.spec.model import StaticSecret
-from rotation import live
 from rotation.errors import BadInput, CheckFailed, RotationError, VaultUnavailable
 from rotation.kv import LiveMetadata, read_metadata
-from rotation.live import Declared, read_live
+from rotation.live import scan, transport
+from rotation.live.declared import Declared
+from rotation.live.scan import read_live
+from rotation.progress import progress_bar
 from rotation.vault import VaultTarget
 from tests.rotation.tcp_proxy import TcpProxy
 from tests.servers import free_port, start_openbao
@@ -214,7 +216,7 @@ def test_the_request_is_a_plain_get_with_the_vault_headers(
 
 def test_keep_alive_one_connection_per_worker(scripted: Callable[[Handler], ScriptedServer],
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(live, "MAX_WORKERS", 3)
+    monkeypatch.setattr(scan, "MAX_WORKERS", 3)
     server = scripted(answer(OK))
     paths = [f"svc/{i}" for i in range(200)]
     got = read_live(declared(server.address, paths))
@@ -245,7 +247,7 @@ def test_a_server_closing_after_its_answer_gets_a_new_connection(
         scripted: Callable[[Handler], ScriptedServer], monkeypatch: pytest.MonkeyPatch,
         header: str | None) -> None:
     """Announced (``Connection: close``) or not (a kept-alive connection closed while idle)."""
-    monkeypatch.setattr(live, "MAX_WORKERS", 1)
+    monkeypatch.setattr(scan, "MAX_WORKERS", 1)
     body = json.dumps(metadata_doc()).encode()
     server = scripted(answer(response(200, body, *([header] if header else [])), keep=False))
     paths = ["a", "b", "c"]
@@ -257,7 +259,7 @@ def test_a_server_closing_after_its_answer_gets_a_new_connection(
 
 def test_a_reused_connection_closed_without_an_answer_is_exit_3(
         scripted: Callable[[Handler], ScriptedServer], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(live, "MAX_WORKERS", 1)
+    monkeypatch.setattr(scan, "MAX_WORKERS", 1)
 
     def first_only(number: int, own: int, request: bytes, conn: socket.socket) -> bool:
         if number == 1:
@@ -301,7 +303,7 @@ def test_an_interim_100_continue_is_skipped(scripted: Callable[[Handler], Script
 
 def test_a_slow_answer_within_the_timeout_is_read(
         scripted: Callable[[Handler], ScriptedServer], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(live, "DEFAULT_TIMEOUT_SECONDS", 1)
+    monkeypatch.setattr(transport, "DEFAULT_TIMEOUT_SECONDS", 1)
 
     def slow(number: int, own: int, request: bytes, conn: socket.socket) -> bool:
         for i in range(0, len(OK), 50):
@@ -315,7 +317,7 @@ def test_a_slow_answer_within_the_timeout_is_read(
 
 def test_no_answer_within_the_timeout_is_exit_3(
         scripted: Callable[[Handler], ScriptedServer], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(live, "DEFAULT_TIMEOUT_SECONDS", 0.5)
+    monkeypatch.setattr(transport, "DEFAULT_TIMEOUT_SECONDS", 0.5)
     release = threading.Event()
 
     def silent(number: int, own: int, request: bytes, conn: socket.socket) -> bool:
@@ -381,7 +383,7 @@ def test_the_first_failure_stops_the_run(scripted: Callable[[Handler], ScriptedS
     error = failure(lambda: read_live(declared(server.address, [f"s/{i}" for i in range(3000)])))
     assert isinstance(error, CheckFailed) and error.exit_code == 1
     # Each worker finishes at most the request it is in when the failure is known.
-    assert len(server.requests) < 40 + 2 * live.MAX_WORKERS
+    assert len(server.requests) < 40 + 2 * scan.MAX_WORKERS
 
 
 @pytest.mark.parametrize("token", ["abc\r\nX-Evil: 1", "tok\u2603en"])
@@ -401,14 +403,26 @@ def test_the_progress_bar_shows_on_a_terminal_and_goes_away(
     server = scripted(answer(OK))
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=100)
-    got = read_live(declared(server.address, [f"s/{i}" for i in range(300)]),
-                    description="drift: reading KV metadata", progress_console=console)
+    with progress_bar("drift: reading KV metadata", console=console) as advance:
+        got = read_live(declared(server.address, [f"s/{i}" for i in range(300)]),
+                        advance=advance)
     assert len(got) == 300
     assert "drift: reading KV metadata" in out.getvalue()
     assert "300/300" in out.getvalue()
     quiet = io.StringIO()
-    read_live(declared(server.address, ["a"]), progress_console=Console(file=quiet))
+    with progress_bar("drift", console=Console(file=quiet)) as advance:
+        read_live(declared(server.address, ["a"]), advance=advance)
     assert quiet.getvalue() == ""
+
+
+def test_the_reader_reports_progress_through_its_callback_only(
+        scripted: Callable[[Handler], ScriptedServer]) -> None:
+    server = scripted(answer(OK))
+    calls: list[tuple[int, int]] = []
+    got = read_live(declared(server.address, [f"s/{i}" for i in range(300)]),
+                    advance=lambda n, total: calls.append((n, total)))
+    assert len(got) == 300
+    assert sum(n for n, _ in calls) == 300 and {total for _, total in calls} == {300}
 
 
 def test_nothing_declared_reads_nothing() -> None:
@@ -447,7 +461,7 @@ def test_a_real_server_gives_what_hvac_reads(openbao: Any, monkeypatch: pytest.M
     assert want[("prod", "secret/reader/007")] is not None
     assert want[("prod", "secret/reader/007")].custom_metadata == {"owner": "team-7"}
     with TcpProxy(openbao.port) as proxy:
-        monkeypatch.setattr(live, "MAX_WORKERS", 4)
+        monkeypatch.setattr(scan, "MAX_WORKERS", 4)
         assert read_live(declared(proxy.address, paths)) == want
         assert proxy.accepted == 4  # one keep-alive connection per worker
 
@@ -458,14 +472,14 @@ def test_connections_the_server_side_dropped_are_reopened(
     client = openbao.client()
     seed(client, 2)
     with TcpProxy(openbao.port) as proxy:
-        pool = live.worker_pool(proxy.address)
+        pool = transport.worker_pool(proxy.address)
         token = openbao.root_token
         try:
             first, second = declared(proxy.address, ["reader/000", "reader/001"])
-            assert live.read_one(pool, first, token) is not None
+            assert transport.read_one(pool, first, token) is not None
             proxy.cut()  # resets the kept-alive connection (a restarted load balancer, say)
             proxy.restore()
-            got = live.read_one(pool, second, token)
+            got = transport.read_one(pool, second, token)
         finally:
             pool.clear()
         assert got is not None and got.current_version == 2
@@ -555,7 +569,7 @@ def test_https_on_a_real_server_with_the_configured_ca(
                      "CURL_CA_BUNDLE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
             monkeypatch.delenv(name, raising=False)
         monkeypatch.setenv("VAULT_CACERT", str(ca))
-        monkeypatch.setattr(live, "MAX_WORKERS", 3)
+        monkeypatch.setattr(scan, "MAX_WORKERS", 3)
         got = read_live(declared(address, list(versions)))
         assert {k[1]: v.current_version for k, v in got.items() if v is not None} == {
             f"secret/{p}": n for p, n in versions.items()}

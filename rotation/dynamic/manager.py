@@ -1,66 +1,33 @@
-"""Dynamic database credentials: issue, keep alive, hand over, and revoke Vault leases.
-
-:class:`DynamicCredentialManager` owns one stream of credentials for one
-database role: it issues a lease, hands the credentials to a callback, renews
-the lease on the schedule Vault's own lifetime watcher uses
-(``api/lifetime_watcher.go``), replaces the credentials before they expire when
-the lease cannot be extended any further, and revokes what it issued when it
-is stopped. :class:`ManagerGroup` drives many managers from one dispatcher
-thread and a small worker pool (docs/benchmarks-dynamic.md measures how many
-leases that keeps alive).
-
-The schedule, per lease of ``D`` seconds:
-
-* grace ``G`` = 10% of ``D`` plus up to another 10% of jitter, so a fleet of
-  clients does not renew in lockstep;
-* lead = ``max(G, refresh_margin, 2 s)``, the margin capped at half the
-  lease (a margin longer than the lease would otherwise mean renewing
-  non-stop; the 2 s covers Vault counting lease time in whole seconds);
-* the next action comes after ``min(2/3 * D + G/3, D - lead)`` seconds:
-  Vault's sleep, but never later than ``refresh_margin`` before expiry;
-* a renewal that returns less than it asked for (the role's ``max_ttl`` is
-  reached) or a lease that is not renewable is not renewed again: new
-  credentials are issued ``lead`` seconds before the old lease expires,
-  handed over, and then the old lease is revoked or left to expire;
-* errors back off exponentially with jitter, never sleeping past half of
-  what is left of the lease; once Vault has been unreachable longer than
-  ``escalate_after`` (the runbook's five minutes) the manager stops with
-  :class:`~rotation.errors.Escalation` (exit 4).
-
-A lease that was issued but could not be handed over (the callback raised,
-the process was interrupted) is always revoked. With a :class:`LeaseJournal`
-its id is on disk from the moment Vault answered until the hand-over
-finished, so even a hard kill in between leaves an id the next run revokes.
-
-Nothing here logs or raises with a secret value: messages carry lease ids,
-roles, mounts and times. :class:`Credential` keeps its data out of ``repr``.
-"""
+"""One database role's stream of credentials: issue, renew, replace, hand over, revoke."""
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import heapq
-import itertools
-import json
 import logging
 import random
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Literal
 
 import hvac
 import hvac.exceptions
 
-from kernel.atomic import write_text_atomic
 from kernel.redact import describe, display_url, plainly_not_secret
-from rotation import address as vault_address
+from rotation.dynamic.journal import LeaseJournal
+from rotation.dynamic.leases import LeaseGone, database_failure, revoke_lease
+from rotation.dynamic.schedule import (
+    DEFAULT_BACKOFF_INITIAL_SECONDS,
+    DEFAULT_BACKOFF_MAX_SECONDS,
+    MAX_MARGIN_FRACTION,
+    Backoff,
+    grace_seconds,
+    lead_seconds,
+    renew_delay,
+    retry_delay,
+)
 from rotation.errors import (
     BadInput,
     CheckFailed,
@@ -75,18 +42,6 @@ from rotation.vault import vault_errors
 log = logging.getLogger("rotation.dynamic")
 
 DEFAULT_ESCALATE_AFTER_SECONDS = 5 * 60  # 5m: the runbook's escalation limit
-DEFAULT_BACKOFF_INITIAL_SECONDS = 1.0
-DEFAULT_BACKOFF_MAX_SECONDS = 60.0
-MIN_RETRY_SECONDS = 0.1  # keeps a retry loop near expiry from spinning
-GRACE_FRACTION = 0.1  # Vault's lifetime watcher: 10% of the lease ...
-GRACE_JITTER_FRACTION = 0.1  # ... plus up to 10% more, at random
-MAX_MARGIN_FRACTION = 0.5  # a refresh margin may claim at most half of a lease
-# Vault counts a lease's age in whole seconds, so a renewal can come back up to a second
-# short, and one made in the last counted second before max_ttl returns 0 (the lease ends
-# at once). Acting at least 2 s before expiry keeps clear of both; it only matters for
-# leases of a few seconds (the grace of a 300 s lease is 30 s or more).
-MIN_LEAD_SECONDS = 2.0
-
 ReplacedLease = Literal["revoke", "expire"]
 Clock = Callable[[], float]
 
@@ -161,208 +116,6 @@ class CloseReport:
 
     revoked: list[str]
     not_revoked: list[str]
-
-
-# -- the schedule, as pure functions so it can be checked without a clock ------------------
-
-
-def grace_seconds(lease_seconds: float, rng: random.Random) -> float:
-    """Return the grace period for a lease: 10% of it plus up to 10% jitter."""
-    if lease_seconds <= 0:
-        return 0.0
-    return lease_seconds * GRACE_FRACTION + rng.random() * lease_seconds * GRACE_JITTER_FRACTION
-
-
-def lead_seconds(lease_seconds: float, grace: float, refresh_margin: float) -> float:
-    """Return how long before expiry the manager must have acted.
-
-    The refresh margin (and the 2 s floor, see ``MIN_LEAD_SECONDS``) raise
-    that lead above the grace, capped at half the lease so a margin longer
-    than a (short) lease cannot turn renewal into a busy loop.
-    """
-    floor = max(refresh_margin, MIN_LEAD_SECONDS)
-    return max(grace, min(floor, lease_seconds * MAX_MARGIN_FRACTION))
-
-
-def renew_delay(remaining: float, grace: float, lead: float) -> float:
-    """Return seconds until the next renewal of a lease with ``remaining`` seconds left.
-
-    Vault's watcher sleeps 2/3 of the remaining lease plus 1/3 of the grace;
-    the lead moves that earlier when the refresh margin asks for it.
-    """
-    return max(0.0, min(remaining * 2 / 3 + grace / 3, remaining - lead))
-
-
-@dataclass
-class Backoff:
-    """Exponential backoff with jitter (uniform within +-``jitter`` of the step)."""
-
-    initial: float = DEFAULT_BACKOFF_INITIAL_SECONDS
-    maximum: float = DEFAULT_BACKOFF_MAX_SECONDS
-    multiplier: float = 2.0
-    jitter: float = 0.5
-    rng: random.Random = field(default_factory=random.Random)  # jitter, not secrets
-    attempt: int = 0
-
-    def next(self) -> float:
-        """Return the next delay and advance."""
-        base = min(self.maximum, self.initial * self.multiplier ** self.attempt)
-        self.attempt += 1
-        spread = self.jitter * base
-        return min(self.maximum, base - spread + self.rng.random() * 2 * spread)
-
-    def reset(self) -> None:
-        """Start again from ``initial`` (after a success)."""
-        self.attempt = 0
-
-
-def retry_delay(backoff_delay: float, remaining: float | None, escalate_in: float,
-                floor: float = MIN_RETRY_SECONDS) -> float:
-    """Bound a backoff delay by the lease and by the escalation deadline.
-
-    While the lease is alive, never sleep past half of what is left of it (but
-    not less than ``floor``, the backoff's first step), so a few attempts land
-    before it expires; never sleep past the moment the outage becomes an
-    escalation, so that is reported on time.
-    """
-    delay = backoff_delay
-    if remaining is not None and remaining > 0:
-        delay = min(delay, max(remaining / 2, floor))
-    delay = min(delay, escalate_in)
-    return max(delay, MIN_RETRY_SECONDS)
-
-
-# -- Vault calls shared by the manager and the commands -----------------------------------
-
-
-def resolve_address(address: str | None) -> str:
-    """Return ``--address``, else ``$VAULT_ADDR``/``$BAO_ADDR`` (the rule of rotation.address)."""
-    return vault_address.resolve(address).url
-
-
-# What the database plugins put in a 500 when the database, not Vault, failed. The
-# driver's text is never repeated (it names the database user); only the reason is.
-_DATABASE_REASONS = (
-    ("connection refused", "connection refused"),
-    ("password authentication failed", "the database refused Vault's credentials"),
-    ("no such host", "the database host name does not resolve"),
-    ("i/o timeout", "the database did not answer in time"),
-    ("timeout", "the database did not answer in time"),
-    ("failed to connect", "cannot connect to the database"),
-    ("unable to start transaction", "cannot open a database transaction"),
-    ("sqlstate", "the database rejected a statement"),
-    ("pq: ", "the database rejected a statement"),
-)
-
-
-def database_failure(message: str) -> str | None:
-    """Return why the database behind Vault failed, if a 500's message says it did."""
-    lowered = message.lower()
-    return next((reason for marker, reason in _DATABASE_REASONS if marker in lowered), None)
-
-
-def revoke_lease(client: hvac.Client, lease_id: str) -> None:
-    """Revoke ``lease_id`` (Vault answers 204 even for a lease that is already gone)."""
-    with vault_errors(client.url, f"revoking lease {lease_id}"):
-        client.sys.revoke_lease(lease_id)
-
-
-def lease_is_live(client: hvac.Client, lease_id: str) -> bool | None:
-    """Return whether Vault still knows ``lease_id``; ``None`` if the token may not look."""
-    try:
-        with vault_errors(client.url, f"looking up lease {lease_id}"):
-            try:
-                client.sys.read_lease(lease_id)
-            except hvac.exceptions.InvalidRequest:  # "invalid lease": revoked or expired
-                return False
-    except CheckFailed as exc:
-        if "permission denied" in str(exc):
-            return None
-        raise
-    return True
-
-
-class LeaseGone(Exception):
-    """Vault no longer knows the lease (revoked, expired, or lost with its storage)."""
-
-
-# -- the journal of issued-but-not-handed-over leases -------------------------------------
-
-
-_JOURNAL_HINT = ("make the --output file's directory writable and run again; a lease this run "
-                 "issued and could not hand over is revoked (see the log)")
-
-
-class LeaseJournal:
-    """Lease ids issued but not yet handed over, on disk (mode 0600, ids only).
-
-    An id is added the moment Vault answers and removed once the hand-over is
-    done; a run that died in between leaves it here and the next run revokes
-    it (:func:`recover_journal`). The file is removed when it is empty.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def pending(self) -> list[str]:
-        """Return the ids in the journal (none when the file does not exist)."""
-        try:
-            raw = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return []
-        except OSError as exc:
-            # The output location stopped being usable: bad input (exit 2), as for the file.
-            raise BadInput(f"{self.path}: cannot read the lease journal ({exc.strerror})",
-                           hint=_JOURNAL_HINT) from None
-        try:
-            doc = json.loads(raw)
-            ids = doc["pending"]
-            if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-                raise TypeError
-        except (ValueError, KeyError, TypeError):
-            raise BadInput(f"{self.path}: not a lease journal (expected {{\"pending\": [ids]}})",
-                           hint="inspect it, revoke the ids it names, then delete it") from None
-        return list(ids)
-
-    def _write(self, ids: list[str]) -> None:
-        try:
-            if ids:
-                write_text_atomic(self.path, json.dumps({"pending": ids}) + "\n", mode=0o600)
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    self.path.unlink()
-        except OSError as exc:
-            raise BadInput(f"{self.path}: cannot write the lease journal ({exc.strerror})",
-                           hint=_JOURNAL_HINT) from None
-
-    def add(self, lease_id: str) -> None:
-        """Record ``lease_id`` as issued and not handed over."""
-        self._write([*self.pending(), lease_id])
-
-    def remove(self, lease_id: str) -> None:
-        """Forget ``lease_id`` (handed over, or revoked)."""
-        self._write([i for i in self.pending() if i != lease_id])
-
-
-def recover_journal(client: hvac.Client, journal: LeaseJournal, *,
-                    keep: str | None = None) -> list[str]:
-    """Revoke every lease a previous run left in ``journal`` (except ``keep``); return them.
-
-    ``keep`` is the lease whose credentials the output file holds: that one
-    was handed over after all (the run died before it could clear the entry).
-    """
-    revoked = []
-    for lease_id in journal.pending():
-        if lease_id != keep:
-            revoke_lease(client, lease_id)
-            log.warning("revoked lease %s: a previous run issued it but never handed it over",
-                        lease_id)
-            revoked.append(lease_id)
-        journal.remove(lease_id)
-    return revoked
-
-
-# -- the manager --------------------------------------------------------------------------
 
 
 class DynamicCredentialManager:
@@ -800,97 +553,3 @@ class DynamicCredentialManager:
         if cred is not None and cred.lease_id in revoked:
             self._dead = True
         return CloseReport(revoked, failed)
-
-
-# -- many managers, one process -----------------------------------------------------------
-
-
-class ManagerGroup:
-    """Keep many managers' leases alive with one dispatcher thread and a worker pool.
-
-    Each manager sits in a heap keyed by its next action time; the dispatcher
-    hands due managers to the pool and puts them back with the time their
-    :meth:`~DynamicCredentialManager.step` returned, so a manager is never
-    stepped by two workers at once. The first exception a manager raises (an
-    escalation, a bad token) stops the group; :meth:`run` closes every
-    manager and then re-raises it.
-    """
-
-    def __init__(self, *, workers: int = 8, clock: Clock = time.monotonic) -> None:
-        self._workers = workers
-        self._clock = clock
-        self._heap: list[tuple[float, int, DynamicCredentialManager]] = []
-        self._cond = threading.Condition()
-        self._seq = itertools.count()
-        self._stopping = False
-        self._failure: BaseException | None = None
-        self._inflight: set[Future[float]] = set()
-        self.managers: list[DynamicCredentialManager] = []
-
-    def add(self, manager: DynamicCredentialManager) -> None:
-        """Start keeping ``manager``'s lease alive (it may have issued already)."""
-        with self._cond:
-            self.managers.append(manager)
-            heapq.heappush(self._heap, (manager.next_action_at, next(self._seq), manager))
-            self._cond.notify()
-
-    def stop(self) -> None:
-        """Make :meth:`run` return once the steps in flight have finished."""
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
-
-    def _done(self, manager: DynamicCredentialManager, future: Future[float]) -> None:
-        with self._cond:
-            self._inflight.discard(future)
-            exc = future.exception()
-            if exc is not None:
-                if self._failure is None:
-                    self._failure = exc
-                self._stopping = True
-            else:
-                heapq.heappush(self._heap, (future.result(), next(self._seq), manager))
-            self._cond.notify_all()
-
-    def _next_due(self, deadline: float | None) -> list[DynamicCredentialManager]:
-        """Block until some managers are due (returned) or the group stops (empty list)."""
-        with self._cond:
-            while not self._stopping:
-                now = self._clock()
-                if deadline is not None and now >= deadline:
-                    self._stopping = True
-                    break
-                if self._heap and self._heap[0][0] <= now:
-                    due = []
-                    while self._heap and self._heap[0][0] <= now:
-                        due.append(heapq.heappop(self._heap)[2])
-                    return due
-                wait = self._heap[0][0] - now if self._heap else None
-                if deadline is not None:
-                    wait = deadline - now if wait is None else min(wait, deadline - now)
-                self._cond.wait(wait)
-            return []
-
-    def run(self, duration: float | None = None) -> list[CloseReport]:
-        """Dispatch until :meth:`stop`, ``duration`` seconds, or a failure; then close all."""
-        deadline = None if duration is None else self._clock() + duration
-        with ThreadPoolExecutor(self._workers, thread_name_prefix="lease") as pool:
-            while due := self._next_due(deadline):
-                for manager in due:
-                    future = pool.submit(manager.step)
-                    with self._cond:
-                        self._inflight.add(future)
-                    future.add_done_callback(functools.partial(self._done, manager))
-            with self._cond:
-                inflight = list(self._inflight)
-            wait_futures(inflight)
-            failed = self._failure is not None
-
-            def close(manager: DynamicCredentialManager) -> CloseReport:
-                revoke = manager.revoke_on_failure if failed else manager.revoke_on_stop
-                return manager.close(revoke=revoke)
-
-            reports = list(pool.map(close, self.managers))
-        if self._failure is not None:
-            raise self._failure
-        return reports

@@ -25,9 +25,9 @@ from kernel.spec import EnvironmentSpec, load_stack_file
 from kernel.spec.credentials import Credential, credential, credentials, rotation_payload
 from rotation.cli import main
 from rotation.credential_checks import parse_time
+from tests.rotation.commands.test_preflight_verify import apply_like_pulumi
+from tests.rotation.commands.test_secrets_issue_dynamic import Watcher, read_doc, start_cli
 from tests.rotation.dynamic_support import can_login, live_leases, wait_until
-from tests.rotation.test_preflight_verify import apply_like_pulumi
-from tests.rotation.test_secrets_issue_dynamic import Watcher, read_doc, start_cli
 from tools.localenv import prepare_database
 
 pytestmark = pytest.mark.integration

@@ -18,7 +18,7 @@ import pytest
 
 from rotation.cli import main
 from tests.reliability.support import repo_files
-from tests.rotation.test_preflight_verify import (
+from tests.rotation.commands.test_preflight_verify import (
     SIGNING,
     apply_like_pulumi,
     audit_log,

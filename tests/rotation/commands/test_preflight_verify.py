@@ -281,7 +281,7 @@ def test_record_holds_identifiers_and_evidence_never_values(
     assert CANARY not in record and "v-canary" not in record
     services = (stack_repo / "docs/services.md").read_text()
     assert "| execution | local |" in services
-    # Recording the same rotation again adds nothing (tests/rotation/test_record.py).
+    # Recording the same rotation again adds nothing (tests/rotation/commands/test_record.py).
     code, out, _ = cli(capsys, "record", *common(vault, stack_repo), "--secret", SIGNING,
                        "--date", "2026-11-27")
     assert code == 0 and out["entries"] == [] and out["already_recorded"]

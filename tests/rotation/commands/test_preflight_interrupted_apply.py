@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from rotation.cli import main
-from tests.rotation.test_preflight_verify import SIGNING, apply_like_pulumi, commit_all
+from tests.rotation.commands.test_preflight_verify import SIGNING, apply_like_pulumi, commit_all
 
 pytestmark = pytest.mark.integration
 

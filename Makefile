@@ -46,7 +46,7 @@ kube: ## build or reuse kube-apiserver + kubectl only (the integration tests' AP
 	bash tools/toolchain/build.sh kube-apiserver
 	$(phase_end)
 
-lint: setup ## ruff and mypy (strict on infra/ and rotation/)
+lint: setup ## ruff and mypy (strict on kernel/, infra/, rotation/ and the CrossGuard pack)
 	$(phase_start)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy

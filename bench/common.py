@@ -209,7 +209,7 @@ def write_fleet_repo(root: Path, n: int, *, keep_prod: bool = True,
         for secret in spec["static_secrets"]:
             secret["version"] = version
     doc["config"][SPEC_KEY] = spec
-    header = "# yaml-language-server: $schema=infra/schema/stack.schema.json\n"
+    header = "# yaml-language-server: $schema=kernel/schema/stack.schema.json\n"
     (root / "Pulumi.prod.yaml").write_text(
         header + yaml.safe_dump(doc, sort_keys=False, width=120), encoding="utf-8")
     return root

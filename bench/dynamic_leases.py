@@ -4,11 +4,11 @@ Starts its own PostgreSQL and OpenBao dev server (``tests/servers.py``),
 points the database engine at PostgreSQL, then for each N (default 100 and
 1000):
 
-1. issues N credentials through :class:`rotation.dynamic.DynamicCredentialManager`
+1. issues N credentials through :class:`rotation.dynamic.manager.DynamicCredentialManager`
    and, interleaved in blocks of 50 on the same endpoint
    (``GET /v1/database/creds/<role>``), N through a raw keep-alive
    ``requests.Session`` loop - the ratio of the two is the manager's overhead;
-2. keeps the N leases alive with one :class:`rotation.dynamic.ManagerGroup`
+2. keeps the N leases alive with one :class:`rotation.dynamic.group.ManagerGroup`
    (one dispatcher thread, a small worker pool) for a few lease lifetimes and
    counts late renewals (started inside the lease's grace window; target 0),
    the worst scheduling lag, and CPU seconds per renewal (the whole process,
@@ -37,7 +37,8 @@ import hvac
 import requests
 import requests.adapters
 
-from rotation.dynamic import Credential, DynamicCredentialManager, ManagerGroup
+from rotation.dynamic.group import ManagerGroup
+from rotation.dynamic.manager import Credential, DynamicCredentialManager
 from tests.rotation.dynamic_support import configure_database, live_leases
 from tests.servers import start_openbao, start_postgres, temporary_dir
 

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import REPO, emit
 from infra.audit_config import render_audit_hcl
-from infra.spec import load_stack_file
+from kernel.spec import load_stack_file
 from tests.cluster import RaftCluster, start_raft_cluster
 from tests.reliability.leader_loss import FaultOutcome, concurrent_kv_puts, lease_holders
 from tests.rotation.dynamic_support import configure_database

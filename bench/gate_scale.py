@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, emit, git_init, median, write_fleet_repo
 
 TARGETS = {"this repository": 10.0, "generated": 30.0}
-BASELINE = ("import sys; from pathlib import Path; from infra.spec import load_stack_file; "
+BASELINE = ("import sys; from pathlib import Path; from kernel.spec import load_stack_file; "
             "root = Path(sys.argv[1]); "
             "[load_stack_file(p, policy_dir=root / 'policies' / 'acl') "
             "for p in sorted(root.glob('Pulumi.*.yaml'))]")

@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from infra.spec import load_stack_file  # noqa: E402
+from kernel.spec import load_stack_file  # noqa: E402
 from rotation.gates.offline import run_gate  # noqa: E402
 from rotation.gates.secret_scan import tracked_files  # noqa: E402
 

@@ -7,7 +7,7 @@ KV v2 secrets concurrently (default 5,000: a generated 1,000-service fleet with
 
 * **ours**: ``rotation.cli.main(["drift" | "verify", "--stack", "prod", ...])``
   in-process (loading and validating the stack file included), and the live
-  read alone (``rotation.live.read_live``);
+  read alone (``rotation.live.scan.read_live``);
 * **(a)** the runbook's shell loop, one ``bao kv metadata get`` process per
   secret: a sample is timed and extrapolated to N (said so in the output);
 * **(b)** a sequential hvac loop (``read_secret_metadata`` per secret, one client);
@@ -131,7 +131,8 @@ def main() -> int:  # noqa: PLR0915 - one measurement script, top to bottom
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
-    from rotation.live import declare, read_live
+    from rotation.live.declared import declare
+    from rotation.live.scan import read_live
     from rotation.stacks import StackTarget, load_stack
     from rotation.vault import VaultTarget
     from tests.servers import start_openbao

@@ -98,7 +98,7 @@ def child_program(n: int, policy_dir: Path) -> tuple[float, float, Any]:
 
     from infra import program
     from infra.components import DatabaseSecrets
-    from infra.spec import parse_spec
+    from kernel.spec import parse_spec
 
     data = fleet_spec(n)
     _warm_imports()

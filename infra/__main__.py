@@ -10,8 +10,9 @@ Exports identifiers only, never secret values. This file only wires.
 
 import pulumi
 
-from infra import paths, program
-from infra.spec import load_current_stack
+from infra import program
+from infra.current_stack import load_current_stack
+from kernel import paths
 
 spec = load_current_stack()
 config = pulumi.Config(paths.PROJECT_NAME)

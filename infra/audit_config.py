@@ -14,7 +14,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from infra.spec.model import AuditDevice
+from kernel.spec.model import AuditDevice
 
 
 def _hcl_string(value: str) -> str:
@@ -39,8 +39,8 @@ def render_audit_hcl(devices: Sequence[AuditDevice]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Print (or write) the audit stanzas of a stack; exit 2 on a bad stack file."""
-    from infra import paths
-    from infra.spec import SpecError, load_stack_file
+    from kernel import paths
+    from kernel.spec import SpecError, load_stack_file
 
     parser = argparse.ArgumentParser(
         prog="python -m infra.audit_config",
@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     text = render_audit_hcl(spec.audit.devices)
     if args.output:
-        from rotation.atomic import write_text_atomic
+        from kernel.atomic import write_text_atomic
 
         write_text_atomic(args.output, text, mode=0o644)
     else:

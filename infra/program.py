@@ -13,7 +13,6 @@ from typing import Any
 
 import pulumi
 
-from infra import paths
 from infra.components import (
     AclPolicies,
     AuditDevices,
@@ -27,9 +26,10 @@ from infra.components import (
 )
 from infra.components.secret_delivery import SecretDelivery, kubernetes_provider
 from infra.components.static_secrets import StaticSecrets
-from infra.policy_files import read_policies
-from infra.spec.credentials import credentials
-from infra.spec.model import EnvironmentSpec
+from kernel import paths
+from kernel.policy_files import read_policies
+from kernel.spec.credentials import credentials
+from kernel.spec.model import EnvironmentSpec
 
 MIRROR_SOURCE_STACK = "prod"
 

@@ -19,7 +19,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from infra.redact import describe
+from kernel.redact import describe
 from rotation.errors import BadInput
 
 ADDRESS_VARIABLES = ("VAULT_ADDR", "BAO_ADDR")

@@ -23,8 +23,8 @@ from typing import Any
 import hvac
 import hvac.exceptions
 
-from infra.naming import kubernetes_role_name
-from infra.spec.model import EnvironmentSpec, Service, StaticSecret
+from kernel.naming import kubernetes_role_name
+from kernel.spec.model import EnvironmentSpec, Service, StaticSecret
 from rotation.kube import Cluster
 from rotation.vault import DEFAULT_TIMEOUT_SECONDS, vault_errors
 

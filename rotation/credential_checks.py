@@ -32,8 +32,8 @@ from typing import Any
 import hvac
 import hvac.exceptions
 
-from infra.spec.credentials import Credential
-from infra.spec.model import EnvironmentSpec
+from kernel.spec.credentials import Credential
+from kernel.spec.model import EnvironmentSpec
 from rotation.audit_log import AuditEvent, rotation_evidence
 from rotation.vault import vault_errors
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra import paths
-from infra.spec.credentials import credential
+from kernel import paths
+from kernel.spec.credentials import credential
 from rotation import gitutil
 from rotation.commands.drift import declared_secrets, read_reachable
 from rotation.commands.due import OVERDUE, credential_rows, due_row, parse_now

@@ -30,8 +30,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from infra.redact import describe
-from infra.spec import EnvironmentSpec
+from kernel.redact import describe
+from kernel.spec import EnvironmentSpec
 from rotation.errors import BadInput
 
 # The checks an evidence file can be, and what each one's entries say.
@@ -272,7 +272,7 @@ def _leases(r: _Reader) -> tuple[tuple[str, int], ...]:
 
 
 def _credentials(r: _Reader) -> tuple[CredentialSeen, ...]:
-    from infra.spec.credentials import credential
+    from kernel.spec.credentials import credential
 
     found = r.mapping(r.get(r.data, "credentials", "credentials", required=False) or {},
                       "credentials")

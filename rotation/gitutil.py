@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from infra.redact import describe
+from kernel.redact import describe
 from rotation.errors import BadInput
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from infra.redact import display_url
+from kernel.redact import display_url
 from rotation.errors import BadInput, CheckFailed
 
 LOCK_PREFIX = ".pulumi/locks/"

@@ -5,9 +5,9 @@ text (with rich tables on a terminal). Nothing in a Result may hold a secret
 value: results carry identifiers, versions, timestamps and evidence.
 
 Addresses are shown without credentials where they are formatted
-(:func:`infra.redact.display_url`); as a second line of defence every string
+(:func:`kernel.redact.display_url`); as a second line of defence every string
 of a JSON payload, every error message and hint, and every log record pass
-through :func:`infra.redact.scrub_urls` on their way out, so a URL with
+through :func:`kernel.redact.scrub_urls` on their way out, so a URL with
 userinfo or a query string that a new message forgets is still cut.
 """
 
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO, cast
 
-from infra.redact import has_url_credentials, scrub_urls
+from kernel.redact import has_url_credentials, scrub_urls
 
 log = logging.getLogger("rotation")
 

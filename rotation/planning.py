@@ -4,7 +4,7 @@ A plan compares the head with the merge base of ``--base`` and the head
 (three-dot: what the branch changed, not how far main has moved since). A
 rotation is a credential whose declared version rose by exactly one, written
 as a canonical integer: a static secret's ``version``, or for the other classes of
-:mod:`infra.spec.credentials` a JWT key's ``version``, the connection's
+:mod:`kernel.spec.credentials` a JWT key's ``version``, the connection's
 ``root_rotation``, a static role's ``version`` or a role's ``lease_generation``
 (the plan says what the apply will do for each); for a provided secret its
 ``secure:`` ciphertext must change with it and must not be one the file held
@@ -27,12 +27,12 @@ from typing import Any
 
 import yaml
 
-from infra import paths
-from infra.redact import describe
-from infra.spec import EnvironmentSpec, SpecError, parse_spec
-from infra.spec.credentials import Credential, credentials, raw_versions
-from infra.spec.stackfile import parse_yaml
-from infra.spec.versions import version_literal_problems
+from kernel import paths
+from kernel.redact import describe
+from kernel.spec import EnvironmentSpec, SpecError, parse_spec
+from kernel.spec.credentials import Credential, credentials, raw_versions
+from kernel.spec.stackfile import parse_yaml
+from kernel.spec.versions import version_literal_problems
 from rotation import gitutil
 from rotation.errors import BadInput
 from rotation.review import file_changes, privilege, rules

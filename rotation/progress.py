@@ -1,5 +1,8 @@
 """Progress for long waits: a live status line on a terminal, periodic lines off one.
 
+Also the bar for long reads (:func:`progress_bar`): the live reader reports
+how far it got through a callback, and the commands draw it here.
+
 ``verify --watch 15m`` watches the audit log for fifteen minutes; silence for
 that long reads as a hang. On a terminal (stderr) the status line is
 rewritten in place every second (time left, what passes); in a pipe, a file
@@ -12,11 +15,13 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Self
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.status import Status
 
 from rotation.output import log
@@ -66,3 +71,22 @@ class StatusLine:
             self._live.stop()
         if self.text and self.text != self._logged_text:
             log.info("%s", self.text)  # the last state stays on screen and in the log
+
+
+@contextmanager
+def progress_bar(description: str, *,
+                 console: Console | None = None) -> Iterator[Callable[[int, int], None]]:
+    """Yield ``advance(n, total)`` drawing a transient bar on a terminal (stderr), else nothing.
+
+    ``advance`` may be called from worker threads (rich's progress is locked).
+    """
+    console = console or Console(stderr=True)
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        console=console, transient=True, disable=not console.is_terminal)
+    with progress:
+        task = progress.add_task(description, total=None)
+
+        def advance(n: int, total: int) -> None:
+            progress.update(task, total=total, advance=n)
+
+        yield advance

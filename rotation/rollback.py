@@ -21,7 +21,7 @@ from typing import Any
 import hvac
 import hvac.exceptions
 
-from infra.spec.model import PREVIOUS_SUFFIX, StaticSecret
+from kernel.spec.model import PREVIOUS_SUFFIX, StaticSecret
 from rotation.kv import LiveMetadata, parse_time
 from rotation.timefmt import format_duration, rfc3339
 

@@ -16,8 +16,8 @@ from collections.abc import Iterable, Mapping, MutableMapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from infra.spec.credentials import Credential
-from infra.spec.model import EnvironmentSpec
+from kernel.spec.credentials import Credential
+from kernel.spec.model import EnvironmentSpec
 from rotation.timefmt import rfc3339
 
 STAGGER_SECONDS = 60 * 60  # 1h: one rotation per group per hour

@@ -1,6 +1,6 @@
 """Round-trip edits of ``Pulumi.<stack>.yaml`` that change one value and nothing else.
 
-The file is parsed once (:mod:`infra.spec.stackfile`: the node tree with line
+The file is parsed once (:mod:`kernel.spec.stackfile`: the node tree with line
 and column marks, and the data from the same parse). The node tree finds the
 exact line and column of the value to change; the edit is then made on the
 original text, so comments, order, quoting and formatting of every other byte
@@ -18,14 +18,14 @@ from typing import Any, cast
 
 import yaml
 
-from infra import paths
-from infra.redact import describe
-from infra.spec import SpecError, parse_spec
-from infra.spec.credentials import Credential
-from infra.spec.marks import duplicate_keys
-from infra.spec.stackfile import YamlDocument, parse_yaml
-from infra.spec.versions import literal_problem
-from rotation.atomic import write_text_atomic
+from kernel import paths
+from kernel.atomic import write_text_atomic
+from kernel.redact import describe
+from kernel.spec import SpecError, parse_spec
+from kernel.spec.credentials import Credential
+from kernel.spec.marks import duplicate_keys
+from kernel.spec.stackfile import YamlDocument, parse_yaml
+from kernel.spec.versions import literal_problem
 from rotation.errors import BadInput
 
 _INT_TOKEN = re.compile(r"\d+")

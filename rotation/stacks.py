@@ -18,11 +18,11 @@ from pathlib import Path
 
 import hvac
 
-from infra import paths
-from infra.redact import describe
-from infra.spec import EnvironmentSpec, SpecError, load_stack_file
-from infra.spec.loader import read_stack_document
-from infra.spec.stackfile import YamlDocument
+from kernel import paths
+from kernel.redact import describe
+from kernel.spec import EnvironmentSpec, SpecError, load_stack_file
+from kernel.spec.loader import read_stack_document
+from kernel.spec.stackfile import YamlDocument
 from rotation import address as vault_address
 from rotation.errors import BadInput
 from rotation.vault import VaultTarget, connect

@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from infra.redact import describe, plainly_not_secret
+from kernel.redact import describe, plainly_not_secret
 
 # Flags whose argument is meant to be a variable *name* (or KEY=VARNAME) but where a
 # hurried operator may paste the secret itself: their values are never echoed.
@@ -90,7 +90,7 @@ def _redact(message: str) -> str:
     """Hide quoted values in a message about a flag that can carry a secret.
 
     Other quoted values are shown only when plainly not a secret, else by
-    their shape (:func:`infra.redact.describe`): a token typed as ``--retries``
+    their shape (:func:`kernel.redact.describe`): a token typed as ``--retries``
     is still a token.
     """
     if any(flag in message for flag in SECRET_FLAGS):
@@ -169,7 +169,7 @@ def _extras_problem(scan: _Scan, message: str, help_command: str,
         parts = []
         for flag in scan.unknown:
             guess = suggest(flag, sorted(options))
-            # A secret pasted after "--" is still a secret (infra.redact.describe).
+            # A secret pasted after "--" is still a secret (kernel.redact.describe).
             shown = flag if plainly_not_secret(flag) else describe(flag)
             parts.append(f"{shown} (did you mean {guess}?)" if guess else shown)
         text = f"unknown option{'s' if len(parts) > 1 else ''} " + ", ".join(parts)

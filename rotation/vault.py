@@ -18,7 +18,7 @@ import hvac
 import hvac.exceptions
 import requests
 
-from infra.redact import display_url
+from kernel.redact import display_url
 from rotation.address import unreachable_hint
 from rotation.errors import BadInput, CasConflict, CheckFailed, VaultUnavailable
 

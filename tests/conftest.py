@@ -103,7 +103,7 @@ def audit_answer(devices: dict[str, str]) -> dict[str, Any]:
 def openbao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A fresh OpenBao dev server for one test, with the local stack's audit stanzas."""
     from infra.audit_config import render_audit_hcl
-    from infra.spec import load_stack_file
+    from kernel.spec import load_stack_file
     from tests.servers import start_openbao
 
     workdir = tmp_path_factory.mktemp("openbao")
@@ -124,7 +124,7 @@ def raft_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     it is done, so the next test finds three unsealed voters again.
     """
     from infra.audit_config import render_audit_hcl
-    from infra.spec import load_stack_file
+    from kernel.spec import load_stack_file
     from tests.cluster import start_raft_cluster
 
     spec = load_stack_file(REPO_ROOT / "Pulumi.local.yaml")
@@ -153,7 +153,7 @@ def postgres() -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def kube_apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A real kube-apiserver on etcd, bootstrapped for the local stack (one per module)."""
-    from infra.spec import load_stack_file
+    from kernel.spec import load_stack_file
     from tests.kubeserver import bootstrap, start_kube_apiserver
 
     server = start_kube_apiserver(tmp_path_factory.mktemp("kube"))

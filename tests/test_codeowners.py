@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 
-from infra.spec import load_stack_file
+from kernel.spec import load_stack_file
 from rotation.review.file_changes import ALLOWLIST, EXPECTATIONS, GATE_PATHS, POLICY_DIR
 from tests.conftest import REPO_ROOT
 

@@ -270,7 +270,7 @@ def up() -> int:
     """Start OpenBao (with the local audit stanzas) and PostgreSQL, then ``pulumi up``."""
     sys.path.insert(0, str(REPO_ROOT))
     from infra.audit_config import render_audit_hcl
-    from infra.spec import load_stack_file
+    from kernel.spec import load_stack_file
     from tests.servers import start_openbao, start_postgres
 
     if shutil.which("pulumi") is None:

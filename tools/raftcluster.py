@@ -70,7 +70,7 @@ def up() -> int:
     """Start the cluster detached and print how to use it."""
     sys.path.insert(0, str(REPO_ROOT))
     from infra.audit_config import render_audit_hcl
-    from infra.spec import load_stack_file
+    from kernel.spec import load_stack_file
     from tests.cluster import start_raft_cluster
 
     if STATE.exists():

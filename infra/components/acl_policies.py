@@ -7,11 +7,11 @@ from collections.abc import Mapping
 import pulumi
 import pulumi_vault as vault
 
-from infra.naming import resource_name
+from kernel.naming import resource_name
 
 
 class AclPolicies(pulumi.ComponentResource):
-    """Writes each policy's HCL text (read beforehand by :mod:`infra.policy_files`)."""
+    """Writes each policy's HCL text (read beforehand by :mod:`kernel.policy_files`)."""
 
     policies: dict[str, vault.Policy]
 

@@ -17,8 +17,8 @@ import pulumi
 import pulumi_vault as vault
 
 from infra.audit_config import render_audit_hcl
-from infra.naming import resource_name
-from infra.spec.model import Audit, AuditDevice, Flavour
+from kernel.naming import resource_name
+from kernel.spec.model import Audit, AuditDevice, Flavour
 
 
 class AuditDeviceMissingError(RuntimeError):

@@ -25,14 +25,14 @@ import pulumi
 import pulumi_vault as vault
 
 from infra.components.rotation_action import rotation_action
-from infra.naming import resource_name
-from infra.spec.credentials import (
+from kernel.naming import resource_name
+from kernel.spec.credentials import (
     Credential,
     db_root_id,
     lease_generation_id,
     static_role_id,
 )
-from infra.spec.model import DatabaseEngine as DatabaseEngineSpec
+from kernel.spec.model import DatabaseEngine as DatabaseEngineSpec
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ from __future__ import annotations
 import pulumi
 import pulumi_vault as vault
 
-from infra.naming import resource_name
-from infra.spec.model import JwtAuth as JwtAuthSpec
-from infra.spec.model import JwtRole
+from kernel.naming import resource_name
+from kernel.spec.model import JwtAuth as JwtAuthSpec
+from kernel.spec.model import JwtRole
 
 PULL_REQUEST_REF = "refs/pull/*/merge"
 

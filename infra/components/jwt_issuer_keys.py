@@ -20,9 +20,9 @@ import pulumi
 import pulumi_vault as vault
 
 from infra.components.rotation_action import rotation_action
-from infra.naming import resource_name
-from infra.spec.credentials import Credential, jwt_key_id
-from infra.spec.model import JwtIssuerKey
+from kernel.naming import resource_name
+from kernel.spec.credentials import Credential, jwt_key_id
+from kernel.spec.model import JwtIssuerKey
 
 # Tokens an issuer role signs live at most this long (the shortest verification_ttl allowed).
 ISSUER_ROLE_TTL_SECONDS = 60 * 60  # 1h

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_vault as vault
 
-from infra.naming import kubernetes_role_name, resource_name
-from infra.spec.model import KubernetesAuth as KubernetesAuthSpec
-from infra.spec.model import Service
+from kernel.naming import kubernetes_role_name, resource_name
+from kernel.spec.model import KubernetesAuth as KubernetesAuthSpec
+from kernel.spec.model import Service
 
 
 class KubernetesAuth(pulumi.ComponentResource):

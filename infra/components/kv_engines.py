@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_vault as vault
 
-from infra.naming import resource_name
-from infra.spec.model import KvMount
+from kernel.naming import resource_name
+from kernel.spec.model import KvMount
 
 
 class KvEngines(pulumi.ComponentResource):

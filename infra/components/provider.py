@@ -9,7 +9,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_vault as vault
 
-from infra.spec.model import VaultTarget
+from kernel.spec.model import VaultTarget
 
 
 def vault_provider(

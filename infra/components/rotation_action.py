@@ -8,7 +8,7 @@ The mechanism is pulumi-vault's ``vault.generic.Endpoint`` (the bridged
 ``vault_generic_endpoint``, an SDKv2 resource of terraform-provider-vault 5.9.0,
 so the toolchain's vault plugin 7.14.0 has it), keyed on the declared version:
 
-* its ``data_json`` carries the version (:func:`infra.spec.credentials.rotation_payload`),
+* its ``data_json`` carries the version (:func:`kernel.spec.credentials.rotation_payload`),
   so a bump is an *update* of this resource and the provider writes the
   endpoint once; an unchanged version is no diff at all, so
   ``pulumi preview --expect-no-changes`` stays green after the apply;
@@ -39,8 +39,8 @@ import json
 import pulumi
 import pulumi_vault as vault
 
-from infra.naming import resource_name
-from infra.spec.credentials import FIRST_VERSION, Credential, rotation_payload
+from kernel.naming import resource_name
+from kernel.spec.credentials import FIRST_VERSION, Credential, rotation_payload
 
 
 def rotation_action(

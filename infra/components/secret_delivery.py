@@ -20,9 +20,9 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.naming import kubernetes_role_name
-from infra.paths import project_root
-from infra.spec.model import EnvironmentSpec, KubernetesDelivery, Service, StaticSecret
+from kernel.naming import kubernetes_role_name
+from kernel.paths import project_root
+from kernel.spec.model import EnvironmentSpec, KubernetesDelivery, Service, StaticSecret
 
 VSO_API_VERSION = "secrets.hashicorp.com/v1beta1"
 # pulumi-kubernetes deletes with foreground propagation by default, which waits for the

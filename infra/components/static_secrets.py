@@ -38,9 +38,9 @@ import pulumi
 import pulumi_random as random
 import pulumi_vault as vault
 
-from infra.naming import resource_name
-from infra.secret_values import SecretValueError, check_keys, mirror_entry, parse_provided
-from infra.spec.model import PREVIOUS_SUFFIX, Generator, StaticSecret
+from kernel.naming import resource_name
+from kernel.secret_values import SecretValueError, check_keys, mirror_entry, parse_provided
+from kernel.spec.model import PREVIOUS_SUFFIX, Generator, StaticSecret
 
 _ALPHABETS: dict[str, dict[str, Any]] = {
     "alphanumeric": {"special": False},

@@ -1,7 +1,7 @@
 """``bump --stack ENV ID``: raise one credential's declared version by exactly one.
 
 The credential is a KV v2 static secret (``<mount>/<path>``) or any other
-class of :mod:`infra.spec.credentials`: a JWT issuer key
+class of :mod:`kernel.spec.credentials`: a JWT issuer key
 (``identity/oidc/key/<name>``), the database root credential
 (``<mount>/config/<connection>``), a database static role
 (``<mount>/static-roles/<name>``) or a role's lease generation
@@ -25,11 +25,11 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from infra import paths
-from infra.redact import describe
-from infra.secret_values import SecretValueError, check_keys
-from infra.spec.credentials import Credential, credential, credentials
-from infra.spec.model import StaticSecret
+from kernel import paths
+from kernel.redact import describe
+from kernel.secret_values import SecretValueError, check_keys
+from kernel.spec.credentials import Credential, credential, credentials
+from kernel.spec.model import StaticSecret
 from rotation import gitutil
 from rotation.due_bumps import bump_due
 from rotation.errors import BadInput

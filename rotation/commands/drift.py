@@ -24,13 +24,15 @@ from typing import Any, TextIO
 
 import hvac.exceptions
 
-from infra.redact import display_url
-from infra.spec.credentials import credentials
+from kernel.redact import display_url
+from kernel.spec.credentials import credentials
 from rotation import stacks, tables
 from rotation.errors import EXIT_VAULT_UNAVAILABLE, BadInput, CheckFailed, VaultUnavailable
 from rotation.kv import LiveMetadata
-from rotation.live import Declared, declare, read_live
+from rotation.live.declared import Declared, declare
+from rotation.live.scan import read_live
 from rotation.output import Result, log
+from rotation.progress import progress_bar
 from rotation.rollback import previous_kept, previous_note
 from rotation.tables import TableData
 from rotation.timefmt import rfc3339, rfc3339_or_none
@@ -162,7 +164,8 @@ def read_reachable(
     for target in targets:
         mine = [d for d in declared if d.stack == target.name]
         try:
-            live.update(read_live(mine, description=f"{description} ({target.name})"))
+            with progress_bar(f"{description} ({target.name})") as advance:
+                live.update(read_live(mine, advance=advance))
         except VaultUnavailable as exc:
             first = first or exc
             unreachable.append({"stack": target.name, "address": target.vault.address,

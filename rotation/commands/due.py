@@ -23,14 +23,14 @@ import argparse
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
-from infra.redact import describe, display_url
-from infra.spec.credentials import Credential, credentials
+from kernel.redact import describe, display_url
+from kernel.spec.credentials import Credential, credentials
 from rotation import stacks, tables
 from rotation.commands.drift import declared_secrets, read_reachable, unreachable_lines
 from rotation.credential_checks import last_vault_rotation, parse_time
 from rotation.errors import EXIT_VAULT_UNAVAILABLE, BadInput
 from rotation.kv import LiveMetadata
-from rotation.live import Declared
+from rotation.live.declared import Declared
 from rotation.output import Result
 from rotation.rollback import previous_kept, previous_note
 from rotation.schedule import groups, stagger

@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 import hvac
 
-from infra.redact import describe, display_url
+from kernel.redact import describe, display_url
 from rotation import kvwrite, stacks
 from rotation.cluster import follow_active
 from rotation.errors import BadInput

@@ -41,17 +41,19 @@ from typing import Any, TextIO
 
 import hvac
 
-from infra.naming import resource_name
-from infra.redact import display_url
-from infra.spec.credentials import Credential, credential
+from kernel.naming import resource_name
+from kernel.redact import display_url
+from kernel.spec.credentials import Credential, credential
 from rotation.audit_probe import probe_audit_devices
 from rotation.cluster import follow_active
 from rotation.credential_checks import observe
 from rotation.errors import BadInput, CheckFailed
-from rotation.live import SecretState, secret_states
+from rotation.live.declared import SecretState
+from rotation.live.scan import secret_states
 from rotation.locks import PendingOperation, lock_holders, pending_operations, stack_locks
 from rotation.output import Result
 from rotation.planning import add_rotated_arguments, rotated_credentials, rotated_secrets
+from rotation.progress import progress_bar
 from rotation.rollback import restorable_problem
 from rotation.stacks import add_stack_arguments, repo_root, targets
 from rotation.timefmt import rfc3339
@@ -260,7 +262,8 @@ def run(args: argparse.Namespace) -> Result:
     address, status = node.address, node.status
     # Every read below goes to the active node: a standby's reads can lag its writes.
     target = replace(target, vault=replace(target.vault, address=address))
-    states = secret_states(root, target)
+    with progress_bar(f"{target.name}: reading KV metadata") as advance:
+        states = secret_states(root, target, advance=advance)
     rotated = set(rotated_secrets(root, target, args.base, args.secret))
     classified, failures, warnings = classify(states, rotated)
     pending = [s for s in states if classified[s.secret.id] == "pending"]

@@ -17,7 +17,7 @@ A record is evidence, so it says only what ``record`` itself checked:
   fixed set); no text of theirs is copied, and a field that is not such an
   identifier refuses the file (exit 2);
 * ``--operator``, ``--pr`` and ``--ticket`` must have the shape of a name and
-  of references, and be plainly not secrets (:mod:`infra.redact`);
+  of references, and be plainly not secrets (:mod:`kernel.redact`);
 * each recorded rotation (stack, secret, version) leaves a marker in the
   record, so recording the same rotation again adds nothing (the services
   table is still brought up to date).
@@ -32,16 +32,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from infra.redact import describe, display_url, plainly_not_secret
-from infra.spec import EnvironmentSpec
-from infra.spec.credentials import credential
+from kernel.atomic import write_text_atomic
+from kernel.redact import describe, display_url, plainly_not_secret
+from kernel.spec import EnvironmentSpec
+from kernel.spec.credentials import credential
 from rotation import gitutil
-from rotation.atomic import write_text_atomic
 from rotation.errors import BadInput, CheckFailed
 from rotation.evidence import Evidence, read_dynamic_output, read_evidence
-from rotation.live import SecretState, secret_states
+from rotation.live.declared import SecretState
+from rotation.live.scan import secret_states
 from rotation.output import Result
 from rotation.planning import add_rotated_arguments, rotation_notes
+from rotation.progress import progress_bar
 from rotation.stacks import add_stack_arguments, repo_root, targets
 from rotation.timefmt import reformat, rfc3339
 
@@ -251,7 +253,8 @@ def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one rec
     read = [(path, read_evidence(path, target.spec)) for path in args.evidence]
     evidence = [line for path, ev in read for line in evidence_lines(path, ev)]
     dynamic = dynamic_lines(args.dynamic_output, target.spec) if args.dynamic_output else []
-    states = {s.secret.id: s for s in secret_states(root, target)}
+    with progress_bar(f"{target.name}: reading KV metadata") as advance:
+        states = {s.secret.id: s for s in secret_states(root, target, advance=advance)}
     not_applied = _not_applied(states, rotated)
     if not_applied:
         raise CheckFailed(

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from infra.spec.model import EnvironmentSpec
+from kernel.spec.model import EnvironmentSpec
 from rotation import gitutil
 from rotation.errors import BadInput, CheckFailed, RotationError
 from rotation.kube import Cluster, add_kube_arguments

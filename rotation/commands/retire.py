@@ -16,8 +16,8 @@ import argparse
 from pathlib import Path
 from typing import TextIO
 
-from infra import paths
-from infra.spec.model import PREVIOUS_SUFFIX
+from kernel import paths
+from kernel.spec.model import PREVIOUS_SUFFIX
 from rotation.commands.rollback import edit_secret
 from rotation.output import Result
 from rotation.stackedit import clean_reason, clean_ticket, retire_document

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, TextIO
 
-from rotation.dynamic import lease_is_live, revoke_lease
+from rotation.dynamic.leases import lease_is_live, revoke_lease
 from rotation.errors import BadInput, CheckFailed
 from rotation.output import Result
 from rotation.stacks import add_address_arguments, stackless_address

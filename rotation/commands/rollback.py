@@ -20,10 +20,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from infra import paths
-from infra.redact import describe
-from infra.spec.model import StaticSecret
-from infra.spec.stackfile import YamlDocument
+from kernel import paths
+from kernel.redact import describe
+from kernel.spec.model import StaticSecret
+from kernel.spec.stackfile import YamlDocument
 from rotation import gitutil
 from rotation.commands.bump import refuse_second_bump
 from rotation.errors import BadInput

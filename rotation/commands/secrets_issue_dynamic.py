@@ -4,7 +4,7 @@ Issues database credentials for ``--role`` from the engine at ``--mount``,
 writes them with their lease to ``--output`` (JSON, mode 0600, replaced
 atomically so a reader never sees a partial or mixed file) and exits; with
 ``--watch`` it keeps the lease alive with
-:class:`~rotation.dynamic.DynamicCredentialManager`, rewrites the file on every
+:class:`~rotation.dynamic.manager.DynamicCredentialManager`, rewrites the file on every
 new credential (and every renewal, so ``expires_at`` stays true), and on
 SIGTERM/SIGINT revokes the lease unless ``--no-revoke-on-exit``.
 
@@ -27,15 +27,14 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from infra.redact import describe
-from rotation import atomic
-from rotation.dynamic import (
+from kernel import atomic
+from kernel.redact import describe
+from rotation.dynamic.journal import LeaseJournal, recover_journal
+from rotation.dynamic.manager import (
     DEFAULT_ESCALATE_AFTER_SECONDS,
     CloseReport,
     Credential,
     DynamicCredentialManager,
-    LeaseJournal,
-    recover_journal,
 )
 from rotation.errors import EXIT_INTERRUPTED, BadInput, Interrupted
 from rotation.output import Result, log

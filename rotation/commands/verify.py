@@ -41,18 +41,19 @@ from typing import Any, TextIO
 import hvac
 import hvac.exceptions
 
-from infra.redact import describe
-from infra.spec.credentials import credential
+from kernel.redact import describe
+from kernel.spec.credentials import credential
 from rotation.audit_log import AuditEvent, events_from_file, write_evidence
 from rotation.cluster import follow_active
 from rotation.consumers import ConsumerCheck, check_consumers
 from rotation.credential_checks import verify_credential
 from rotation.errors import BadInput
 from rotation.kube import Cluster, add_kube_arguments
-from rotation.live import SecretState, secret_states
+from rotation.live.scan import secret_states
 from rotation.output import Result, log
 from rotation.planning import add_rotated_arguments, rotated_credentials, rotated_secrets
-from rotation.progress import StatusLine
+from rotation.progress import StatusLine, progress_bar
+from rotation.live.declared import SecretState
 from rotation.rollback import previous_matches, restored_matches
 from rotation.stacks import StackTarget, add_stack_arguments, repo_root, targets
 from rotation.timefmt import format_duration, reformat, rfc3339_or_none
@@ -197,7 +198,8 @@ def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one che
     address = node.address
     target = replace(target, vault=replace(target.vault, address=address))
     failures: list[str] = []
-    states = secret_states(root, target)
+    with progress_bar(f"{target.name}: reading KV metadata") as advance:
+        states = secret_states(root, target, advance=advance)
     for state in states:
         if state.live_version != state.declared:
             failures.append(f"{state.secret.id}: live version {state.live_version}, declared "

@@ -3,6 +3,6 @@
 * :mod:`rotation.gates.capabilities` - the ACL capability matrix
   (``policies/acl/expectations.yaml``) checked against a real policy engine.
 * :mod:`rotation.gates.secret_scan` - no plaintext secret in the tree.
-* :mod:`rotation.gates.dr` - the dr stack mirrors prod (mirrors, mounts, policies, roles).
+* :mod:`kernel.dr` - the dr stack mirrors prod (mirrors, mounts, policies, roles).
 * :mod:`rotation.gates.offline` - every offline check, run in seconds with no Vault.
 """

@@ -34,7 +34,7 @@ import hvac
 import jsonschema
 import yaml
 
-from infra import paths
+from kernel import paths
 from rotation.vault import vault_errors
 
 EXPECTATIONS_FILE = paths.POLICY_DIR / "expectations.yaml"

@@ -37,21 +37,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from infra import paths
-from infra.policy_files import PolicyParseError, parse_policy
-from infra.spec import EnvironmentSpec, SpecError, load_stack_file
-from infra.spec.loader import read_stack_document
-from infra.spec.stackfile import YamlDocument
-from infra.spec.versions import version_literal_problems
+from kernel import dr, paths
+from kernel.policy_files import PolicyParseError, parse_policy
+from kernel.rules import MIN_AUDIT_DEVICES
+from kernel.spec import EnvironmentSpec, SpecError, load_stack_file
+from kernel.spec.loader import read_stack_document
+from kernel.spec.stackfile import YamlDocument
+from kernel.spec.versions import version_literal_problems
 from rotation import gitutil
 from rotation.errors import CheckFailed
-from rotation.gates import capabilities, dr, secret_scan
+from rotation.gates import capabilities, secret_scan
 from rotation.planning import build_plan, engine_likely_needed
 from rotation.review.engine import Engine
 
-# A strict stack (the spec's `strict: true`, as in the CrossGuard pack) needs two audit
-# devices: one failing device must not be able to stop Vault.
-MIN_AUDIT_DEVICES = 2
 CHECK_NAMES = ("stack-files", "acl-policies", "rotation-plan", "secrets", "dr-mirrors")
 MAX_SHOWN = 40  # per list in the text report; --json has everything
 

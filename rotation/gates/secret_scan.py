@@ -57,8 +57,8 @@ from detect_secrets.core.secrets_collection import SecretsCollection
 from detect_secrets.filters.heuristic import is_non_text_file
 from detect_secrets.settings import transient_settings
 
-from infra import paths
-from infra.spec.stackfile import LOADER, YamlDocument, read_yaml
+from kernel import paths
+from kernel.spec.stackfile import LOADER, YamlDocument, read_yaml
 from rotation.errors import BadInput
 
 ALLOWLIST_FILE = Path(__file__).with_name("secret_allowlist.yaml")

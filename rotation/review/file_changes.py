@@ -35,7 +35,7 @@ ALLOWLIST = "rotation/gates/secret_allowlist.yaml"
 # What the gate runs and what decides who reviews it (see .github/CODEOWNERS).
 GATE_PATHS = (
     "rotation/gates/", "rotation/review/", "rotation/planning.py", "rotation/commands/gate.py",
-    "rotation/commands/plan.py", "infra/spec/", "infra/schema/", "policies/guard/",
+    "rotation/commands/plan.py", "kernel/", "policies/guard/",
     "policies/acl/expectations.schema.json", ".github/",
 )
 

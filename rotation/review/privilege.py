@@ -31,7 +31,7 @@ from typing import Any
 import hvac
 import requests
 
-from infra.policy_files import PolicyParseError, parse_policy
+from kernel.policy_files import PolicyParseError, parse_policy
 from rotation.errors import CheckFailed
 from rotation.gates.capabilities import NO_CAPABILITY, capabilities_of
 from rotation.review.engine import Engine, throwaway_openbao

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from infra import paths
+from kernel import paths
 from rotation.review.changes import (
     ABSENT,
     CONFIGURATION,

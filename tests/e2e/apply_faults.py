@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from infra.spec import load_stack_file
+from kernel.spec import load_stack_file
 from tests.cluster import ActiveNodeProxy, RaftCluster
 from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import git_init

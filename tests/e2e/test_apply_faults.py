@@ -7,7 +7,7 @@
 ``pulumi up`` itself SIGKILLed mid-apply (prod's S3 backend on moto) is not
 tested here yet: its advice includes ``pulumi refresh``, which fails on a stack
 that only renders its Kubernetes objects (no cluster configured). Preflight's
-side of that fault is tested in tests/rotation/test_preflight_interrupted_apply.py.
+side of that fault is tested in tests/rotation/commands/test_preflight_interrupted_apply.py.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ import hvac
 import pytest
 
 from infra.audit_config import render_audit_hcl
-from infra.spec import load_stack_file
+from kernel.spec import load_stack_file
 from tests.e2e.conftest import git_init
 from tests.rotation.dynamic_support import can_login, lease_live
 from tests.servers import start_openbao

@@ -34,7 +34,7 @@ from pathlib import Path
 import pulumi
 
 from infra.components.secret_delivery import SecretDelivery, kubernetes_provider
-from infra.spec import load_stack_file
+from kernel.spec import load_stack_file
 
 spec = load_stack_file(Path(os.environ["E2E_STACK_FILE"]))
 delivery = spec.delivery

@@ -21,7 +21,7 @@ import hvac.exceptions
 import pytest
 
 from infra.audit_config import render_audit_hcl
-from infra.spec import load_stack_file
+from kernel.spec import load_stack_file
 from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import git_init
 from tests.kubeserver import KubeApiServer

@@ -9,10 +9,11 @@ from typing import Any
 import pulumi
 import pytest
 
-from infra import paths, program
+from infra import program
 from infra.components import DatabaseSecrets
 from infra.components.audit_devices import AuditDeviceMissingError
-from infra.spec import EnvironmentSpec, load_stack_file
+from kernel import paths
+from kernel.spec import EnvironmentSpec, load_stack_file
 from tests.conftest import CANARY_DB_PASSWORD, CANARY_PROVIDED, STACKS, MockRun, audit_answer
 
 MOUNT = "vault:index/mount:Mount"

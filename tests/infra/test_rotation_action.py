@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from infra import paths
-from infra.spec import EnvironmentSpec, parse_spec
-from infra.spec.credentials import credentials
-from infra.spec.loader import read_stack_file
+from kernel import paths
+from kernel.spec import EnvironmentSpec, parse_spec
+from kernel.spec.credentials import credentials
+from kernel.spec.loader import read_stack_file
 from tests.conftest import CANARY_DB_PASSWORD, MockRun
 from tests.infra.test_program import evaluate
 
@@ -121,7 +121,7 @@ def test_static_roles_and_issuer_roles_follow_the_spec(pulumi_mocks: Any) -> Non
      "database.connection.root_rotation"),
 ])
 def test_bad_credential_declarations_name_the_key_path(mutate: Any, message: str) -> None:
-    from infra.spec import SpecError
+    from kernel.spec import SpecError
 
     data = local_data()
     mutate(data)

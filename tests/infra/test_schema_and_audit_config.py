@@ -11,11 +11,11 @@ import pytest
 import yaml
 from referencing import Registry, Resource
 
-from infra import paths
 from infra.audit_config import main as audit_main
 from infra.audit_config import render_audit_hcl
 from infra.components.audit_devices import AuditDeviceMissingError, check_devices_present
-from infra.spec import load_stack_file
+from kernel import paths
+from kernel.spec import load_stack_file
 from tests.conftest import STACKS
 
 
@@ -38,7 +38,7 @@ def test_editor_schema_accepts_each_stack_file(stack: str) -> None:
 @pytest.mark.parametrize("stack", STACKS)
 def test_stack_files_declare_the_editor_schema(stack: str) -> None:
     first = paths.stack_file(stack).read_text().splitlines()[0]
-    assert first == "# yaml-language-server: $schema=infra/schema/stack.schema.json"
+    assert first == "# yaml-language-server: $schema=kernel/schema/stack.schema.json"
 
 
 def test_editor_schema_rejects_an_unknown_spec_key() -> None:

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from infra import paths
-from infra.policy_files import allows, parse_policy, read_policy
-from infra.spec import SpecError, load_stack_file
+from kernel import paths
+from kernel.policy_files import allows, parse_policy, read_policy
+from kernel.spec import SpecError, load_stack_file
 from tests.conftest import STACKS, MockRun
 from tests.infra.test_program import evaluate, spec_for
 

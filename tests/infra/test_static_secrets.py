@@ -9,8 +9,8 @@ from typing import Any
 import pulumi
 import pytest
 
-from infra.secret_values import SecretValueError, parse_provided
-from infra.spec import EnvironmentSpec
+from kernel.secret_values import SecretValueError, parse_provided
+from kernel.spec import EnvironmentSpec
 from tests.conftest import CANARY_PROVIDED, STACKS, MockRun
 from tests.infra.test_program import evaluate, prod_mirror, spec_for
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from infra import paths
+from kernel import paths
 from rotation.gates.capabilities import (
     EXPECTATIONS_FILE,
     MatrixReport,

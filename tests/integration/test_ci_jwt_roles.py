@@ -19,9 +19,9 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
-from infra import paths
 from infra.components.jwt_auth import bound_claims, bound_claims_type
-from infra.spec import load_stack_file
+from kernel import paths
+from kernel.spec import load_stack_file
 
 pytestmark = pytest.mark.integration
 

@@ -3,7 +3,7 @@
 Vault is configured here with hvac as the local stack declares it (tests/e2e
 does the same through the real engine), and the apply-time rotation is the
 exact write the program's ``vault.generic.Endpoint`` makes: the credential's
-``action_path`` with :func:`infra.spec.credentials.rotation_payload`. Each test
+``action_path`` with :func:`kernel.spec.credentials.rotation_payload`. Each test
 then proves the rotation itself (JWKS key ids, logins refused and accepted,
 leases gone) and that ``verify`` proves it too, with nothing secret printed.
 """
@@ -20,14 +20,14 @@ from typing import Any
 import hvac
 import pytest
 
-from infra import paths
-from infra.spec import EnvironmentSpec, load_stack_file
-from infra.spec.credentials import Credential, credential, credentials, rotation_payload
+from kernel import paths
+from kernel.spec import EnvironmentSpec, load_stack_file
+from kernel.spec.credentials import Credential, credential, credentials, rotation_payload
 from rotation.cli import main
 from rotation.credential_checks import parse_time
+from tests.rotation.commands.test_preflight_verify import apply_like_pulumi
+from tests.rotation.commands.test_secrets_issue_dynamic import Watcher, read_doc, start_cli
 from tests.rotation.dynamic_support import can_login, live_leases, wait_until
-from tests.rotation.test_preflight_verify import apply_like_pulumi
-from tests.rotation.test_secrets_issue_dynamic import Watcher, read_doc, start_cli
 from tools.localenv import prepare_database
 
 pytestmark = pytest.mark.integration

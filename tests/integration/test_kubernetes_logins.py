@@ -22,9 +22,9 @@ import hvac
 import hvac.exceptions
 import pytest
 
-from infra import paths
-from infra.naming import kubernetes_role_name
-from infra.spec import EnvironmentSpec, load_stack_file
+from kernel import paths
+from kernel.naming import kubernetes_role_name
+from kernel.spec import EnvironmentSpec, load_stack_file
 from tests.conftest import REPO_ROOT
 from tests.kubeserver import KubeApiServer, path_with_toolchain, reviewer_token
 

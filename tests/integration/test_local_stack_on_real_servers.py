@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from infra import paths
-from infra.spec import load_stack_file
+from kernel import paths
+from kernel.spec import load_stack_file
 
 pytestmark = pytest.mark.integration
 

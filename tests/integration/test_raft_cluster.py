@@ -25,7 +25,7 @@ import requests
 
 from rotation.cli import main
 from tests.cluster import ActiveNodeProxy, RaftCluster, RaftNode, node_config
-from tests.rotation.test_preflight_verify import apply_like_pulumi
+from tests.rotation.commands.test_preflight_verify import apply_like_pulumi
 from tests.servers import free_port
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ docs/faults.md.
   (:func:`rotation.kvwrite.cas_put`) sets its own key as fast as it can, so
   the check-and-set writes conflict and merge-retry; the leader dies when a
   third of the processes' writes are in.
-* :func:`lease_holders`: a :class:`~rotation.dynamic.ManagerGroup` keeps N
+* :func:`lease_holders`: a :class:`~rotation.dynamic.group.ManagerGroup` keeps N
   database leases alive through a standby; the leader dies between renewals.
 """
 
@@ -34,7 +34,8 @@ import hvac.exceptions
 
 from rotation import kvwrite
 from rotation.cluster import follow_active
-from rotation.dynamic import Credential, DynamicCredentialManager, ManagerGroup
+from rotation.dynamic.group import ManagerGroup
+from rotation.dynamic.manager import Credential, DynamicCredentialManager
 from rotation.errors import RotationError
 from tests.cluster import RaftCluster
 from tests.reliability.support import child_env, run_cli

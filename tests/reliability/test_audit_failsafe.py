@@ -8,7 +8,7 @@ OpenBao whose only device is a file device: when the audit file is replaced
 by a directory and the server reopens its audit files (SIGHUP), every request
 is refused; ``preflight`` then exits 3, says to look at the audit devices,
 and changes nothing. (Its report of one failing device among working ones is
-``tests/rotation/test_preflight_verify.py``.)
+``tests/rotation/commands/test_preflight_verify.py``.)
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import pytest
 
 from rotation.cli import main
 from tests.reliability.support import State
+from tests.rotation.commands.test_preflight_verify import apply_like_pulumi
 from tests.rotation.dynamic_support import wait_until
-from tests.rotation.test_preflight_verify import apply_like_pulumi
 
 SECOND_DEVICE = """        - path: syslog-secondary
           type: syslog

@@ -9,7 +9,7 @@ every file of the repository is compared byte for byte with before the run.
 
 The property tests (hypothesis) check that the spec loader, fed arbitrary
 YAML-shaped data and mutations of a real spec, only ever raises
-:class:`~infra.spec.SpecError`, and that ``bump_version_text`` on generated
+:class:`~kernel.spec.SpecError`, and that ``bump_version_text`` on generated
 version lines either changes exactly the version digits (re-parse equality)
 or raises :class:`~rotation.errors.BadInput`, in which case the CLI leaves the
 file's bytes as they were.
@@ -32,7 +32,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from infra.spec import SpecError, parse_spec
+from kernel.spec import SpecError, parse_spec
 from rotation.cli import main
 from rotation.errors import BadInput
 from rotation.stackedit import bump_version_text

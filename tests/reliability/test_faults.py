@@ -25,8 +25,8 @@ import pytest
 
 from rotation.cli import main
 from tests.reliability.support import FaultProxy, State, wait_token_gone
+from tests.rotation.commands.test_preflight_verify import apply_like_pulumi
 from tests.rotation.dynamic_support import configure_database, live_leases
-from tests.rotation.test_preflight_verify import apply_like_pulumi
 from tests.servers import free_port
 
 pytestmark = pytest.mark.integration

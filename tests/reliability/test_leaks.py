@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 
 from tests.reliability.support import child_env, run_cli
+from tests.rotation.commands.test_preflight_verify import apply_like_pulumi
 from tests.rotation.dynamic_support import configure_database, lease_live
-from tests.rotation.test_preflight_verify import apply_like_pulumi
 
 pytestmark = pytest.mark.integration
 

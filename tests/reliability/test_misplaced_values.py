@@ -31,7 +31,7 @@ import yaml
 
 from tests.reliability.support import child_env, run_cli
 from tests.reliability.test_leaks import Harness, Run, both, commit
-from tests.rotation.test_preflight_verify import apply_like_pulumi
+from tests.rotation.commands.test_preflight_verify import apply_like_pulumi
 from tests.servers import free_port
 
 pytestmark = pytest.mark.integration

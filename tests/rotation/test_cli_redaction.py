@@ -1,5 +1,5 @@
 """Usage errors (rotation.cli, rotation.usage): what was typed is shown, unless it could be a
-secret; then its shape, through infra.redact.describe, or nothing."""
+secret; then its shape, through kernel.redact.describe, or nothing."""
 
 from __future__ import annotations
 

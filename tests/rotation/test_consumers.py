@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.spec import load_stack_file
+from kernel.spec import load_stack_file
 from rotation.cli import main
 from rotation.consumers import audience_of
 from tests.conftest import REPO_ROOT

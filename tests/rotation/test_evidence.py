@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from infra import paths
-from infra.spec import load_stack_file
+from kernel import paths
+from kernel.spec import load_stack_file
 from rotation.errors import BadInput
 from rotation.evidence import read_dynamic_output, read_evidence
 

@@ -9,7 +9,7 @@ import hvac
 import hvac.exceptions
 import pytest
 
-from infra.spec.model import StaticSecret
+from kernel.spec.model import StaticSecret
 from rotation.rollback import restorable_problem, restored_matches
 
 pytestmark = pytest.mark.integration

@@ -1,7 +1,7 @@
 """No ACL policy grants ``sudo`` or a wildcard over ``sys/`` unless it is break-glass.
 
 The ``policy`` input of every ``vault.Policy`` is parsed with the repository's
-HCL parser (:func:`infra.policy_files.parse_policy`). A rule is a wildcard
+HCL parser (:func:`kernel.policy_files.parse_policy`). A rule is a wildcard
 over ``sys/`` when its path is a glob (``*`` or ``+``) whose literal text
 before the first glob character is a prefix of ``sys/``: ``*``, ``s*``,
 ``sys*``, ``sys/*``, ``sys/+/...`` and ``+/...`` all reach every ``sys/``
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pulumi_policy import EnforcementLevel, ResourceValidationArgs, ResourceValidationPolicy
 
-from infra.policy_files import PolicyParseError, parse_policy
+from kernel.policy_files import PolicyParseError, parse_policy
 from tradepulse_guard.facts import ACL_POLICY, BREAK_GLASS_POLICY, ReportViolation
 
 _GLOB_CHARS = ("*", "+")

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from pulumi_policy import EnforcementLevel, StackValidationArgs, StackValidationPolicy
 
-from infra.spec import EnvironmentSpec
+from kernel.rules import MIN_AUDIT_DEVICES
+from kernel.spec import EnvironmentSpec
 from tradepulse_guard.facts import (
     AUDIT,
     AUDIT_COMPONENT,
-    MIN_AUDIT_DEVICES,
     ReportViolation,
     resolve_spec,
 )

@@ -3,7 +3,7 @@
 A policy pack sees one stack at a time, so when the dr stack is previewed this
 rule compares its spec (stack config) with ``Pulumi.prod.yaml`` in the same
 checkout, using the same comparison as the offline gate
-(:mod:`rotation.gates.dr`): KV and database mounts, ACL policies, database,
+(:mod:`kernel.dr`): KV and database mounts, ACL policies, database,
 Kubernetes and JWT roles (JWT role names carry the environment), auth methods
 and audit devices, plus the mirror entries. On other stacks it does nothing.
 """
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from pulumi_policy import EnforcementLevel, StackValidationArgs, StackValidationPolicy
 
-from infra.spec import EnvironmentSpec
-from rotation.gates.dr import mirror_problems, parity_problems
+from kernel.dr import mirror_problems, parity_problems
+from kernel.spec import EnvironmentSpec
 from tradepulse_guard.facts import (
     ReportViolation,
     SpecUnavailableError,

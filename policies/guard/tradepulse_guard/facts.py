@@ -25,8 +25,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from infra import paths
-from infra.spec import EnvironmentSpec, SpecError, load_stack_file, parse_spec
+from kernel import paths
+from kernel.spec import EnvironmentSpec, SpecError, load_stack_file, parse_spec
 
 ReportViolation = Callable[..., None]
 
@@ -34,7 +34,6 @@ ReportViolation = Callable[..., None]
 BREAK_GLASS_POLICY = "break-glass"
 # KV v2 versions kept in prod/dr at least (policy config `min_max_versions` may raise it).
 MIN_MAX_VERSIONS = 10
-MIN_AUDIT_DEVICES = 2
 
 # Resource types (Pulumi type tokens) the rules look at.
 KV_BACKEND = "vault:kv/secretBackendV2:SecretBackendV2"

@@ -19,7 +19,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from infra.spec import EnvironmentSpec
+from kernel.spec import EnvironmentSpec
 from tradepulse_guard.facts import (
     KV_BACKEND,
     MIN_MAX_VERSIONS,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pulumi_policy import EnforcementLevel, ResourceValidationArgs, ResourceValidationPolicy
 
-from infra.spec import EnvironmentSpec
+from kernel.spec import EnvironmentSpec
 from tradepulse_guard.facts import (
     AUTH_ROLES,
     DATABASE_ROLE,

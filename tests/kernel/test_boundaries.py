@@ -1,0 +1,70 @@
+"""The kernel is the only thing the program, the CLI and the policy pack share.
+
+``infra`` (the Pulumi program), ``rotation`` (the CLI) and ``tradepulse_guard``
+(the CrossGuard pack) import ``kernel`` and never each other; ``kernel``
+imports none of them, and neither the Pulumi SDK nor hvac. Every import is
+read from the syntax tree, including the lazy ones inside functions, so a
+boundary cannot be crossed quietly.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+PACKAGES = {
+    "kernel": REPO_ROOT / "kernel",
+    "infra": REPO_ROOT / "infra",
+    "rotation": REPO_ROOT / "rotation",
+    "tradepulse_guard": REPO_ROOT / "policies" / "guard",
+}
+OURS = frozenset(PACKAGES)
+# What each package must not import (besides the other clients).
+FORBIDDEN_LIBRARIES = {"kernel": frozenset({"pulumi", "pulumi_vault", "pulumi_kubernetes",
+                                            "pulumi_random", "pulumi_policy", "hvac"})}
+
+
+def imported_tops(source: str) -> Iterator[tuple[str, int]]:
+    """Yield ``(top-level module, line)`` for every absolute import in ``source``."""
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name.split(".")[0], node.lineno
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.module.split(".")[0], node.lineno
+
+
+def violations(package: str, files: dict[str, str]) -> list[str]:
+    """Return ``file:line: imports X`` for every import ``package`` may not make."""
+    allowed = {package, "kernel"}
+    found = []
+    for name, source in sorted(files.items()):
+        for top, line in imported_tops(source):
+            if (top in OURS and top not in allowed) or top in FORBIDDEN_LIBRARIES.get(package, ()):
+                found.append(f"{name}:{line}: imports {top}")
+    return found
+
+
+def _sources(package: str) -> dict[str, str]:
+    root = PACKAGES[package]
+    return {str(p.relative_to(REPO_ROOT)): p.read_text(encoding="utf-8")
+            for p in sorted(root.rglob("*.py")) if "__pycache__" not in p.parts}
+
+
+@pytest.mark.parametrize("package", sorted(PACKAGES))
+def test_each_package_imports_only_the_kernel_across_its_boundary(package: str) -> None:
+    files = _sources(package)
+    assert files, f"no Python files under {PACKAGES[package]}"
+    assert violations(package, files) == []
+
+
+def test_the_walk_sees_lazy_imports_and_forbidden_libraries() -> None:
+    lazy = "def f():\n    from rotation.kv import read\n    return read\n"
+    assert violations("infra", {"infra/x.py": lazy}) == ["infra/x.py:2: imports rotation"]
+    assert violations("kernel", {"kernel/x.py": "import hvac\nimport pulumi.runtime\n"}) == [
+        "kernel/x.py:1: imports hvac", "kernel/x.py:2: imports pulumi"]
+    assert violations("rotation", {"rotation/x.py": "from kernel.spec import parse_spec\n"}) == []

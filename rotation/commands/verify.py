@@ -49,11 +49,11 @@ from rotation.consumers import ConsumerCheck, check_consumers
 from rotation.credential_checks import verify_credential
 from rotation.errors import BadInput
 from rotation.kube import Cluster, add_kube_arguments
+from rotation.live.declared import SecretState
 from rotation.live.scan import secret_states
 from rotation.output import Result, log
 from rotation.planning import add_rotated_arguments, rotated_credentials, rotated_secrets
 from rotation.progress import StatusLine, progress_bar
-from rotation.live.declared import SecretState
 from rotation.rollback import previous_matches, restored_matches
 from rotation.stacks import StackTarget, add_stack_arguments, repo_root, targets
 from rotation.timefmt import format_duration, reformat, rfc3339_or_none

@@ -12,8 +12,8 @@ import hvac
 import pytest
 
 from rotation.cli import main
-from tests.rotation.test_bump import diff_lines
-from tests.rotation.test_rollback import commit
+from tests.rotation.commands.test_bump import diff_lines
+from tests.rotation.commands.test_rollback import commit
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rotation.cli import main
-from tests.rotation.test_bump import diff_lines
+from tests.rotation.commands.test_bump import diff_lines
 
 SIGNING = "secret/services/execution/session-signing-key"
 BROKER = "secret/services/execution/broker-api"

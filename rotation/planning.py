@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from kernel import paths
+from kernel import paths, targets
 from kernel.redact import describe
 from kernel.spec import EnvironmentSpec, SpecError, parse_spec
 from kernel.spec.credentials import Credential, credentials, raw_versions
@@ -73,6 +73,8 @@ class Rotation:
     restores: int | None = None  # a rollback: the earlier KV version whose data is written
     previous: int | None = None  # keep_previous: the version kept as <KEY>_PREVIOUS
     retired: int | None = None  # retire: the version whose keys are rewritten without previous
+    # The URNs the apply changes (kernel.targets): what a targeted `pulumi up` names.
+    resources: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -364,7 +366,8 @@ def plan_stack(  # noqa: PLR0912, PLR0915 - the rotation rules, one after anothe
             consumers=list(new.get("consumers", [])),
             checks=_checks(stack, secret_id, data_path, new_v, restores), restarts=restarts,
             apply=apply, reload="re-read the secret", reason=reason, ticket=ticket,
-            restores=restores, previous=kept, retired=retired))
+            restores=restores, previous=kept, retired=retired,
+            resources=targets.rotation_urns(new_spec, stack, "kv", secret_id)))
         if new.get("mirror_to_dr"):
             # dr takes prod's (restored) data through the StackReference: not its own history.
             plan.rotations.append(Rotation(
@@ -372,7 +375,8 @@ def plan_stack(  # noqa: PLR0912, PLR0915 - the rotation rules, one after anothe
                 old_version=old_v, new_version=new_v, cas=new_v - 1,
                 consumers=list(new.get("consumers", [])),
                 checks=_checks("dr", secret_id, data_path, new_v), follows="prod",
-                reason=reason, ticket=ticket))
+                reason=reason, ticket=ticket,
+                resources=[targets.secret_v2_urn("dr", new["mount"], new["path"])]))
     _plan_credentials(plan, stack, new_spec, raw_versions(_spec_of(old_spec_doc)),
                       (old_text or "", new_text))
     plan.changes.extend(classify_stack(stack, old_doc, new_doc, rotation_config_keys=config_keys,
@@ -425,7 +429,8 @@ def _plan_credentials(
             consumers=list(cred.consumers),
             checks=_credential_checks(stack, cred.kind, cred.id, cred.action_path, cred.version),
             restarts=restarts, kind=cred.kind, apply=cred.action, reload=cred.reload,
-            reason=reason, ticket=ticket))
+            reason=reason, ticket=ticket,
+            resources=targets.rotation_urns(new_spec, stack, cred.kind, cred.id)))
 
 
 def _load(text: str) -> Any:

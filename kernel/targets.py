@@ -1,0 +1,95 @@
+"""The Pulumi resources a rotation changes, as URNs: what a targeted apply of it names.
+
+A rotation-only push changes a handful of resources in a stack of thousands;
+``pulumi up --target <urn> ... --target-dependents`` lets the engine step
+only those (and whatever depends on them) instead of diffing every resource
+against Vault. The URNs are derived here from the spec with the same naming
+helper and component type tokens the program registers them with, so the
+plan (:mod:`rotation.planning`) can list them without running the program;
+``tests/kernel/test_targets.py`` checks each one against what the program
+registers under Pulumi's mocks, and the end-to-end test checks that a
+targeted apply leaves a whole-stack ``pulumi preview --expect-no-changes``
+clean.
+
+What a rotation touches, per kind (:mod:`kernel.spec.credentials`):
+
+* ``kv`` generated: each key's ``random.RandomPassword`` (its keeper is the
+  version, so it is replaced) and the ``kv.SecretV2`` written with the new value;
+* ``kv`` provided or mirrored: the ``kv.SecretV2`` alone (the value is config
+  or prod's output);
+* every other kind: its ``vault.generic.Endpoint`` rotation action, a child of
+  the component that owns the credential.
+
+No pulumi import: data only, like the spec it reads.
+"""
+
+from __future__ import annotations
+
+from kernel.naming import resource_name
+from kernel.paths import PROJECT_NAME
+from kernel.spec.model import EnvironmentSpec
+
+STACK_TYPE = "pulumi:pulumi:Stack"
+STATIC_SECRETS_TYPE = "tradepulse:vault:StaticSecrets"
+SECRET_V2_TYPE = "vault:kv/secretV2:SecretV2"  # noqa: S105 - a type token, not a secret
+RANDOM_PASSWORD_TYPE = "random:index/randomPassword:RandomPassword"  # noqa: S105 - type token
+ENDPOINT_TYPE = "vault:generic/endpoint:Endpoint"
+# The component each non-KV credential's rotation action is a child of.
+ACTION_PARENTS = {
+    "jwt-key": "tradepulse:vault:JwtIssuerKeys",
+    "db-root": "tradepulse:vault:DatabaseEngine",
+    "db-static-role": "tradepulse:vault:DatabaseEngine",
+    "db-lease-generation": "tradepulse:vault:DatabaseEngine",
+}
+
+
+class UnknownCredential(ValueError):
+    """The credential is not declared in the spec, so no resource can be named for it."""
+
+
+def urn(stack: str, parent_type: str | None, type_: str, name: str,
+        project: str = PROJECT_NAME) -> str:
+    """Return the URN Pulumi gives resource ``name`` of ``type_``.
+
+    ``parent_type`` is the type of the component it is a child of (None: a
+    direct child of the stack).
+    """
+    qualified = type_ if parent_type is None else f"{parent_type}${type_}"
+    return f"urn:pulumi:{stack}::{project}::{qualified}::{name}"
+
+
+def secret_v2_urn(stack: str, mount: str, path: str) -> str:
+    """Return the URN of the ``kv.SecretV2`` that writes ``<mount>/<path>``."""
+    return urn(stack, STATIC_SECRETS_TYPE, SECRET_V2_TYPE,
+               resource_name("secret", mount, *path.split("/")))
+
+
+def kv_urns(spec: EnvironmentSpec, stack: str, secret_id: str) -> list[str]:
+    """Return the URNs a new version of static secret ``secret_id`` changes."""
+    for secret in spec.static_secrets:
+        if secret.id != secret_id:
+            continue
+        parts = secret.path.split("/")
+        out: list[str] = []
+        if secret.source == "generated":
+            out = [urn(stack, STATIC_SECRETS_TYPE, RANDOM_PASSWORD_TYPE,
+                       resource_name("value", secret.mount, *parts, key.lower()))
+                   for key in secret.keys]
+        out.append(secret_v2_urn(stack, secret.mount, secret.path))
+        return out
+    raise UnknownCredential(f"{spec.source}: no static secret {secret_id}")
+
+
+def action_urn(stack: str, kind: str, credential_id: str) -> str:
+    """Return the URN of the rotation action of a non-KV credential."""
+    if kind not in ACTION_PARENTS:
+        raise UnknownCredential(f"no rotation action for credentials of kind {kind!r}")
+    return urn(stack, ACTION_PARENTS[kind], ENDPOINT_TYPE,
+               resource_name("rotate", kind, *credential_id.split("/")))
+
+
+def rotation_urns(spec: EnvironmentSpec, stack: str, kind: str, credential_id: str) -> list[str]:
+    """Return the URNs a rotation of ``credential_id`` (of ``kind``) in ``stack`` changes."""
+    if kind == "kv":
+        return kv_urns(spec, stack, credential_id)
+    return [action_urn(stack, kind, credential_id)]

@@ -75,9 +75,9 @@ up: setup system-deps ## start local OpenBao, PostgreSQL, kube-apiserver and `pu
 	else bash tools/toolchain/build.sh kube-apiserver; fi
 	$(PY) tools/localenv.py up
 
-up-apply: setup ## re-apply the local stack after a bump (make up must be running)
+up-apply: setup ## apply the local stack after a bump: only what it rotates (WHOLE_STACK=1: all)
 	if [ -z "$${TRADEPULSE_SYSTEM_PULUMI:-}" ]; then source tools/toolchain/env.sh; fi
-	$(PY) tools/localenv.py apply
+	$(PY) tools/localenv.py apply $${WHOLE_STACK:+--whole-stack}
 
 fresh-check: ## run .ci/run in a temp clone with every user-level cache empty (the new-machine path)
 	bash tools/fresh-check.sh

@@ -30,6 +30,8 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SPEC_KEY = "tradepulse-vault:spec"
 LOCAL_DIR = REPO_ROOT / ".local"
+# The committed stack file as last applied: what `make up-apply` plans its change against.
+APPLIED_STACK_FILE = LOCAL_DIR / "applied-Pulumi.local.yaml"
 
 
 @dataclass
@@ -266,7 +268,7 @@ def _start_cluster(spec: Any, state: dict[str, Any]) -> Any:
     return kube
 
 
-def up() -> int:
+def up() -> int:  # noqa: PLR0915 - one start-up sequence, step after step
     """Start OpenBao (with the local audit stanzas) and PostgreSQL, then ``pulumi up``."""
     sys.path.insert(0, str(REPO_ROOT))
     from infra.audit_config import render_audit_hcl
@@ -328,6 +330,7 @@ def up() -> int:
         print("error: pulumi up --stack local failed (servers left running; make down "
               "stops them)", file=sys.stderr)
         return 1
+    APPLIED_STACK_FILE.write_text((REPO_ROOT / "Pulumi.local.yaml").read_text())
     outputs = json.loads(ws.pulumi("stack", "output", "--json").stdout)
     print(f"pulumi up --stack local converged in {time.monotonic() - started:.0f}s\n")
     print(f"OpenBao:     {bao.address}  (audit log .local/openbao/audit.log)")
@@ -385,8 +388,17 @@ def _cluster_edit(state: dict[str, Any]) -> Any:
     return edit
 
 
-def apply() -> int:
-    """Re-sync the committed local stack file into the workspace and ``pulumi up``."""
+def apply(*, whole_stack: bool = False) -> int:
+    """Re-sync the committed local stack file into the workspace and ``pulumi up``.
+
+    A rotation-only change since the last apply is applied with ``--target``
+    (:mod:`tools.targeted_apply`), then checked with a whole-stack
+    ``preview --expect-no-changes``; anything else, or ``whole_stack``, applies
+    the whole stack.
+    """
+    sys.path.insert(0, str(REPO_ROOT))
+    from tools import targeted_apply
+
     state = _state()
     if not state:
         print("error: nothing running; `make up` first", file=sys.stderr)
@@ -397,10 +409,21 @@ def apply() -> int:
     ws = Workspace(LOCAL_DIR / "workspace", "local", LOCAL_DIR / "state",
                    (LOCAL_DIR / "pulumi-passphrase").read_text().strip(),
                    state["openbao_addr"], token, base_env={"KUBECONFIG": state["kubeconfig"]})
-    sync_stack_file(ws, (REPO_ROOT / "Pulumi.local.yaml").read_text(), _cluster_edit(state))
-    proc = ws.pulumi("up", "--yes", "--skip-preview", check=False)
-    print(proc.stdout[-6000:])
-    return 0 if proc.returncode == 0 else 1
+    committed = (REPO_ROOT / "Pulumi.local.yaml").read_text()
+    applied = APPLIED_STACK_FILE.read_text() if APPLIED_STACK_FILE.exists() else None
+    sync_stack_file(ws, committed, _cluster_edit(state))
+    started = time.monotonic()
+    result = targeted_apply.apply(ws, "local", applied, committed, REPO_ROOT,
+                                  whole_stack=whole_stack)
+    print(result.output[-6000:])
+    for urn in result.targets:
+        print(f"  targeted: {urn}", file=sys.stderr)
+    print(f"make up-apply: {result.message} ({time.monotonic() - started:.0f}s)",
+          file=sys.stderr)
+    if not result.ok:
+        return 1
+    APPLIED_STACK_FILE.write_text(committed)
+    return 0
 
 
 def _alive(pid: int) -> bool:
@@ -434,7 +457,8 @@ def down() -> int:
         if state.get("postgres_run_as"):
             cmd = ["runuser", "-u", state["postgres_run_as"], "--", *cmd]
         subprocess.run(cmd, capture_output=True, check=False)
-    for name in ("run.json", "env", "state", "workspace", "postgres", "kube"):
+    for name in ("run.json", "env", "state", "workspace", "postgres", "kube",
+                 APPLIED_STACK_FILE.name):
         path = LOCAL_DIR / name
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
@@ -448,8 +472,12 @@ def main(argv: list[str] | None = None) -> int:
     """``python tools/localenv.py up|apply|down``."""
     parser = argparse.ArgumentParser(prog="tools/localenv.py")
     parser.add_argument("action", choices=["up", "apply", "down"])
+    parser.add_argument("--whole-stack", action="store_true",
+                        help="apply: the whole stack even for a rotation-only change")
     args = parser.parse_args(argv)
-    return {"up": up, "apply": apply, "down": down}[args.action]()
+    if args.action == "apply":
+        return apply(whole_stack=args.whole_stack)
+    return {"up": up, "down": down}[args.action]()
 
 
 if __name__ == "__main__":

@@ -183,6 +183,21 @@ def test_each_stack_is_previewed_preflighted_applied_verified_and_recorded() -> 
     assert verify["if"] == record["if"] == "steps.plan.outputs.rotations != '0'"
 
 
+def test_a_rotation_only_push_applies_the_plans_urns_then_checks_the_whole_stack() -> None:
+    job = workflow("deploy-stack.yml")["jobs"]["up"]
+    plan = job["steps"][step_index(job, lambda s: "rotation plan" in s.get("run", ""))]
+    assert ".resources[]" in plan["run"] and "targets<<" in plan["run"]
+    [up] = steps_using(job, "pulumi/actions")
+    assert up["with"]["target"] == "${{ steps.plan.outputs.targets }}"
+    assert up["with"]["target-dependents"] == "${{ steps.plan.outputs.targets != '' }}"
+    at = step_index(job, lambda s: "--expect-no-changes" in s.get("run", ""))
+    check = job["steps"][at]
+    assert check["if"] == "steps.plan.outputs.targets != ''"
+    assert 'pulumi preview --stack "$STACK" --expect-no-changes' in check["run"]
+    assert step_index(job, lambda s: s is up) < at < step_index(
+        job, lambda s: "rotation verify" in s.get("run", ""))
+
+
 # --- every command line and action reference --------------------------------------------------
 
 

@@ -119,193 +119,216 @@ def child_program(n: int, policy_dir: Path) -> tuple[float, float, Any]:
     return time.perf_counter() - start, time.process_time() - cpu, mocks
 
 
-def child_floor(n: int) -> tuple[float, float, Any]:  # noqa: PLR0915 - one flat script
+def child_floor(n: int) -> tuple[float, float, Any]:
     """Register the same resources with literal inputs; return (wall s, CPU s, mocks)."""
+    import pulumi
+
+    data = fleet_spec(n)
+    texts = floor_policy_texts(data, REPO / "policies" / "acl")
+    _warm_imports()
+    mocks = _install_mocks()
+
+    @pulumi.runtime.test
+    def go() -> None:
+        register_floor(data, texts)
+
+    start, cpu = time.perf_counter(), time.process_time()
+    go()
+    return time.perf_counter() - start, time.process_time() - cpu, mocks
+
+
+def floor_policy_texts(data: dict[str, Any], policy_dir: Path) -> dict[str, str]:
+    """Return every policy's HCL: the repository's file, else the generated service policy."""
+    return {name: (policy_dir / f"{name}.hcl").read_text(encoding="utf-8")
+            if (policy_dir / f"{name}.hcl").is_file() else policy_hcl(name)
+            for name in data["policies"]}
+
+
+def register_floor(data: dict[str, Any], texts: dict[str, str],  # noqa: PLR0912, PLR0915
+                   provided_value: str = PROVIDED_VALUE) -> None:
+    """Register what ``infra.program.build`` registers for spec ``data``, with literal inputs.
+
+    The same types, names, inputs, parents and providers, one flat script that
+    mirrors infra/components one to one; under the mocks here, and as the
+    floor program of ``bench/engine.py`` on the real engine.
+    """
     import pulumi
     import pulumi_kubernetes as k8s
     import pulumi_random as random
     import pulumi_vault as vault
 
-    data = fleet_spec(n)
-    texts = {name: (REPO / "policies" / "acl" / f"{name}.hcl").read_text(encoding="utf-8")
-             if (REPO / "policies" / "acl" / f"{name}.hcl").is_file() else policy_hcl(name)
-             for name in data["policies"]}
-    _warm_imports()
-    mocks = _install_mocks()
     vso = "secrets.hashicorp.com/v1beta1"
     labels = {"app.kubernetes.io/managed-by": "tradepulse-vault"}
+    v = data["vault"]
+    provider = vault.Provider("vault", address=v["address"], namespace=None,
+                              max_lease_ttl_seconds=v["provider_token_ttl_seconds"],
+                              skip_child_token=False)
+    opts = pulumi.ResourceOptions(providers=[provider])
+    pol = pulumi.ComponentResource("tradepulse:vault:AclPolicies", "acl-policies", None, opts)
+    c = pulumi.ResourceOptions(parent=pol)
+    for name, hcl in texts.items():
+        vault.Policy(f"policy-{name}", name=name, policy=hcl, opts=c)
+    db = data["database"]
+    dbc = pulumi.ComponentResource("tradepulse:vault:DatabaseEngine", "database", None, opts)
+    c = pulumi.ResourceOptions(parent=dbc)
+    mount = vault.Mount(f"database-{db['mount']}", path=db["mount"], type="database",
+                        description="Dynamic PostgreSQL credentials for TradePulse services",
+                        opts=c)
+    conn = db["connection"]
+    url, user, password = _db_secret_values()
+    connection = vault.database.SecretBackendConnection(
+        f"database-connection-{conn['name']}", backend=mount.path, name=conn["name"],
+        plugin_name="postgresql-database-plugin",
+        allowed_roles=[r["name"] for r in db["roles"]],
+        verify_connection=conn["verify_connection"],
+        postgresql=vault.database.SecretBackendConnectionPostgresqlArgs(
+            connection_url=pulumi.Output.secret(url), username=pulumi.Output.secret(user),
+            password=pulumi.Output.secret(password),
+            max_open_connections=conn["max_open_connections"]),
+        opts=c)
+    for r in db["roles"]:
+        vault.database.SecretBackendRole(
+            f"database-role-{r['name']}", backend=mount.path, name=r["name"],
+            db_name=connection.name, creation_statements=r["creation_statements"],
+            revocation_statements=r["revocation_statements"],
+            default_ttl=r["default_ttl_seconds"], max_ttl=r["max_ttl_seconds"], opts=c)
+    kvc = pulumi.ComponentResource("tradepulse:vault:KvEngines", "kv", None, opts)
+    c = pulumi.ResourceOptions(parent=kvc)
+    for m in data["kv_mounts"]:
+        km = vault.Mount(f"kv-{m['path']}", path=m["path"], type="kv",
+                         options={"version": "2"}, description=m.get("description") or None,
+                         opts=c)
+        vault.kv.SecretBackendV2(f"kv-config-{m['path']}", mount=km.path,
+                                 cas_required=m["cas_required"],
+                                 max_versions=m["max_versions"],
+                                 delete_version_after=m["delete_version_after_seconds"],
+                                 opts=c)
+    auc = pulumi.ComponentResource("tradepulse:vault:AuditDevices", "audit", None, opts)
+    c = pulumi.ResourceOptions(parent=auc)
+    for d in data["audit"]["devices"]:
+        vault.Audit(f"audit-{d['path']}", path=d["path"], type=d["type"],
+                    description=d.get("description") or None,
+                    options=dict(sorted(d["options"].items())), opts=c)
+    for h in data["audit"]["request_headers"]:
+        vault.AuditRequestHeader(f"audit-header-{h['name'].lower()}", name=h["name"],
+                                 hmac=h["hmac"], opts=c)
+    jkc = pulumi.ComponentResource("tradepulse:vault:JwtIssuerKeys", "jwt-issuer-keys", None,
+                                   opts)
+    c = pulumi.ResourceOptions(parent=jkc)
+    for k in data["jwt_issuer_keys"]:
+        vault.identity.OidcKey(f"oidc-key-{k['name']}", name=k["name"],
+                               algorithm=k["algorithm"],
+                               rotation_period=k["rotation_period_seconds"],
+                               verification_ttl=k["verification_ttl_seconds"],
+                               allowed_client_ids=None, opts=c)
+    for k in data["jwt_issuer_keys"]:
+        vault.identity.OidcRole(f"oidc-role-{k['name']}", name=k["name"], key=k["name"],
+                                ttl=min(60 * 60, k["verification_ttl_seconds"]), opts=c)
+    after = pulumi.ResourceOptions(providers=[provider], depends_on=[pol])
+    auth = data["auth"]["kubernetes"]
+    kac = pulumi.ComponentResource("tradepulse:vault:KubernetesAuth", "kubernetes-auth",
+                                   None, after)
+    c = pulumi.ResourceOptions(parent=kac)
+    backend = vault.AuthBackend(f"auth-{auth['path']}", path=auth["path"], type="kubernetes",
+                                description="Kubernetes service accounts of TradePulse "
+                                "workloads", opts=c)
+    config = vault.kubernetes.AuthBackendConfig(f"auth-config-{auth['path']}",
+                                                backend=backend.path,
+                                                kubernetes_host=auth["host"], opts=c)
+    rc = pulumi.ResourceOptions(parent=kac, depends_on=[config])
+    for s in data["services"]:
+        vault.kubernetes.AuthBackendRole(
+            f"k8s-role-{s['name']}", backend=backend.path, role_name=s["name"],
+            bound_service_account_names=[s["kubernetes"]["service_account"]],
+            bound_service_account_namespaces=[s["kubernetes"]["namespace"]],
+            audience=auth.get("audience"), token_policies=s["policies"],
+            token_ttl=s["token_ttl_seconds"], token_max_ttl=s["token_max_ttl_seconds"],
+            opts=rc)
+    jwt = data["auth"]["jwt"]
+    jac = pulumi.ComponentResource("tradepulse:vault:JwtAuth", "jwt-auth", None, after)
+    c = pulumi.ResourceOptions(parent=jac)
+    jb = vault.jwt.AuthBackend(f"auth-{jwt['path']}", path=jwt["path"], type="jwt",
+                               description="CI pipelines (OIDC ID tokens)",
+                               bound_issuer=jwt["bound_issuer"],
+                               oidc_discovery_url=jwt.get("oidc_discovery_url"),
+                               jwks_url=jwt.get("jwks_url"),
+                               jwt_validation_pubkeys=list(jwt.get("validation_pubkeys") or [])
+                               or None, opts=c)
+    for r in jwt["roles"]:
+        vault.jwt.AuthBackendRole(
+            f"jwt-role-{r['name']}", backend=jb.path, role_name=r["name"], role_type="jwt",
+            bound_audiences=r["bound_audiences"],
+            bound_claims={"repository": r["repository"],
+                          "ref": ("refs/pull/*/merge" if r.get("pull_requests")
+                                  else f"refs/heads/{r['branch']}"),
+                          "environment": r["deployment_environment"]},
+            bound_claims_type="glob" if r.get("pull_requests") else "string",
+            user_claim="repository",
+            token_policies=r["policies"], token_ttl=r["token_ttl_seconds"],
+            token_max_ttl=r["token_max_ttl_seconds"], opts=c)
+    ssc = pulumi.ComponentResource("tradepulse:vault:StaticSecrets", "static-secrets", None,
+                                   pulumi.ResourceOptions(providers=[provider],
+                                                          depends_on=[kvc]))
+    c = pulumi.ResourceOptions(parent=ssc)
+    for s in data["static_secrets"]:
+        parts = "-".join([s["mount"], *s["path"].split("/")])
+        if s["source"] == "generated":
+            pw = random.RandomPassword(f"value-{parts}-value", length=32,
+                                       keepers={"version": str(s["version"])},
+                                       special=False, opts=c)
+            value: Any = pw.result.apply(lambda r: json.dumps({"VALUE": r}))
+        else:
+            value = pulumi.Output.secret(provided_value)
+        vault.kv.SecretV2(f"secret-{parts}", mount=s["mount"], name=s["path"],
+                          data_json=pulumi.Output.secret(value), cas=s["version"] - 1,
+                          options={"cas": str(s["version"] - 1)},
+                          delete_all_versions=False, opts=c)
+    render_dir = data["delivery"]["kubernetes"].get("render_dir")
+    kp = (k8s.Provider("kubernetes", render_yaml_to_directory=render_dir) if render_dir
+          else k8s.Provider("kubernetes", context=data["delivery"]["kubernetes"]["context"]))
+    dc = pulumi.ComponentResource("tradepulse:vault:SecretDelivery", "delivery", None,
+                                  pulumi.ResourceOptions(providers=[kp]))
+    c = pulumi.ResourceOptions(parent=dc)
+    consumed: dict[str, list[dict[str, Any]]] = {}
+    for s in data["static_secrets"]:
+        for consumer in s["consumers"]:
+            consumed.setdefault(consumer, []).append(s)
+    delivery = data["delivery"]["kubernetes"]
+    background = {"pulumi.com/deletionPropagationPolicy": "background"}
 
-    @pulumi.runtime.test
-    def go() -> None:  # noqa: PLR0912, PLR0915 - mirrors infra/components one to one
-        v = data["vault"]
-        provider = vault.Provider("vault", address=v["address"], namespace=None,
-                                  max_lease_ttl_seconds=v["provider_token_ttl_seconds"],
-                                  skip_child_token=False)
-        opts = pulumi.ResourceOptions(providers=[provider])
-        pol = pulumi.ComponentResource("tradepulse:vault:AclPolicies", "acl-policies", None, opts)
-        c = pulumi.ResourceOptions(parent=pol)
-        for name, hcl in texts.items():
-            vault.Policy(f"policy-{name}", name=name, policy=hcl, opts=c)
-        db = data["database"]
-        dbc = pulumi.ComponentResource("tradepulse:vault:DatabaseEngine", "database", None, opts)
-        c = pulumi.ResourceOptions(parent=dbc)
-        mount = vault.Mount(f"database-{db['mount']}", path=db["mount"], type="database",
-                            description="Dynamic PostgreSQL credentials for TradePulse services",
-                            opts=c)
-        conn = db["connection"]
-        url, user, password = _db_secret_values()
-        connection = vault.database.SecretBackendConnection(
-            f"database-connection-{conn['name']}", backend=mount.path, name=conn["name"],
-            plugin_name="postgresql-database-plugin",
-            allowed_roles=[r["name"] for r in db["roles"]],
-            verify_connection=conn["verify_connection"],
-            postgresql=vault.database.SecretBackendConnectionPostgresqlArgs(
-                connection_url=pulumi.Output.secret(url), username=pulumi.Output.secret(user),
-                password=pulumi.Output.secret(password),
-                max_open_connections=conn["max_open_connections"]),
-            opts=c)
-        for r in db["roles"]:
-            vault.database.SecretBackendRole(
-                f"database-role-{r['name']}", backend=mount.path, name=r["name"],
-                db_name=connection.name, creation_statements=r["creation_statements"],
-                revocation_statements=r["revocation_statements"],
-                default_ttl=r["default_ttl_seconds"], max_ttl=r["max_ttl_seconds"], opts=c)
-        kvc = pulumi.ComponentResource("tradepulse:vault:KvEngines", "kv", None, opts)
-        c = pulumi.ResourceOptions(parent=kvc)
-        for m in data["kv_mounts"]:
-            km = vault.Mount(f"kv-{m['path']}", path=m["path"], type="kv",
-                             options={"version": "2"}, description=m.get("description") or None,
-                             opts=c)
-            vault.kv.SecretBackendV2(f"kv-config-{m['path']}", mount=km.path,
-                                     cas_required=m["cas_required"],
-                                     max_versions=m["max_versions"],
-                                     delete_version_after=m["delete_version_after_seconds"],
-                                     opts=c)
-        auc = pulumi.ComponentResource("tradepulse:vault:AuditDevices", "audit", None, opts)
-        c = pulumi.ResourceOptions(parent=auc)
-        for d in data["audit"]["devices"]:
-            vault.Audit(f"audit-{d['path']}", path=d["path"], type=d["type"],
-                        description=d.get("description") or None,
-                        options=dict(sorted(d["options"].items())), opts=c)
-        for h in data["audit"]["request_headers"]:
-            vault.AuditRequestHeader(f"audit-header-{h['name'].lower()}", name=h["name"],
-                                     hmac=h["hmac"], opts=c)
-        jkc = pulumi.ComponentResource("tradepulse:vault:JwtIssuerKeys", "jwt-issuer-keys", None,
-                                       opts)
-        c = pulumi.ResourceOptions(parent=jkc)
-        for k in data["jwt_issuer_keys"]:
-            vault.identity.OidcKey(f"oidc-key-{k['name']}", name=k["name"],
-                                   algorithm=k["algorithm"],
-                                   rotation_period=k["rotation_period_seconds"],
-                                   verification_ttl=k["verification_ttl_seconds"],
-                                   allowed_client_ids=None, opts=c)
-        for k in data["jwt_issuer_keys"]:
-            vault.identity.OidcRole(f"oidc-role-{k['name']}", name=k["name"], key=k["name"],
-                                    ttl=min(60 * 60, k["verification_ttl_seconds"]), opts=c)
-        after = pulumi.ResourceOptions(providers=[provider], depends_on=[pol])
-        auth = data["auth"]["kubernetes"]
-        kac = pulumi.ComponentResource("tradepulse:vault:KubernetesAuth", "kubernetes-auth",
-                                       None, after)
-        c = pulumi.ResourceOptions(parent=kac)
-        backend = vault.AuthBackend(f"auth-{auth['path']}", path=auth["path"], type="kubernetes",
-                                    description="Kubernetes service accounts of TradePulse "
-                                    "workloads", opts=c)
-        config = vault.kubernetes.AuthBackendConfig(f"auth-config-{auth['path']}",
-                                                    backend=backend.path,
-                                                    kubernetes_host=auth["host"], opts=c)
-        rc = pulumi.ResourceOptions(parent=kac, depends_on=[config])
-        for s in data["services"]:
-            vault.kubernetes.AuthBackendRole(
-                f"k8s-role-{s['name']}", backend=backend.path, role_name=s["name"],
-                bound_service_account_names=[s["kubernetes"]["service_account"]],
-                bound_service_account_namespaces=[s["kubernetes"]["namespace"]],
-                audience=auth.get("audience"), token_policies=s["policies"],
-                token_ttl=s["token_ttl_seconds"], token_max_ttl=s["token_max_ttl_seconds"],
-                opts=rc)
-        jwt = data["auth"]["jwt"]
-        jac = pulumi.ComponentResource("tradepulse:vault:JwtAuth", "jwt-auth", None, after)
-        c = pulumi.ResourceOptions(parent=jac)
-        jb = vault.jwt.AuthBackend(f"auth-{jwt['path']}", path=jwt["path"], type="jwt",
-                                   description="CI pipelines (OIDC ID tokens)",
-                                   bound_issuer=jwt["bound_issuer"],
-                                   oidc_discovery_url=jwt.get("oidc_discovery_url"),
-                                   jwks_url=None, jwt_validation_pubkeys=None, opts=c)
-        for r in jwt["roles"]:
-            vault.jwt.AuthBackendRole(
-                f"jwt-role-{r['name']}", backend=jb.path, role_name=r["name"], role_type="jwt",
-                bound_audiences=r["bound_audiences"],
-                bound_claims={"repository": r["repository"],
-                              "ref": ("refs/pull/*/merge" if r.get("pull_requests")
-                                      else f"refs/heads/{r['branch']}"),
-                              "environment": r["deployment_environment"]},
-                bound_claims_type="glob" if r.get("pull_requests") else "string",
-                user_claim="repository",
-                token_policies=r["policies"], token_ttl=r["token_ttl_seconds"],
-                token_max_ttl=r["token_max_ttl_seconds"], opts=c)
-        ssc = pulumi.ComponentResource("tradepulse:vault:StaticSecrets", "static-secrets", None,
-                                       pulumi.ResourceOptions(providers=[provider],
-                                                              depends_on=[kvc]))
-        c = pulumi.ResourceOptions(parent=ssc)
-        for s in data["static_secrets"]:
-            parts = "-".join([s["mount"], *s["path"].split("/")])
-            if s["source"] == "generated":
-                pw = random.RandomPassword(f"value-{parts}-value", length=32,
-                                           keepers={"version": str(s["version"])},
-                                           special=False, opts=c)
-                value: Any = pw.result.apply(lambda r: json.dumps({"VALUE": r}))
-            else:
-                value = pulumi.Output.secret(PROVIDED_VALUE)
-            vault.kv.SecretV2(f"secret-{parts}", mount=s["mount"], name=s["path"],
-                              data_json=pulumi.Output.secret(value), cas=s["version"] - 1,
-                              options={"cas": str(s["version"] - 1)},
-                              delete_all_versions=False, opts=c)
-        kp = k8s.Provider("kubernetes", context=data["delivery"]["kubernetes"]["context"])
-        dc = pulumi.ComponentResource("tradepulse:vault:SecretDelivery", "delivery", None,
-                                      pulumi.ResourceOptions(providers=[kp]))
-        c = pulumi.ResourceOptions(parent=dc)
-        consumed: dict[str, list[dict[str, Any]]] = {}
-        for s in data["static_secrets"]:
-            for consumer in s["consumers"]:
-                consumed.setdefault(consumer, []).append(s)
-        delivery = data["delivery"]["kubernetes"]
-        background = {"pulumi.com/deletionPropagationPolicy": "background"}
+    def custom(key: str, kind: str, ns: str, name: str, body: dict[str, Any]) -> None:
+        k8s.apiextensions.CustomResource(
+            key, api_version=vso, kind=kind,
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=ns, labels=labels,
+                                                annotations=background),
+            spec=body, opts=c)
 
-        def custom(key: str, kind: str, ns: str, name: str, body: dict[str, Any]) -> None:
-            k8s.apiextensions.CustomResource(
-                key, api_version=vso, kind=kind,
-                metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=ns, labels=labels,
-                                                    annotations=background),
-                spec=body, opts=c)
+    for s in data["services"]:
+        b, ns, svc = s["kubernetes"], s["kubernetes"]["namespace"], s["name"]
+        k8s.core.v1.ServiceAccount(f"{svc}-sa", metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=b["service_account"], namespace=ns, annotations=background), opts=c)
+        custom(f"{svc}-vault-connection", "VaultConnection", ns, "vault",
+               {"address": v["address"], "skipTLSVerify": False})
+        custom(f"{svc}-vault-auth", "VaultAuth", ns, f"{svc}-vault-auth", {
+            "vaultConnectionRef": "vault", "method": "kubernetes", "mount": auth["path"],
+            "kubernetes": {"role": svc, "serviceAccount": b["service_account"],
+                           "audiences": [auth["audience"]]}})
+        restart = [{"kind": b["workload"]["kind"], "name": b["workload"]["name"]}]
+        for sec in consumed.get(svc, []):
+            leaf = sec["path"].rsplit("/", 1)[-1]
+            custom(f"{svc}-static-{leaf}", "VaultStaticSecret", ns, leaf, {
+                "vaultAuthRef": f"{svc}-vault-auth", "mount": sec["mount"], "type": "kv-v2",
+                "path": sec["path"],
+                "refreshAfter": f"{delivery['refresh_after_seconds']}s",
+                "hmacSecretData": True, "destination": {"name": leaf, "create": True},
+                "rolloutRestartTargets": restart})
+        for role in s["database_roles"]:
+            custom(f"{svc}-dynamic-{role}", "VaultDynamicSecret", ns, f"{role}-db-creds", {
+                "vaultAuthRef": f"{svc}-vault-auth", "mount": db["mount"],
+                "path": f"creds/{role}", "renewalPercent": delivery["renewal_percent"],
+                "revoke": True, "destination": {"name": f"{role}-db-creds", "create": True},
+                "rolloutRestartTargets": restart})
 
-        for s in data["services"]:
-            b, ns, svc = s["kubernetes"], s["kubernetes"]["namespace"], s["name"]
-            k8s.core.v1.ServiceAccount(f"{svc}-sa", metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=b["service_account"], namespace=ns, annotations=background), opts=c)
-            custom(f"{svc}-vault-connection", "VaultConnection", ns, "vault",
-                   {"address": v["address"], "skipTLSVerify": False})
-            custom(f"{svc}-vault-auth", "VaultAuth", ns, f"{svc}-vault-auth", {
-                "vaultConnectionRef": "vault", "method": "kubernetes", "mount": auth["path"],
-                "kubernetes": {"role": svc, "serviceAccount": b["service_account"],
-                               "audiences": [auth["audience"]]}})
-            restart = [{"kind": b["workload"]["kind"], "name": b["workload"]["name"]}]
-            for sec in consumed.get(svc, []):
-                leaf = sec["path"].rsplit("/", 1)[-1]
-                custom(f"{svc}-static-{leaf}", "VaultStaticSecret", ns, leaf, {
-                    "vaultAuthRef": f"{svc}-vault-auth", "mount": sec["mount"], "type": "kv-v2",
-                    "path": sec["path"],
-                    "refreshAfter": f"{delivery['refresh_after_seconds']}s",
-                    "hmacSecretData": True, "destination": {"name": leaf, "create": True},
-                    "rolloutRestartTargets": restart})
-            for role in s["database_roles"]:
-                custom(f"{svc}-dynamic-{role}", "VaultDynamicSecret", ns, f"{role}-db-creds", {
-                    "vaultAuthRef": f"{svc}-vault-auth", "mount": db["mount"],
-                    "path": f"creds/{role}", "renewalPercent": delivery["renewal_percent"],
-                    "revoke": True, "destination": {"name": f"{role}-db-creds", "create": True},
-                    "rolloutRestartTargets": restart})
-
-    start, cpu = time.perf_counter(), time.process_time()
-    go()
-    return time.perf_counter() - start, time.process_time() - cpu, mocks
 
 
 def run_child(kind: str, n: int, policy_dir: Path) -> dict[str, Any]:

@@ -215,15 +215,19 @@ def register_floor(data: dict[str, Any], texts: dict[str, str],  # noqa: PLR0912
     jkc = pulumi.ComponentResource("tradepulse:vault:JwtIssuerKeys", "jwt-issuer-keys", None,
                                    opts)
     c = pulumi.ResourceOptions(parent=jkc)
+    oidc_keys = {}
     for k in data["jwt_issuer_keys"]:
-        vault.identity.OidcKey(f"oidc-key-{k['name']}", name=k["name"],
+        oidc_keys[k["name"]] = vault.identity.OidcKey(f"oidc-key-{k['name']}", name=k["name"],
                                algorithm=k["algorithm"],
                                rotation_period=k["rotation_period_seconds"],
                                verification_ttl=k["verification_ttl_seconds"],
                                allowed_client_ids=None, opts=c)
     for k in data["jwt_issuer_keys"]:
+        # The key's name is a literal: the order comes from depends_on (not an input).
         vault.identity.OidcRole(f"oidc-role-{k['name']}", name=k["name"], key=k["name"],
-                                ttl=min(60 * 60, k["verification_ttl_seconds"]), opts=c)
+                                ttl=min(60 * 60, k["verification_ttl_seconds"]),
+                                opts=pulumi.ResourceOptions(parent=jkc,
+                                                            depends_on=[oidc_keys[k["name"]]]))
     after = pulumi.ResourceOptions(providers=[provider], depends_on=[pol])
     auth = data["auth"]["kubernetes"]
     kac = pulumi.ComponentResource("tradepulse:vault:KubernetesAuth", "kubernetes-auth",
@@ -234,7 +238,10 @@ def register_floor(data: dict[str, Any], texts: dict[str, str],  # noqa: PLR0912
                                 "workloads", opts=c)
     config = vault.kubernetes.AuthBackendConfig(f"auth-config-{auth['path']}",
                                                 backend=backend.path,
-                                                kubernetes_host=auth["host"], opts=c)
+                                                kubernetes_host=auth["host"],
+                                                kubernetes_ca_cert=auth.get("ca_cert"),
+                                                disable_local_ca_jwt=auth.get("ca_cert")
+                                                is not None or None, opts=c)
     rc = pulumi.ResourceOptions(parent=kac, depends_on=[config])
     for s in data["services"]:
         vault.kubernetes.AuthBackendRole(

@@ -210,6 +210,7 @@ def measure_size(n: int, runs: int, refresh_runs: int, tmp: Path) -> dict[str, A
 
         def record(key: str, seconds: float) -> None:
             times.setdefault(key, []).append(seconds)
+            print(f"engine bench: {n} services: {key} {seconds:.1f} s", file=sys.stderr)
 
         for side in ("floor", "program"):
             record(f"{side}_create", timed_pulumi(ws[side], "up", "--yes", "--skip-preview"))

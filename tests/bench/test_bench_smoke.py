@@ -84,3 +84,21 @@ def test_faults_prints_one_row_per_fault_with_nothing_lost() -> None:
         assert (outcome["values_lost"], outcome["double_writes"], outcome["leases_leaked"]) \
             == (0, 0, 0), outcome
         assert outcome["notes"] == []
+
+
+@pytest.mark.e2e
+def test_engine_compares_the_real_engine_with_its_floor() -> None:
+    if shutil.which("pulumi") is None:
+        pytest.fail("pulumi not on PATH: make toolchain && source tools/toolchain/env.sh")
+    report = run_bench("engine.py", "--quick")
+    [result] = report["results"]
+    # Same URNs on both stacks (the benchmark refuses to report otherwise).
+    assert result["services"] == 2 and result["resources"] > 30
+    for key in ("preview", "up", "refresh"):
+        assert result[f"floor_{key}"] > 0 and result[f"program_{key}"] > 0
+        assert result[f"{key}_ratio"] == pytest.approx(
+            result[f"program_{key}"] / result[f"floor_{key}"])
+    assert result["targeted_speedup"] == pytest.approx(
+        result["program_up"] / result["program_targeted"])
+    assert result["program_check"] > 0
+    assert any(note.startswith("load average") for note in report["notes"])

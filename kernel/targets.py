@@ -15,8 +15,10 @@ What a rotation touches, per kind (:mod:`kernel.spec.credentials`):
 
 * ``kv`` generated: each key's ``random.RandomPassword`` (its keeper is the
   version, so it is replaced) and the ``kv.SecretV2`` written with the new value;
-* ``kv`` provided or mirrored: the ``kv.SecretV2`` alone (the value is config
-  or prod's output);
+* ``kv`` provided: the ``kv.SecretV2`` alone (the value is config);
+* ``kv`` mirrored (dr): the ``kv.SecretV2`` and the ``StackReference`` to prod,
+  which must be read again in a targeted apply or the write would carry
+  prod's previous value (with ``--target-dependents`` it brings every mirror);
 * every other kind: its ``vault.generic.Endpoint`` rotation action, a child of
   the component that owns the credential.
 
@@ -30,6 +32,10 @@ from kernel.paths import PROJECT_NAME
 from kernel.spec.model import EnvironmentSpec
 
 STACK_TYPE = "pulumi:pulumi:Stack"
+STACK_REFERENCE_TYPE = "pulumi:pulumi:StackReference"
+# What infra.program.mirror_source names: self-managed backends (file://, s3://) report
+# the organization "organization".
+MIRROR_REFERENCE = f"organization/{PROJECT_NAME}/prod"
 STATIC_SECRETS_TYPE = "tradepulse:vault:StaticSecrets"
 SECRET_V2_TYPE = "vault:kv/secretV2:SecretV2"  # noqa: S105 - a type token, not a secret
 RANDOM_PASSWORD_TYPE = "random:index/randomPassword:RandomPassword"  # noqa: S105 - type token
@@ -62,6 +68,12 @@ def secret_v2_urn(stack: str, mount: str, path: str) -> str:
     """Return the URN of the ``kv.SecretV2`` that writes ``<mount>/<path>``."""
     return urn(stack, STATIC_SECRETS_TYPE, SECRET_V2_TYPE,
                resource_name("secret", mount, *path.split("/")))
+
+
+def mirror_urns(stack: str, mount: str, path: str) -> list[str]:
+    """Return the URNs a new prod version of mirrored secret ``<mount>/<path>`` changes."""
+    return [urn(stack, None, STACK_REFERENCE_TYPE, MIRROR_REFERENCE),
+            secret_v2_urn(stack, mount, path)]
 
 
 def kv_urns(spec: EnvironmentSpec, stack: str, secret_id: str) -> list[str]:

@@ -376,7 +376,7 @@ def plan_stack(  # noqa: PLR0912, PLR0915 - the rotation rules, one after anothe
                 consumers=list(new.get("consumers", [])),
                 checks=_checks("dr", secret_id, data_path, new_v), follows="prod",
                 reason=reason, ticket=ticket,
-                resources=[targets.secret_v2_urn("dr", new["mount"], new["path"])]))
+                resources=targets.mirror_urns("dr", new["mount"], new["path"])))
     _plan_credentials(plan, stack, new_spec, raw_versions(_spec_of(old_spec_doc)),
                       (old_text or "", new_text))
     plan.changes.extend(classify_stack(stack, old_doc, new_doc, rotation_config_keys=config_keys,

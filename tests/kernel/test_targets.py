@@ -20,6 +20,7 @@ from kernel.targets import (
     RANDOM_PASSWORD_TYPE,
     SECRET_V2_TYPE,
     UnknownCredential,
+    mirror_urns,
     rotation_urns,
     secret_v2_urn,
     urn,
@@ -58,7 +59,12 @@ def test_every_rotation_urn_is_registered_by_the_program(stack: str, pulumi_mock
         assert not missing, f"{stack} {cred.id}: not registered: {missing}"
     for secret in spec.static_secrets:
         if secret.mirror_of:  # dr: no version of its own, but prod's rotation names it
-            assert secret_v2_urn(stack, secret.mount, secret.path) in registered
+            reference, write = mirror_urns(stack, secret.mount, secret.path)
+            assert write in registered
+            # A read resource: the mocks see it, the mock monitor does not list it.
+            read = {urn(stack, None, r.typ, r.name) for r in run.mocks.resources
+                    if r.typ == "pulumi:pulumi:StackReference"}
+            assert read == {reference}
 
 
 def test_a_generated_secret_names_its_passwords_and_its_write() -> None:

@@ -7,8 +7,8 @@ Secrets Operator delivery rendered to a directory, and 5 static secrets), two
 stacks are applied with the toolchain's ``pulumi`` against two fresh OpenBao
 dev servers (one each, so neither sees the other's mounts):
 
-* **program**: the repository's Pulumi program (``infra/``, copied with the
-  fleet's policy files beside it), the spec in stack config, provided secrets
+* **program**: the repository's Pulumi program (``infra/`` and ``kernel/``,
+  copied with the fleet's policy files beside them), the spec in stack config, provided secrets
   and database secrets as config secrets;
 * **floor**: a bare pulumi-vault program registering the same resources with
   literal inputs (``register_floor`` of ``bench/program_scale.py``), the same
@@ -20,7 +20,7 @@ machine hits both alike, it times: ``pulumi preview`` with nothing to do;
 ``pulumi up`` of one rotation (a generated secret's version bumped), whole
 stack; ``pulumi up --refresh`` with nothing to do; and on the program's stack
 the same rotation applied the way the deploy workflow and ``make up-apply`` do
-it (``--target`` the plan's URNs ``--target-dependents``, :mod:`infra.targets`),
+it (``--target`` the plan's URNs ``--target-dependents``, :mod:`kernel.targets`),
 whose whole-stack ``preview --expect-no-changes`` check is timed as well.
 The database connection is declared with ``verify_connection: false`` on both
 sides (no PostgreSQL: nothing here logs in), audit goes to one file device
@@ -58,9 +58,9 @@ from common import REPO, emit, fleet_spec, median, write_policy_dir
 from program_scale import PROVIDED_VALUE, _db_secret_values, floor_policy_texts
 
 sys.path.insert(0, str(REPO))
-from infra.paths import PROJECT_NAME, SPEC_CONFIG_KEY
-from infra.spec import parse_spec
-from infra.targets import rotation_urns
+from kernel.paths import PROJECT_NAME, SPEC_CONFIG_KEY
+from kernel.spec import parse_spec
+from kernel.targets import rotation_urns
 from tests.servers import OpenBaoServer, start_openbao
 from tools.localenv import Workspace, render_only
 from tools.targeted_apply import target_args
@@ -122,11 +122,12 @@ def program_workspace(root: Path, n: int, data: dict[str, Any],
                       server: OpenBaoServer) -> Workspace:
     """The repository's program (a copy of ``infra/`` beside the fleet's policies)."""
     root.mkdir(parents=True)
-    shutil.copytree(REPO / "infra", root / "infra",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("infra", "kernel"):
+        shutil.copytree(REPO / package, root / package,
+                        ignore=shutil.ignore_patterns("__pycache__"))
     write_policy_dir(root / "policies" / "acl", n)
     _project(root, "infra/")
-    # The copy shadows the editable install, so infra.paths finds this policy directory.
+    # The copies shadow the editable install, so kernel.paths finds this policy directory.
     ws = Workspace(root, STACK, root / "state", "bench", server.address, server.root_token,
                    base_env={"PYTHONPATH": str(root)})
     ws.backend_dir.mkdir()

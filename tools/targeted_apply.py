@@ -4,7 +4,7 @@ A rotation changes a few resources of a stack; a whole-stack ``pulumi up``
 still diffs every resource against Vault. When the plan of the change
 (:mod:`rotation.planning`, the same rules as ``rotation plan``) holds
 rotations and nothing else, the apply names just the URNs the plan lists for
-them (:mod:`infra.targets`) and lets ``--target-dependents`` add whatever
+them (:mod:`kernel.targets`) and lets ``--target-dependents`` add whatever
 depends on them. Afterwards a whole-stack ``pulumi preview --expect-no-changes``
 must be clean: that is the proof the targeted apply left nothing behind, and
 when it is not clean the apply fails and says so (``make up-apply`` with
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.spec.stackfile import parse_yaml
+from kernel.spec.stackfile import parse_yaml
 from rotation.planning import Plan, StackDiff, plan_stack
 
 

@@ -20,10 +20,10 @@ import hvac
 import pytest
 
 from infra.audit_config import render_audit_hcl
-from infra.spec import load_stack_file, parse_spec
-from infra.spec.credentials import credentials
-from infra.spec.stackfile import parse_yaml
-from infra.targets import rotation_urns
+from kernel.spec import load_stack_file, parse_spec
+from kernel.spec.credentials import credentials
+from kernel.spec.stackfile import parse_yaml
+from kernel.targets import rotation_urns
 from rotation.stackedit import bump_credential_text, bump_version_text
 from tests.servers import start_openbao
 from tools import targeted_apply

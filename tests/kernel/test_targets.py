@@ -2,7 +2,7 @@
 
 Each stack's spec has every credential bumped to version 2 (so the non-KV
 rotation actions exist), the program runs under Pulumi's mocks, and every
-URN :mod:`infra.targets` derives must be one the monitor saw registered.
+URN :mod:`kernel.targets` derives must be one the monitor saw registered.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from infra.targets import mirror_urns, secret_v2_urn
+from kernel.targets import mirror_urns, secret_v2_urn
 from rotation.cli import main
 
 SIGNING = "secret/services/execution/session-signing-key"
@@ -50,7 +50,7 @@ def test_bump_is_planned_with_cas_consumers_checks_and_dr_follow(
     assert prod["restarts"] == ["trading/Deployment/execution-connector"]
     assert any("verify --stack prod" in c for c in prod["checks"])
     assert (dr["stack"], dr["follows"], dr["new_version"]) == ("dr", "prod", 10)
-    # What a targeted apply names (infra.targets): the write, and for dr prod's reference.
+    # What a targeted apply names (kernel.targets): the write, and for dr prod's reference.
     mount, path = SIGNING.split("/", 1)
     assert prod["resources"][-1] == secret_v2_urn("prod", mount, path)
     assert dr["resources"] == mirror_urns("dr", mount, path)

@@ -16,10 +16,7 @@
   each YAML file is also scanned as a text copy with the same line numbers,
   where every line carries, quoted after it, the words of the YAML value
   scalars it holds (mapping values, sequence items, block and flow scalars,
-  anchors): a value is read in every position. Each plugin reads each YAML
-  line once: the keyword detector through detect-secrets' YAML transformer
-  (it knows YAML's syntax), every other plugin on the copy (the raw line and
-  its values). Files detect-secrets skips by their
+  anchors): a value is read in every position. Files detect-secrets skips by their
   name (``.svg``, ``.lock``, ``.sum``...) are scanned as text copies too: a
   name does not make content safe.
 * What cannot be scanned is a finding, never a silent skip: content that is
@@ -112,15 +109,8 @@ SETTINGS: dict[str, Any] = {
     )],
 }
 
-# A YAML file is read by each plugin once. The keyword detector reads the file itself,
-# through detect-secrets' YAML transformer (it knows YAML's syntax; on the copy it would
-# read the quoted words); every other plugin reads the text copy, which holds each raw
-# line and, quoted after it, the words of every value on it (all the transformer shows
-# them, and the values it never reads).
-YAML_SETTINGS: dict[str, Any] = {
-    **SETTINGS,
-    "plugins_used": [p for p in SETTINGS["plugins_used"] if p["name"] == "KeywordDetector"],
-}
+# The text copies of YAML files run without the keyword detector: detect-secrets' YAML
+# pass applies it already, with YAML's syntax (on a copy it would read the quoted words).
 COPY_SETTINGS: dict[str, Any] = {
     **SETTINGS,
     "plugins_used": [p for p in SETTINGS["plugins_used"] if p["name"] != "KeywordDetector"],
@@ -478,7 +468,6 @@ def detect(root: Path, names: Sequence[str],
     found: set[Finding] = set()
     direct: dict[str, str] = {}
     copies: dict[str, str] = {}
-    yaml_direct: dict[str, str] = {}
     yaml_copies: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="gate-scan-") as tmp:
         for index, name in enumerate(names):
@@ -494,8 +483,7 @@ def detect(root: Path, names: Sequence[str],
                 continue
             yaml_file = path.suffix in YAML_SUFFIXES
             if not path.is_symlink() and not is_non_text_file(name):
-                # read by detect-secrets as what it is
-                (yaml_direct if yaml_file else direct)[name] = str(path)
+                direct[name] = str(path)  # read by detect-secrets as what it is
             if yaml_file or path.is_symlink() or is_non_text_file(name):
                 copy = Path(tmp) / str(index) / f"{path.name}.txt"
                 copy.parent.mkdir()
@@ -506,7 +494,6 @@ def detect(root: Path, names: Sequence[str],
                 (yaml_copies if yaml_file else copies)[name] = str(copy)
         # One scan (one process pool) per configuration.
         hits = (_detect_secrets([*direct.items(), *copies.items()], SETTINGS, processes)
-                + _detect_secrets(yaml_direct.items(), YAML_SETTINGS, processes)
                 + _detect_secrets(yaml_copies.items(), COPY_SETTINGS, processes))
     found.update(Finding(name, line, kind) for name, line, kind in hits)
     return sorted(found, key=lambda f: (f.path, f.line, f.detector))

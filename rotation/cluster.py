@@ -2,8 +2,9 @@
 
 The runbook's first pre-rotation check is that Vault reports initialized,
 unsealed and active. In an HA cluster the address an operator has may be a
-standby. OpenBao's standbys do not refuse requests: they forward them to the
-active node over the cluster port, and when forwarding is not possible (the
+standby. OpenBao's standbys do not refuse requests: they forward writes to the
+active node over the cluster port (reads they answer from their own copy, which
+can lag), and when forwarding is not possible (the
 active node just died) they answer ``307`` to the active node's ``api_addr``
 (seen on OpenBao 2.7.2, see docs/faults.md). So a standby is not a reason to
 stop; it is a reason to say which node actually answers. :func:`follow_active`

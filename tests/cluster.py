@@ -17,9 +17,11 @@ leader is replaced within seconds (docs/faults.md has the measured times).
 OpenBao's behaviours the fault tests rely on (observed on 2.7.2, asserted in
 ``tests/integration/test_raft_cluster.py``):
 
-* a standby *forwards* requests to the active node: a KV read or write sent
-  to a standby answers 200 with the active node's data (no redirect);
-  ``sys/health`` and ``sys/leader`` are answered by the node itself;
+* a standby *forwards* writes to the active node: a KV write sent to a
+  standby answers 200 with the new version (no redirect); reads it answers
+  from its own copy, which can lag the active node for about 0.1 s
+  (docs/faults.md); ``sys/health`` and ``sys/leader`` are answered by the
+  node itself;
 * after SIGKILL of the active node a standby takes over; until it does,
   requests to the survivors fail (5xx), they are not queued;
 * right after a kv-v2 mount is enabled, writes answer "Waiting for the

@@ -2,13 +2,15 @@
 
 * Every file git tracks (``git ls-files``, read from the working tree) is
   scanned by `detect-secrets <https://github.com/Yelp/detect-secrets>`_'s own
-  scanner (``SecretsCollection.scan_file``, file by file) with the
-  configuration :data:`SETTINGS`: its high-entropy, keyword and token-format
-  plugins, our Vault/OpenBao and Pulumi token plugins
-  (:mod:`rotation.gates.secret_plugins`, loaded by file path as any custom
-  plugin), and its default false-positive filters except the inline
-  ``pragma: allowlist secret`` one, so that every exception is reviewed in
-  the allowlist file.
+  scanner (``SecretsCollection.scan_files``, its own process pool with one
+  worker per usable core) with the configuration :data:`SETTINGS`: its
+  high-entropy, keyword and token-format plugins, our Vault/OpenBao and
+  Pulumi token plugins (:mod:`rotation.gates.secret_plugins`, loaded by file
+  path as any custom plugin), and its default false-positive filters except
+  two: the inline ``pragma: allowlist secret`` one, so that every exception
+  is reviewed in the allowlist file, and the line filter
+  ``is_indirect_reference``, which skips every plugin on a line such as
+  ``client(key="AKIA...")``.
 * detect-secrets reads YAML through its YAML transformer, which sees only the
   string values of mappings, and reads only quoted strings for entropy. So
   each YAML file is also scanned as a text copy with the same line numbers,
@@ -43,11 +45,15 @@ import fnmatch
 import functools
 import os
 import re
+import signal
 import subprocess
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any, cast
 
 import jsonschema
@@ -91,10 +97,14 @@ SETTINGS: dict[str, Any] = {
         {"name": "VaultTokenDetector", "path": f"file://{PLUGIN_FILE}"},
         {"name": "PulumiAccessTokenDetector", "path": f"file://{PLUGIN_FILE}"},
     ],
-    # detect-secrets' default filters without is_line_allowlisted (the inline pragma).
+    # detect-secrets' default filters without is_line_allowlisted (the inline pragma) and
+    # without is_indirect_reference: that one is a line filter that skips every plugin on
+    # a line shaped like `x = f(...)` or `x = y[...]`, so a token passed as an argument
+    # (`boto3.client("s3", aws_access_key_id="AKIA...")`) was never read. The filters
+    # kept judge a candidate secret, not the line around it.
     "filters_used": [{"path": f"detect_secrets.filters.heuristic.{name}"} for name in (
         "is_sequential_string", "is_potential_uuid", "is_likely_id_string",
-        "is_templated_secret", "is_prefixed_with_dollar_sign", "is_indirect_reference",
+        "is_templated_secret", "is_prefixed_with_dollar_sign",
         "is_lock_file", "is_not_alphanumeric_string", "is_swagger_file",
     )],
 }
@@ -374,10 +384,50 @@ def _text_copy(text: str, yaml_file: bool, parsed: YamlDocument | None = None) -
     return "\n".join(lines)
 
 
-def _detect_secrets(files: Mapping[str, str], settings: Mapping[str, Any]
-                    ) -> list[tuple[str, int, str]]:
-    """Run detect-secrets' scanner with ``settings`` over ``{key: path}``; ``(key, line, type)``."""
-    by_path = {str(Path(p).resolve()): key for key, p in files.items()}
+def usable_cores() -> int:
+    """Return how many cores this process may run on (its CPU affinity)."""
+    return len(os.sched_getaffinity(0))
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@contextmanager
+def _stops_after_the_pool() -> Iterator[None]:
+    """Hold SIGTERM and SIGINT while detect-secrets' process pool runs; deliver them after.
+
+    The pool forks its workers, which inherit this process's handlers, and it
+    stops them with SIGTERM and waits; a worker that dies mid-task (Ctrl-C
+    reaches the whole process group) leaves it waiting for ever. So in a
+    worker SIGTERM does what it does by default and SIGINT is ignored (the
+    worker finishes its file); in this process a stop is remembered and, once
+    the pool is closed, raised again for the handler that was there before
+    (the CLI's: exit 130).
+    """
+    owner = os.getpid()
+    held: list[int] = []
+
+    def hold(signum: int, _frame: FrameType | None) -> None:
+        if os.getpid() == owner:
+            held.append(signum)
+        elif signum == signal.SIGTERM:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    previous = {s: signal.signal(s, hold) for s in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if held:
+        signal.raise_signal(held[0])
+
+
+def _detect_secrets(files: Iterable[tuple[str, str]], settings: Mapping[str, Any],
+                    processes: int) -> list[tuple[str, int, str]]:
+    """Scan ``(key, path)`` pairs with detect-secrets and ``settings``; ``(key, line, type)``."""
+    by_path = {str(Path(p).resolve()): key for key, p in files}
     if not by_path:
         return []
     with transient_settings(dict(settings)):
@@ -385,10 +435,16 @@ def _detect_secrets(files: Mapping[str, str], settings: Mapping[str, Any]
         # force; computed again here so that our custom plugins (by file path) are in it.
         get_mapping_from_secret_type_to_class.cache_clear()
         collection = SecretsCollection(root="/")
-        # One file at a time in this process. detect-secrets' scan_files() process pool
-        # was tried: from the gate its forked workers hung (one died, the pool waited).
-        for path in by_path:
-            collection.scan_file(path.lstrip("/"))
+        relative = [p.lstrip("/") for p in by_path]
+        # detect-secrets' own process pool; it forks, so only from the main thread of a
+        # process with no other thread (a fork copies no thread, only the locks they hold).
+        if min(processes, len(relative)) > 1 and threading.active_count() == 1 \
+                and threading.current_thread() is threading.main_thread():
+            with _stops_after_the_pool():
+                collection.scan_files(*relative, num_processors=min(processes, len(relative)))
+        else:
+            for path in relative:
+                collection.scan_file(path)
     get_mapping_from_secret_type_to_class.cache_clear()
     out: list[tuple[str, int, str]] = []
     for filename, secrets in collection.data.items():
@@ -398,12 +454,16 @@ def _detect_secrets(files: Mapping[str, str], settings: Mapping[str, Any]
 
 
 def detect(root: Path, names: Sequence[str],
-           documents: Mapping[str, YamlDocument] | None = None) -> list[Finding]:
+           documents: Mapping[str, YamlDocument] | None = None,
+           processes: int | None = None) -> list[Finding]:
     """Run the detectors over ``names`` (relative to ``root``); return their findings.
 
     ``documents`` holds the files the caller has parsed already (the stack
     files, by name): their node trees are used instead of parsing them again.
+    ``processes``: detect-secrets' worker processes (default: one per usable
+    core; 1 scans in this process).
     """
+    processes = processes or usable_cores()
     documents = documents or {}
     found: set[Finding] = set()
     direct: dict[str, str] = {}
@@ -432,8 +492,9 @@ def detect(root: Path, names: Sequence[str],
                     parsed = None  # changed since it was parsed: parse what is there now
                 copy.write_text(_text_copy(text, yaml_file, parsed), encoding="utf-8")
                 (yaml_copies if yaml_file else copies)[name] = str(copy)
-        hits = (_detect_secrets(direct, SETTINGS) + _detect_secrets(copies, SETTINGS)
-                + _detect_secrets(yaml_copies, COPY_SETTINGS))
+        # One scan (one process pool) per configuration.
+        hits = (_detect_secrets([*direct.items(), *copies.items()], SETTINGS, processes)
+                + _detect_secrets(yaml_copies.items(), COPY_SETTINGS, processes))
     found.update(Finding(name, line, kind) for name, line, kind in hits)
     return sorted(found, key=lambda f: (f.path, f.line, f.detector))
 

@@ -15,6 +15,7 @@ import json
 import os
 import secrets
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -120,6 +121,48 @@ def test_hcl_python_markdown_and_named_as_binary_files_are_scanned(tmp_path: Pat
     for name, line in [("policies/acl/x.hcl", 1), ("tool.py", 1), ("docs/x.md", 1),
                        ("logo.svg", 1), ("deps.lock", 1)]:
         assert (name, line, "Vault Token") in got, name
+
+
+def test_a_token_passed_as_an_argument_or_indexed_is_found(tmp_path: Path) -> None:
+    """detect-secrets' default line filter skips such lines; the gate does not use it."""
+    from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
+    from detect_secrets.core.scan import scan_file
+    from detect_secrets.settings import transient_settings
+
+    root = repo(tmp_path)
+    aws = "AKIA" + secrets.token_hex(8).upper()
+    track(root, "client.py", f'client = boto3.client("s3", aws_access_key_id="{aws}")\n'
+                             f'token = tokens["ci"] or "{vault_token()}"\n')
+    with_filter = {**secret_scan.SETTINGS, "filters_used": [
+        *secret_scan.SETTINGS["filters_used"],
+        {"path": "detect_secrets.filters.heuristic.is_indirect_reference"}]}
+    with transient_settings(with_filter):  # the hole: detect-secrets' default filters
+        get_mapping_from_secret_type_to_class.cache_clear()
+        assert list(scan_file(str(root / "client.py"))) == []
+    get_mapping_from_secret_type_to_class.cache_clear()
+    assert found(root) == {("client.py", 1, "AWS Access Key"), ("client.py", 2, "Vault Token")}
+
+
+def test_the_process_pool_finds_what_one_process_finds(tmp_path: Path) -> None:
+    """detect-secrets' own pool (scan_files) and file-by-file scanning report the same."""
+    root = repo(tmp_path)
+    names = []
+    for i in range(6):
+        names.append(f"src/m{i}.py")
+        track(root, names[-1], f'# module {i}\nTOKEN = "{vault_token()}"\nblob = "{entropy()}"\n')
+        names.append(f"deploy/v{i}.yaml")
+        track(root, names[-1], f"env:\n  - {vault_token()}\nextra: |\n  {entropy()}\n"
+                               f"db:\n  password: {secrets.token_urlsafe(12)}\n")
+    names.append("logo.svg")
+    track(root, "logo.svg", f'<svg data="{vault_token()}"/>\n')
+    assert threading.active_count() == 1  # else the gate scans without its pool
+    one = secret_scan.detect(root, names, processes=1)
+    pooled = secret_scan.detect(root, names, processes=2)
+    assert pooled == one
+    assert {(f.path, f.line, f.detector) for f in one} >= {
+        ("src/m0.py", 2, "Vault Token"), ("src/m5.py", 3, "Base64 High Entropy String"),
+        ("deploy/v3.yaml", 2, "Vault Token"), ("deploy/v3.yaml", 4, "Base64 High Entropy String"),
+        ("deploy/v3.yaml", 6, "Secret Keyword"), ("logo.svg", 1, "Vault Token")}
 
 
 def test_a_go_sum_holds_only_module_hashes(tmp_path: Path) -> None:

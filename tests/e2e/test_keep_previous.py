@@ -28,7 +28,7 @@ pytestmark = pytest.mark.e2e
 
 SIGNING = "secret/services/execution/session-signing-key"
 PATH = "services/execution/session-signing-key"
-SECRET = "secret-secret-services-execution-session-signing-key"
+KV_WRITE_URN_NAME = "secret-secret-services-execution-session-signing-key"
 
 
 def data(client: hvac.Client, version: int | None = None) -> dict[str, str]:
@@ -77,7 +77,7 @@ def test_keep_previous_keeps_exactly_one_previous_value_until_retire(
     commit(ws, "retire the previous signing key")
     plan = rotation_cli(ws, "plan", "--base", "HEAD~1")
     assert "**retire: drops the previous value kept in version 2**" in plan.stdout, plan.stdout
-    assert changed(ws) == {SECRET: "update"}  # the generated value keeps its state
+    assert changed(ws) == {KV_WRITE_URN_NAME: "update"}  # the generated value keeps its state
     ws.pulumi("up", "--yes", "--skip-preview")
     third = data(client, 3)
     assert third == {"SIGNING_KEY": second["SIGNING_KEY"]}

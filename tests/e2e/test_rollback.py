@@ -35,7 +35,7 @@ BROKER = "secret/services/execution/broker-api"
 PATH = "services/analytics/warehouse-hmac"
 CANARY = "CANARY-rollback-out-of-band-9b1f"
 KEY = "value-secret-services-analytics-warehouse-hmac-hmac_key"
-SECRET = "secret-secret-services-analytics-warehouse-hmac"
+KV_WRITE_URN_NAME = "secret-secret-services-analytics-warehouse-hmac"
 
 
 def commit(ws: Workspace, message: str) -> None:
@@ -84,7 +84,7 @@ def test_a_bad_rotation_is_rolled_back_as_a_new_version_with_cas(
                              "--skip-lock-check", "--server-dir", str(server.workdir))
     assert preflight.returncode == 0, preflight.stdout + preflight.stderr
     # The generated value keeps its state: only the KV write changes.
-    assert changed_steps(ws) == {SECRET: "update"}
+    assert changed_steps(ws) == {KV_WRITE_URN_NAME: "update"}
     ws.pulumi("up", "--yes", "--skip-preview")
     meta = client.secrets.kv.v2.read_secret_metadata(path=PATH, mount_point="secret")["data"]
     assert meta["current_version"] == 3

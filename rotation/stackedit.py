@@ -23,7 +23,7 @@ from kernel.atomic import write_text_atomic
 from kernel.redact import describe
 from kernel.spec import SpecError, parse_spec
 from kernel.spec.credentials import Credential
-from kernel.spec.marks import duplicate_keys
+from kernel.spec.loader import refuse_duplicate_keys
 from kernel.spec.stackfile import YamlDocument, parse_yaml
 from kernel.spec.versions import literal_problem
 from rotation.errors import BadInput
@@ -49,12 +49,10 @@ def parse_text(text: str, source: str) -> YamlDocument:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise BadInput(f"{source}: not valid YAML{where}; nothing changed") from None
-    duplicates = duplicate_keys(document.root)
-    if duplicates:
-        key_path, line, first = duplicates[0]
-        raise BadInput(f"{source}: line {line}: duplicate key {key_path[-1]!r} "
-                       f"(first at line {first}); "
-                       "nothing changed")
+    try:
+        refuse_duplicate_keys(document, source)
+    except SpecError as exc:
+        raise BadInput(f"{exc} (nothing changed)") from None
     return document
 
 

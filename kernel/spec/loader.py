@@ -669,12 +669,12 @@ def read_stack_document(path: Path) -> YamlDocument:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         reason = getattr(exc, "problem", None) or "invalid YAML"
         raise SpecError(path.name, [Problem((), f"{where}{reason}")]) from None
-    _refuse_duplicate_keys(document, path.name)
+    refuse_duplicate_keys(document, path.name)
     _config_of(document, path.name)
     return document
 
 
-def _refuse_duplicate_keys(document: YamlDocument, source: str) -> None:
+def refuse_duplicate_keys(document: YamlDocument, source: str) -> None:
     """Raise :class:`SpecError` for every key given twice (from the same parse).
 
     YAML loaders keep the last of two equal keys without a word, so a typo'd

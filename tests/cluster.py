@@ -38,7 +38,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -291,14 +291,18 @@ class RaftCluster:
 
         def upgraded() -> bool:
             # While upgrading, reads and writes answer 400 "Waiting for the primary to
-            # upgrade..." (an InvalidRequest, retried by _wait); a 404 means it is done.
+            # upgrade...". A standby that has not yet applied the new mount table answers
+            # 404 "no handler for route" - a 404 too, but the mount (and its own upgrade
+            # wait) is still to come there. Done is the KV engine's own 404: no errors.
             # Each standby checks its own copy of the flag before forwarding: ask them all.
             for node in self.nodes:
                 if not node.running:
                     continue
-                with suppress(hvac.exceptions.InvalidPath):
-                    self.client(node, timeout=3).secrets.kv.v2.read_secret_metadata(
-                        path=probe, mount_point=mount)
+                answer = requests.get(f"{node.address}/v1/{mount}/metadata/{probe}",
+                                      headers={"X-Vault-Token": self.root_token},
+                                      allow_redirects=False, timeout=3)
+                if answer.status_code != 404 or answer.json().get("errors"):
+                    return False
             return True
         self.wait(upgraded, timeout, f"kv-v2 mount {mount} upgraded on every node")
 

@@ -30,7 +30,8 @@ def render_audit_hcl(devices: Sequence[AuditDevice]) -> str:
         if dev.description:
             lines.append(f"  description = {_hcl_string(dev.description)}")
         lines.append("  options {")
-        lines.extend(f"    {key} = {_hcl_string(value)}" for key, value in dev.options)
+        lines.extend(f"    {key} = {_hcl_string(value)}"
+                     for key, value in sorted(dev.options.items()))
         lines.append("  }")
         lines.append("}")
         blocks.append("\n".join(lines))

@@ -1,59 +1,88 @@
-"""The environment JSON Schema, loaded once, and jsonschema's validator for it.
+"""The JSON Schema of the spec, generated from the model, for editors.
 
-``jsonschema`` validates every spec and reports every problem with its key
-path, which :mod:`kernel.spec.loader` turns into messages. The schema's local
-``$ref``s are resolved once when the validator is built (the schema is
-acyclic), so the validator does not resolve a reference on every visit and
-its schema paths walk plain nested dicts.
+``kernel/schema/environment.schema.json`` is what yaml-language-server and
+IDEs read (through ``stack.schema.json``); the loader validates with the model
+itself (:mod:`kernel.spec.model`), so the file is an output, never an input.
+``python -m kernel.spec.schema`` rewrites it; ``--check`` exits 1 when the
+committed file is not what the model generates (a test runs that).
+
+Rules across keys (one of two shapes, keys that cannot go together) are the
+model's validators and are not all expressible here; the editor schema is as
+strict as JSON Schema lets it be, the loader is the judge.
 """
 
 from __future__ import annotations
 
-import functools
+import argparse
 import json
-from collections.abc import Mapping
+import sys
 from typing import Any
 
-import jsonschema
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+from pydantic_core import core_schema
 
 from kernel import paths
+from kernel.atomic import write_text_atomic
+from kernel.spec.model import EnvironmentSpec
+
+SCHEMA_ID = "https://tradepulse.internal/schemas/tradepulse-vault/environment.schema.json"
 
 
-@functools.cache
-def raw_schema() -> Mapping[str, Any]:
-    """Return ``kernel/schema/environment.schema.json`` as written."""
-    return dict(json.loads(paths.ENVIRONMENT_SCHEMA.read_text(encoding="utf-8")))
+class _EditorSchema(GenerateJsonSchema):
+    """pydantic's generator, without what editors would misread.
 
-
-def inline_refs(node: Any, defs: Mapping[str, Any]) -> Any:
-    """Return ``node`` with every local ``#/$defs/<name>`` reference replaced by its target.
-
-    The schema's references are local and acyclic, so they are resolved once
-    here instead of by jsonschema's registry on every visit. A ``$ref`` whose
-    siblings share a keyword with its target keeps both through ``allOf``
-    (same semantics).
+    An optional key is absent, not null (``null`` would be offered as a
+    value), and titles repeat the key names.
     """
-    if isinstance(node, list):
-        return [inline_refs(item, defs) for item in node]
-    if not isinstance(node, dict):
-        return node
-    out = {key: inline_refs(value, defs) for key, value in node.items()}
-    ref = out.get("$ref")
-    if isinstance(ref, str) and ref.startswith("#/$defs/") and ref[8:] in defs:
-        target = inline_refs(defs[ref[8:]], defs)
-        del out["$ref"]
-        if isinstance(target, dict) and not set(target) & set(out):
-            out.update(target)
-        else:
-            out["allOf"] = [*out.get("allOf", []), target]
-    return out
+
+    def nullable_schema(self, schema: core_schema.NullableSchema) -> JsonSchemaValue:
+        return self.generate_inner(schema["schema"])
+
+    def field_title_should_be_set(self, schema: Any) -> bool:
+        return False
+
+    def default_schema(self, schema: core_schema.WithDefaultSchema) -> JsonSchemaValue:
+        out = super().default_schema(schema)
+        if out.get("default") is None:
+            out.pop("default", None)
+        return out
 
 
-@functools.cache
-def validator() -> jsonschema.Draft202012Validator:
-    """Return jsonschema's validator for the schema (checked against its metaschema)."""
-    schema = raw_schema()
-    jsonschema.Draft202012Validator.check_schema(schema)
-    inlined = inline_refs(schema, schema.get("$defs", {}))
-    inlined.pop("$defs", None)
-    return jsonschema.Draft202012Validator(inlined)
+def generate() -> dict[str, Any]:
+    """Return the schema document the model generates (ids and metaschema included)."""
+    body = EnvironmentSpec.model_json_schema(by_alias=True, schema_generator=_EditorSchema)
+    body.pop("title", None)
+    for definition in body.get("$defs", {}).values():
+        definition.pop("title", None)
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID,
+            "title": "tradepulse-vault environment spec", **body}
+
+
+def render() -> str:
+    """Return the schema as the committed file holds it."""
+    return json.dumps(generate(), indent=2, sort_keys=False) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write (or with ``--check`` compare) ``kernel/schema/environment.schema.json``."""
+    parser = argparse.ArgumentParser(prog="python -m kernel.spec.schema",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true",
+                        help="exit 1 when the committed schema is not the generated one")
+    args = parser.parse_args(argv)
+    text = render()
+    committed = paths.ENVIRONMENT_SCHEMA.read_text(encoding="utf-8") \
+        if paths.ENVIRONMENT_SCHEMA.exists() else ""
+    if args.check:
+        if committed != text:
+            print(f"{paths.ENVIRONMENT_SCHEMA.name} is not what the model generates; run "
+                  "python -m kernel.spec.schema", file=sys.stderr)
+            return 1
+        return 0
+    if committed != text:
+        write_text_atomic(paths.ENVIRONMENT_SCHEMA, text, mode=0o644)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -26,7 +26,6 @@ pytestmark = pytest.mark.e2e
 
 DELIVERY_PROGRAM = '''\
 """e2e: the delivery component of one stack, through the real kubernetes provider."""
-import dataclasses
 import os
 import time
 from pathlib import Path
@@ -35,12 +34,13 @@ import pulumi
 
 from infra.components.secret_delivery import SecretDelivery, kubernetes_provider
 from kernel.spec import load_stack_file
+from kernel.spec.model import Delivery
 
 spec = load_stack_file(Path(os.environ["E2E_STACK_FILE"]))
 delivery = spec.delivery
 if "E2E_RENDER_DIR" in os.environ:  # else: the stack's cluster context (KUBECONFIG)
-    delivery = dataclasses.replace(delivery, render_dir=os.environ["E2E_RENDER_DIR"])
-spec = dataclasses.replace(spec, delivery=delivery)
+    delivery = delivery.model_copy(update={"render_dir": os.environ["E2E_RENDER_DIR"]})
+spec = spec.model_copy(update={"delivery_config": Delivery(kubernetes=delivery)})
 component = SecretDelivery("delivery", spec,
                            opts=pulumi.ResourceOptions(providers=[kubernetes_provider(delivery)]))
 pulumi.export("delivery_resources", component.manifests)

@@ -6,8 +6,6 @@ repository's real specs (no engine), unless a test says otherwise.
 
 from __future__ import annotations
 
-import dataclasses
-
 from pulumi_policy import (
     StackValidationArgs,
 )
@@ -45,15 +43,15 @@ def test_one_vault_audit_device_fails() -> None:
 
 def test_openbao_audit_devices_count_the_spec_and_need_the_verifier() -> None:
     local = spec("local")  # the openbao flavour, one declared device
-    as_prod = dataclasses.replace(local, environment="prod", strict=True)
+    as_prod = local.model_copy(update={"environment": "prod", "strict": True})
     seen = Violations()
     audit.prod_and_dr_have_two_audit_devices(StackValidationArgs([]), seen, as_prod)
     assert seen.messages == [
         "prod (openbao) has no tradepulse:vault:AuditDevices component, so nothing verifies "
         "that the server has its audit devices",
         "prod (openbao) declares 1 audit device(s) (file-local); it needs at least 2"]
-    two = dataclasses.replace(as_prod, audit=dataclasses.replace(
-        local.audit, devices=spec("prod").audit.devices))
+    two = as_prod.model_copy(update={"audit": local.audit.model_copy(
+        update={"devices": spec("prod").audit.devices})})
     seen = Violations()
     audit.prod_and_dr_have_two_audit_devices(
         StackValidationArgs([stack_resource(facts.AUDIT_COMPONENT, "audit", {})]), seen, two)

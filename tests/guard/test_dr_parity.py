@@ -6,8 +6,6 @@ repository's real specs (no engine), unless a test says otherwise.
 
 from __future__ import annotations
 
-import dataclasses
-
 from pulumi_policy import (
     StackValidationArgs,
 )
@@ -33,10 +31,10 @@ def test_dr_with_everything_prod_has_passes() -> None:
 def test_dr_missing_a_policy_role_or_mirror_fails() -> None:
     dr = spec("dr")
     assert dr.database is not None
-    broken = dataclasses.replace(
-        dr, policies=tuple(p for p in dr.policies if p != "break-glass"),
-        database=dataclasses.replace(dr.database, roles=dr.database.roles[:2]),
-        static_secrets=tuple(s for s in dr.static_secrets if s.mirror_of is None))
+    broken = dr.model_copy(update={
+        "policies": tuple(p for p in dr.policies if p != "break-glass"),
+        "database": dr.database.model_copy(update={"roles": dr.database.roles[:2]}),
+        "static_secrets": tuple(s for s in dr.static_secrets if s.mirror_of is None)})
     seen = Violations()
     dr_parity.dr_has_everything_prod_has(StackValidationArgs([]), seen, broken, spec("prod"))
     assert seen.messages == [

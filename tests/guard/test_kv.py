@@ -6,7 +6,6 @@ repository's real specs (no engine), unless a test says otherwise.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import pytest
@@ -79,13 +78,13 @@ def test_kv_rules_hold_only_prod_and_dr() -> None:
 
 def test_strictness_is_the_specs_flag_not_the_stack_name() -> None:
     weak = resource(facts.KV_BACKEND, "kv", kv_config(False, 2))
-    prod_eu = dataclasses.replace(spec("staging"), environment="prod-eu", strict=True)
+    prod_eu = spec("staging").model_copy(update={"environment": "prod-eu", "strict": True})
     seen = Violations()
     kv.kv_v2_cas_and_version_floor(weak, seen, prod_eu)
     assert seen.messages[0] == ("kv: cas_required must be true in prod-eu (rotations write "
                                 "with check-and-set)")
     seen = Violations()
-    kv.kv_v2_cas_and_version_floor(weak, seen, dataclasses.replace(spec("prod"), strict=False))
+    kv.kv_v2_cas_and_version_floor(weak, seen, spec("prod").model_copy(update={"strict": False}))
     assert seen == []
     seen = Violations()
     audit.prod_and_dr_have_two_audit_devices(

@@ -12,6 +12,7 @@ import yaml
 from kernel import paths
 from kernel.policy_files import allows, parse_policy, read_policy
 from kernel.spec import SpecError, load_stack_file
+from kernel.spec.model import Delivery
 from tests.conftest import STACKS, MockRun
 from tests.infra.test_program import evaluate, spec_for
 
@@ -159,12 +160,10 @@ def test_kubernetes_provider_targets_each_stacks_cluster_context(pulumi_mocks: A
 
 
 def test_a_render_dir_renders_instead_of_applying(pulumi_mocks: Any, tmp_path: Path) -> None:
-    import dataclasses
-
     spec = spec_for("local")
     assert spec.delivery is not None
-    spec = dataclasses.replace(spec, delivery=dataclasses.replace(
-        spec.delivery, context=None, render_dir=str(tmp_path / "manifests")))
+    spec = spec.model_copy(update={"delivery_config": Delivery(kubernetes=spec.delivery.model_copy(
+        update={"context": None, "render_dir": str(tmp_path / "manifests")}))})
     run: MockRun = pulumi_mocks("local")
     evaluate(run, spec)
     provider = run.mocks.of_type("pulumi:providers:kubernetes")["kubernetes"]

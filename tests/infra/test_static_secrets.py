@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from typing import Any
 
@@ -57,9 +56,9 @@ def test_each_static_secret_is_written_with_cas_one_below_its_version(
 
 def bumped(spec: EnvironmentSpec, secret_id: str) -> EnvironmentSpec:
     secrets = tuple(
-        dataclasses.replace(s, version=(s.version or 0) + 1) if s.id == secret_id else s
+        s.model_copy(update={"version": (s.version or 0) + 1}) if s.id == secret_id else s
         for s in spec.static_secrets)
-    return dataclasses.replace(spec, static_secrets=secrets)
+    return spec.model_copy(update={"static_secrets": secrets})
 
 
 def test_generated_value_changes_if_and_only_if_the_version_changes(pulumi_mocks: Any) -> None:
@@ -150,9 +149,9 @@ def test_a_rollback_writes_the_restored_versions_data_read_from_vault(pulumi_moc
     spec = spec_for("prod")
     target = "secret/services/execution/session-signing-key"
     rolled = bumped(spec, target)
-    rolled = dataclasses.replace(rolled, static_secrets=tuple(
-        dataclasses.replace(s, restores=7) if s.id == target else s
-        for s in rolled.static_secrets))
+    rolled = rolled.model_copy(update={"static_secrets": tuple(
+        s.model_copy(update={"restores": 7}) if s.id == target else s
+        for s in rolled.static_secrets)})
     run: MockRun = pulumi_mocks("prod")
     # Vault's answer: the latest version is still 9 (not applied yet), so version 7 is read.
     run.mocks.call_results[GET_V2] = {"version": 9, "data": {"SIGNING_KEY": "restored-v7"}}

@@ -67,7 +67,7 @@ def main() -> int:
     args = parser.parse_args()
     files = tracked_files(REPO)
     lines = sum(len((REPO / f).read_bytes().splitlines()) for f in files)
-    baseline()  # warm imports and the schema validator, as the gate's own first step does
+    baseline()  # warm imports and the spec model, as the gate's own first step does
 
     def gate() -> None:
         report = run_gate(REPO, "HEAD", None)

@@ -28,6 +28,7 @@ from kernel.spec.messages import KeyPath, Problem, SpecError, format_key_path, p
 from kernel.spec.model import EnvironmentSpec
 from kernel.spec.references import reference_problems
 from kernel.spec.stackfile import YamlDocument, parse_yaml
+from kernel.spec.versions import version_literal_marks
 
 __all__ = ["KeyPath", "Problem", "SpecError", "format_key_path", "load_stack_file",
            "parse_spec", "read_stack_document", "read_stack_file", "refuse_duplicate_keys"]
@@ -129,11 +130,20 @@ def load_stack_file(
     config = _config_of(document, path.name)
     if paths.SPEC_CONFIG_KEY not in config:
         raise SpecError(path.name, [Problem((), "required key is missing")])
+    # A version is judged from its text first: ``10.0`` or ``010`` is a wrong spelling of a
+    # version (kernel.spec.versions), which the model would only call a wrong type, or take.
+    literals = [Problem(("static_secrets", index, "version"), problem, line=line)
+                for index, line, problem in version_literal_marks(document.root)]
     try:
-        return parse_spec(config[paths.SPEC_CONFIG_KEY], source=path.name, stack=stack,
+        spec = parse_spec(config[paths.SPEC_CONFIG_KEY], source=path.name, stack=stack,
                           policy_dir=policy_dir)
     except SpecError as exc:
-        raise with_lines(exc, document.root) from None
+        said = {p.path for p in literals}
+        others = [p for p in with_lines(exc, document.root).problems if p.path not in said]
+        raise SpecError(path.name, [*literals, *others]) from None
+    if literals:
+        raise SpecError(path.name, literals)
+    return spec
 
 
 def with_lines(exc: SpecError, root: yaml.Node | None) -> SpecError:

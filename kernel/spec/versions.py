@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from kernel import paths
+from kernel.spec.messages import Problem
 
 CANONICAL = re.compile(r"0|[1-9][0-9]*")
 _LOADER: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -50,11 +51,26 @@ def literal_problem(node: yaml.Node) -> str | None:
     return None
 
 
+def version_literal_marks(root: yaml.Node | None) -> list[tuple[int, int, str]]:
+    """Return ``(index, line, problem)`` per ``static_secrets[index].version`` not canonical."""
+    secrets = _get(_get(_get(root, "config"), paths.SPEC_CONFIG_KEY), "static_secrets")
+    if not isinstance(secrets, yaml.SequenceNode):
+        return []
+    out: list[tuple[int, int, str]] = []
+    for index, item in enumerate(secrets.value):
+        version = _get(item, "version")
+        problem = None if version is None else literal_problem(version)
+        if version is not None and problem is not None:
+            out.append((index, version.start_mark.line + 1, problem))
+    return out
+
+
 def version_literal_problems(text: str, source: str, *, root: yaml.Node | None = None
                              ) -> list[str]:
     """Return one message per ``static_secrets[i].version`` not written as a canonical integer.
 
-    Messages name the file, the key path and the line; they quote the literal
+    Messages name the file, the key path and the line (as every spec problem:
+    :class:`kernel.spec.messages.Problem`); they quote the literal
     (a version number, never a secret). Text that is not YAML gives no
     problems here: the loader reports it.
     """
@@ -63,17 +79,5 @@ def version_literal_problems(text: str, source: str, *, root: yaml.Node | None =
             root = yaml.compose(text, Loader=_LOADER)
         except yaml.YAMLError:
             return []
-    secrets = _get(_get(_get(root, "config"), paths.SPEC_CONFIG_KEY), "static_secrets")
-    if not isinstance(secrets, yaml.SequenceNode):
-        return []
-    out: list[str] = []
-    for index, item in enumerate(secrets.value):
-        version = _get(item, "version")
-        if version is None:
-            continue
-        where = (f"{source}: {paths.SPEC_CONFIG_KEY}.static_secrets[{index}].version "
-                 f"(line {version.start_mark.line + 1})")
-        problem = literal_problem(version)
-        if problem is not None:
-            out.append(f"{where}: {problem}")
-    return out
+    return [Problem(("static_secrets", index, "version"), problem, line=line).render(source)
+            for index, line, problem in version_literal_marks(root)]

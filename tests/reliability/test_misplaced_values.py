@@ -141,7 +141,8 @@ def test_misplaced_values_are_never_repeated(openbao: Any, stack_repo: Path,
     plan_text = run_cli(["-v", "plan", "--repo", str(wrong_type), "--base", "HEAD~1"],
                         cwd=stack_repo, env=env)
     # The plan names the field and line (the canonical-version rule), never the value.
-    assert plan_text.returncode == 1 and ".version (line " in plan_text.stdout
+    assert plan_text.returncode == 1 and ".version: " in plan_text.stdout
+    assert "(line " in plan_text.stdout
     extra_outputs = {"plan [text] stdout": plan_text.stdout, "plan [text] stderr":
                      plan_text.stderr}
 

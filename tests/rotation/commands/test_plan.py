@@ -349,9 +349,9 @@ def test_a_non_canonical_version_fails_plan_gate_and_bump_alike(
     code, plan = run_plan(capsys, stack_repo)
     assert code == 1 and plan["rotations"] == []
     [finding] = plan["findings"]
-    where = "Pulumi.prod.yaml: tradepulse-vault:spec.static_secrets[1].version (line "
+    where = "Pulumi.prod.yaml: tradepulse-vault:spec.static_secrets[1].version: "
     assert finding["message"].startswith(where) and "not a canonical integer" in \
-        finding["message"]
+        finding["message"] and "(line " in finding["message"]
     assert main(["gate", "--json", "--repo", str(stack_repo)]) == 1
     report = json.loads(capsys.readouterr().out)
     stack_files = next(c for c in report["checks"] if c["name"] == "stack-files")
@@ -359,7 +359,8 @@ def test_a_non_canonical_version_fails_plan_gate_and_bump_alike(
     git(stack_repo, "commit", "-qam", "odd literal")
     assert main(["bump", "--stack", "prod", SIGNING, "--repo", str(stack_repo)]) == 2
     err = capsys.readouterr().err
-    assert "static_secrets[1].version (line" in err and "not a canonical integer" in err
+    assert "static_secrets[1].version: " in err and "not a canonical integer" in err
+    assert "(line " in err
 
 
 # --- provided secrets: no replay ----------------------------------------------------------

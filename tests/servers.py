@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import hvac
+import requests
 
 PG_BIN_CANDIDATES = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
 
@@ -124,6 +125,15 @@ def start_openbao(
             status = server.client().sys.read_health_status(method="GET")
             return isinstance(status, dict) and status.get("initialized") is True
         _wait_for(ready, 30, "OpenBao dev server")
+
+        def kv_upgraded() -> bool:
+            # The dev server's kv-v2 mount ``secret/`` upgrades to versioned data for a
+            # moment after start; meanwhile it answers 400 "Upgrading from non-versioned
+            # to versioned data". Done is the KV engine's own 404 (no errors listed).
+            answer = requests.get(f"{server.address}/v1/secret/metadata/tradepulse-probe",
+                                  headers={"X-Vault-Token": token}, timeout=5)
+            return answer.status_code == 404 and not answer.json().get("errors")
+        _wait_for(kv_upgraded, 30, "the dev server's secret/ mount upgraded to kv-v2")
     except BaseException:
         server.stop()
         raise

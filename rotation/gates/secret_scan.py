@@ -2,8 +2,8 @@
 
 * Every file git tracks (``git ls-files``, read from the working tree) is
   scanned by `detect-secrets <https://github.com/Yelp/detect-secrets>`_'s own
-  scanner (``SecretsCollection.scan_files``, its own process pool with one
-  worker per usable core) with the configuration :data:`SETTINGS`: its
+  scanner (``detect_secrets.core.scan.scan_file``, in a pool of spawned
+  workers, one per usable core) with the configuration :data:`SETTINGS`: its
   high-entropy, keyword and token-format plugins, our Vault/OpenBao and
   Pulumi token plugins (:mod:`rotation.gates.secret_plugins`, loaded by file
   path as any custom plugin), and its default false-positive filters except
@@ -43,13 +43,15 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import multiprocessing
 import os
 import re
 import signal
 import subprocess
 import tempfile
-import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,10 +60,14 @@ from typing import Any, cast
 
 import jsonschema
 import yaml
+from detect_secrets.core import scan
 from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
-from detect_secrets.core.secrets_collection import SecretsCollection
 from detect_secrets.filters.heuristic import is_non_text_file
-from detect_secrets.settings import transient_settings
+from detect_secrets.settings import (
+    configure_settings_from_baseline,
+    get_settings,
+    transient_settings,
+)
 
 from kernel import paths
 from kernel.spec.stackfile import LOADER, YamlDocument, read_yaml
@@ -393,30 +399,21 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 @contextmanager
-def _stops_after_the_pool() -> Iterator[None]:
-    """Hold SIGTERM and SIGINT while detect-secrets' process pool runs; deliver them after.
+def _stops_after_the_pool() -> Iterator[list[int]]:
+    """Hold SIGTERM and SIGINT while the scan's worker processes run; deliver them after.
 
-    The pool forks its workers, which inherit this process's handlers, and it
-    stops them with SIGTERM and waits; a worker that dies mid-task (Ctrl-C
-    reaches the whole process group) leaves it waiting for ever. So in a
-    worker SIGTERM does what it does by default and SIGINT is ignored (the
-    worker finishes its file); in this process a stop is remembered and, once
-    the pool is closed, raised again for the handler that was there before
-    (the CLI's: exit 130).
+    A stop in the middle would leave the pool's workers behind; so it is
+    remembered (the list yielded) and, once the pool is shut down, raised again
+    for the handler that was there before (the CLI's: exit 130).
     """
-    owner = os.getpid()
     held: list[int] = []
 
     def hold(signum: int, _frame: FrameType | None) -> None:
-        if os.getpid() == owner:
-            held.append(signum)
-        elif signum == signal.SIGTERM:
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
+        held.append(signum)
 
     previous = {s: signal.signal(s, hold) for s in STOP_SIGNALS}
     try:
-        yield
+        yield held
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
@@ -424,33 +421,52 @@ def _stops_after_the_pool() -> Iterator[None]:
         signal.raise_signal(held[0])
 
 
+def _start_worker(settings: dict[str, Any]) -> None:
+    """In a scan worker: the parent's settings, and Ctrl-C left to the parent (which holds it)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    configure_settings_from_baseline(settings)
+
+
+def _scan_file(path: str) -> list[tuple[str, int, str]]:
+    """Scan one file with detect-secrets as configured; ``(path, line, type)`` per secret."""
+    return [(path, secret.line_number, str(secret.type)) for secret in scan.scan_file(path)]
+
+
 def _detect_secrets(files: Iterable[tuple[str, str]], settings: Mapping[str, Any],
                     processes: int) -> list[tuple[str, int, str]]:
-    """Scan ``(key, path)`` pairs with detect-secrets and ``settings``; ``(key, line, type)``."""
+    """Scan ``(key, path)`` pairs with detect-secrets and ``settings``; ``(key, line, type)``.
+
+    With more than one process, the files are shared by a pool of *spawned*
+    workers (fresh interpreters given the settings, as detect-secrets' own
+    pool gives its forked ones): a fork copies the locks other threads hold,
+    and a forked pool stopped with SIGTERM could wait for ever on a worker;
+    a broken pool here is an error, never a hang.
+    """
     by_path = {str(Path(p).resolve()): key for key, p in files}
     if not by_path:
         return []
+    found: list[tuple[str, int, str]] = []
     with transient_settings(dict(settings)):
         # Its plugin-class table is computed once per process from the settings then in
         # force; computed again here so that our custom plugins (by file path) are in it.
         get_mapping_from_secret_type_to_class.cache_clear()
-        collection = SecretsCollection(root="/")
-        relative = [p.lstrip("/") for p in by_path]
-        # detect-secrets' own process pool; it forks, so only from the main thread of a
-        # process with no other thread (a fork copies no thread, only the locks they hold).
-        if min(processes, len(relative)) > 1 and threading.active_count() == 1 \
-                and threading.current_thread() is threading.main_thread():
-            with _stops_after_the_pool():
-                collection.scan_files(*relative, num_processors=min(processes, len(relative)))
+        workers = min(processes, len(by_path))
+        if workers > 1:
+            context = multiprocessing.get_context("spawn")
+            with _stops_after_the_pool() as held, ProcessPoolExecutor(
+                    workers, mp_context=context, initializer=_start_worker,
+                    initargs=(get_settings().json(),)) as pool:
+                try:
+                    for hits in pool.map(_scan_file, by_path, chunksize=8):
+                        found.extend(hits)
+                except BrokenProcessPool:
+                    if not held:  # else: stopped; the held signal is raised after the pool
+                        raise
         else:
-            for path in relative:
-                collection.scan_file(path)
+            for path in by_path:
+                found.extend(_scan_file(path))
     get_mapping_from_secret_type_to_class.cache_clear()
-    out: list[tuple[str, int, str]] = []
-    for filename, secrets in collection.data.items():
-        key = by_path[str(Path("/", filename))]
-        out.extend((key, secret.line_number, str(secret.type)) for secret in secrets)
-    return out
+    return [(by_path[path], line, kind) for path, line, kind in found]
 
 
 def detect(root: Path, names: Sequence[str],

@@ -18,10 +18,9 @@ CANARY = "CANARY-rollback-history-3c8e"
 
 
 def secret(restores: int | None) -> StaticSecret:
-    return StaticSecret(mount="kv", path="services/x", keys=("K",), version=None,
-                        source="generated", generator=None, config_secret=None,
-                        rotation_interval_seconds=None, consumers=(), mirror_to_dr=False,
-                        mirror_of=None, restores=restores)
+    return StaticSecret(mount="kv", path="services/x", keys=("K",), version=10,
+                        source="generated", rotation_interval_seconds=86400, consumers=(),
+                        restores=restores)
 
 
 @pytest.fixture

@@ -46,10 +46,13 @@ TOKEN = "s.CANARY-live-reader-token-6d1f"  # a test token; must never be printed
 
 
 def secret(path: str, mount: str = "secret") -> StaticSecret:
-    """A static secret as the spec loader would build it (only mount and path matter here)."""
-    return StaticSecret(mount=mount, path=path, keys=("K",), version=1, source="provided",
-                        generator=None, config_secret=None, rotation_interval_seconds=None,
-                        consumers=(), mirror_to_dr=False, mirror_of=None)
+    """A static secret (only mount and path matter here), built without the spec's checks.
+
+    Paths the spec refuses (spaces, non-ASCII) are built too: the reader must
+    quote whatever it is given.
+    """
+    return StaticSecret.model_construct(mount=mount, path=path, keys=("K",), version=1,
+                                        declared_source="provided")
 
 
 def declared(address: str, paths: list[str]) -> list[Declared]:

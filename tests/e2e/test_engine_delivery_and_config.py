@@ -39,7 +39,8 @@ from kernel.spec.model import Delivery
 spec = load_stack_file(Path(os.environ["E2E_STACK_FILE"]))
 delivery = spec.delivery
 if "E2E_RENDER_DIR" in os.environ:  # else: the stack's cluster context (KUBECONFIG)
-    delivery = delivery.model_copy(update={"render_dir": os.environ["E2E_RENDER_DIR"]})
+    delivery = delivery.model_copy(update={"render_dir": os.environ["E2E_RENDER_DIR"],
+                                           "context": None})
 spec = spec.model_copy(update={"delivery_config": Delivery(kubernetes=delivery)})
 component = SecretDelivery("delivery", spec,
                            opts=pulumi.ResourceOptions(providers=[kubernetes_provider(delivery)]))

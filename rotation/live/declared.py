@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from kernel.spec import EnvironmentSpec
@@ -70,8 +70,9 @@ def declare(root: Path, targets: Sequence[StackTarget]) -> list[Declared]:
                     "does not declare it with mirror_to_dr: true",
                     hint=f"set mirror_to_dr: true on {secret.id} in {origin_file}",
                 )
-            out.append(Declared(target.name, target.vault, replace(secret,
-                                restores=origin.restores), origin.version, origin_file,
+            # The mirror's own entry declares no restores (mirror_of only): it is prod's.
+            followed = secret.model_copy(update={"restores": origin.restores})
+            out.append(Declared(target.name, target.vault, followed, origin.version, origin_file,
                                 origin.rotation_interval_seconds, origin_file))
     return out
 

@@ -167,9 +167,9 @@ def test_a_rollback_writes_the_restored_versions_data_read_from_vault(pulumi_moc
 def test_a_prod_rollback_reaches_dr_through_the_mirror_output(pulumi_mocks: Any) -> None:
     target = "secret/services/execution/session-signing-key"  # mirror_to_dr in prod
     rolled = bumped(spec_for("prod"), target)
-    rolled = dataclasses.replace(rolled, static_secrets=tuple(
-        dataclasses.replace(s, restores=7) if s.id == target else s
-        for s in rolled.static_secrets))
+    rolled = rolled.model_copy(update={"static_secrets": tuple(
+        s.model_copy(update={"restores": 7}) if s.id == target else s
+        for s in rolled.static_secrets)})
     run: MockRun = pulumi_mocks("prod")
     run.mocks.call_results[GET_V2] = {"version": 9, "data": {"SIGNING_KEY": "restored-v7"}}
     deployment = evaluate(run, rolled)

@@ -186,7 +186,19 @@ def workloads(spec: EnvironmentSpec, consumers: list[str]) -> list[str]:
 
 
 def _checks(stack: str, secret: str, data_path: str, new: int,
-            restores: int | None = None) -> list[str]:
+            restores: int | None = None, *, follows: str | None = None) -> list[str]:
+    if restores is not None and follows is not None:
+        # A mirror writes its origin's restored data (the origin's dr_mirror output), not
+        # data from its own history; its own version `restores` is what verify compares with.
+        return [
+            f"preflight --stack {stack}: live version of {secret} is {new - 1}, version "
+            f"{restores} is still in its history (verify compares with it), token may read "
+            f"and write {data_path}",
+            f"pulumi up --stack {stack} (after {follows}): writes {follows}'s restored data "
+            f"(version {restores}'s) as version {new} with cas={new - 1}",
+            f"verify --stack {stack}: live version is {new}, its data has the digest of version "
+            f"{restores}'s data in {stack}, and the audit log has the write on {data_path}",
+        ]
     if restores is not None:
         return [
             f"preflight --stack {stack}: live version of {secret} is {new - 1}, version "
@@ -370,12 +382,13 @@ def plan_stack(  # noqa: PLR0912, PLR0915 - the rotation rules, one after anothe
             resources=targets.rotation_urns(new_spec, stack, "kv", secret_id)))
         if new.get("mirror_to_dr"):
             # dr takes prod's (restored) data through the StackReference: not its own history.
+            # A rollback is dr's too: its version N+1 then holds what its version M holds.
             plan.rotations.append(Rotation(
                 stack="dr", secret=secret_id, data_path=data_path, source="mirror",
                 old_version=old_v, new_version=new_v, cas=new_v - 1,
                 consumers=list(new.get("consumers", [])),
-                checks=_checks("dr", secret_id, data_path, new_v), follows="prod",
-                reason=reason, ticket=ticket,
+                checks=_checks("dr", secret_id, data_path, new_v, restores, follows="prod"),
+                follows="prod", reason=reason, ticket=ticket, restores=restores,
                 resources=targets.mirror_urns("dr", new["mount"], new["path"])))
     _plan_credentials(plan, stack, new_spec, raw_versions(_spec_of(old_spec_doc)),
                       (old_text or "", new_text))

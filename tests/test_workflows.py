@@ -23,9 +23,11 @@ import jsonschema
 import pytest
 from ruamel.yaml import YAML
 
+from kernel import paths
+from kernel.spec import load_stack_file
 from rotation.cli import build_parser
 from rotation.errors import BadInput
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, STACKS
 
 WORKFLOWS = REPO_ROOT / ".github" / "workflows"
 FILES = sorted(WORKFLOWS.glob("*.yml"))
@@ -268,3 +270,31 @@ def test_due_rotations_open_one_pull_request_per_environment_with_an_app_token()
     assert opened["with"]["branch"] == "rotation-due/${{ matrix.stack }}"
     assert "rotation plan" in next(s["name"] for s in job["steps"]
                                    if "body.md" in str(s.get("run", "")))
+
+
+def test_the_due_workflow_logs_in_with_the_role_each_of_its_stacks_declares() -> None:
+    job = workflow("rotation-due.yml")["jobs"]["due"]
+    matrix = job["strategy"]["matrix"]["stack"]
+    (vault,) = steps_using(job, "hashicorp/vault-action")
+    assert vault["with"]["method"] == "jwt"
+    assert job["permissions"]["id-token"] == "write"
+    declaring = set()
+    for stack in STACKS:
+        spec = load_stack_file(paths.stack_file(stack))
+        assert spec.auth.jwt is not None
+        roles = {r.name: r for r in spec.auth.jwt.roles}
+        name = vault["with"]["role"].replace("${{ matrix.stack }}", stack)
+        if name not in roles:
+            continue
+        declaring.add(stack)
+        role = roles[name]
+        # Only a run of this workflow on main, in its own deployment environment.
+        assert role.deployment_environment == job["environment"]["name"].replace(
+            "${{ matrix.stack }}", stack)
+        assert (role.branch, role.pull_requests) == ("main", False)
+        assert role.repository == "tradepulse/tradepulse-vault"
+        assert role.policies == ("ci-due",), f"{stack}: {role.policies}"
+        assert vault["with"]["path"] == spec.auth.jwt.path
+        assert role.token_max_ttl_seconds >= job["timeout-minutes"] * 60
+    # Every stack the workflow runs for declares its role, and no other stack does.
+    assert declaring == set(matrix)

@@ -27,7 +27,9 @@
    ``verify --before`` will compare with is recorded (``credentials[].before``).
 7. A pending secret that declares ``restores: M`` (a rollback) still has version
    M in its history: present, not deleted or destroyed, not pushed out by
-   ``max_versions`` (:mod:`rotation.rollback`); the token may read it.
+   ``max_versions`` (:mod:`rotation.rollback`); the token may read it. A dr
+   mirror of a prod rollback is checked the same way in dr's own history: its
+   apply writes prod's restored data, and ``verify`` compares with dr's version M.
 """
 
 from __future__ import annotations
@@ -280,10 +282,14 @@ def run(args: argparse.Namespace) -> Result:
                                      if s.secret.data_path == path) else "update"
             if needed not in caps and "root" not in caps:
                 failures.append(f"token lacks {needed!r} on {path} (has {caps or ['deny']})")
-            if (any(s.secret.restores is not None for s in pending if s.secret.data_path == path)
-                    and "read" not in caps and "root" not in caps):
-                failures.append(f"token lacks 'read' on {path}: a rollback reads the restored "
-                                f"version from Vault's history (has {caps or ['deny']})")
+            rollbacks = [s.secret for s in pending
+                         if s.secret.data_path == path and s.secret.restores is not None]
+            if rollbacks and "read" not in caps and "root" not in caps:
+                # A dr mirror writes prod's restored data; verify then reads both versions.
+                why = ("verify compares the mirrored rollback with that version"
+                       if rollbacks[0].mirror_of else "a rollback reads the restored version")
+                failures.append(f"token lacks 'read' on {path}: {why} from Vault's history "
+                                f"(has {caps or ['deny']})")
     for state in states:  # every rotated rollback, in conflict as well as pending
         if state.secret.id not in rotated:
             continue

@@ -45,8 +45,12 @@ def declare(root: Path, targets: Sequence[StackTarget]) -> list[Declared]:
     """Return every static secret of ``targets`` with its effective declared version.
 
     A mirror (``mirror_of: prod``) takes version and rotation interval from the
-    origin stack's file; a mirror its origin does not declare with
-    ``mirror_to_dr: true`` is a bad spec (exit 2), naming both files.
+    origin stack's file, and its ``restores``: a rollback in prod is the
+    mirror's too, because the dr apply writes prod's restored data at prod's
+    version, and every earlier dr apply wrote prod's data at prod's version, so
+    the mirror's version N+1 holds what its own version M holds (``verify``
+    compares the two, ``record`` marks it). A mirror its origin does not
+    declare with ``mirror_to_dr: true`` is a bad spec (exit 2), naming both files.
     """
     loaded = {t.name: t.spec for t in targets}
     cache: dict[str, EnvironmentSpec] = {}
@@ -66,7 +70,9 @@ def declare(root: Path, targets: Sequence[StackTarget]) -> list[Declared]:
                     "does not declare it with mirror_to_dr: true",
                     hint=f"set mirror_to_dr: true on {secret.id} in {origin_file}",
                 )
-            out.append(Declared(target.name, target.vault, secret, origin.version, origin_file,
+            # The mirror's own entry declares no restores (mirror_of only): it is prod's.
+            followed = secret.model_copy(update={"restores": origin.restores})
+            out.append(Declared(target.name, target.vault, followed, origin.version, origin_file,
                                 origin.rotation_interval_seconds, origin_file))
     return out
 

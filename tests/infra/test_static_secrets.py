@@ -162,3 +162,31 @@ def test_a_rollback_writes_the_restored_versions_data_read_from_vault(pulumi_moc
     assert {(r["mount"], r["name"], r.get("version")) for r in reads} == {
         ("secret", "services/execution/session-signing-key", None),
         ("secret", "services/execution/session-signing-key", 7)}
+
+
+def test_a_prod_rollback_reaches_dr_through_the_mirror_output(pulumi_mocks: Any) -> None:
+    target = "secret/services/execution/session-signing-key"  # mirror_to_dr in prod
+    rolled = bumped(spec_for("prod"), target)
+    rolled = rolled.model_copy(update={"static_secrets": tuple(
+        s.model_copy(update={"restores": 7}) if s.id == target else s
+        for s in rolled.static_secrets)})
+    run: MockRun = pulumi_mocks("prod")
+    run.mocks.call_results[GET_V2] = {"version": 9, "data": {"SIGNING_KEY": "restored-v7"}}
+    deployment = evaluate(run, rolled)
+    published: dict[str, Any] = {}
+
+    @pulumi.runtime.test
+    def go() -> Any:
+        return deployment.static_secrets.dr_mirror.apply(published.update)
+
+    go()
+    # prod publishes the new version with version 7's data, read from prod's history...
+    assert published[target] == {"version": 10, "data": {"SIGNING_KEY": "restored-v7"}}
+    # ...and dr, reading that output, writes it as its version 10 with cas 9.
+    dr_run: MockRun = pulumi_mocks("dr")
+    dr_run.mocks.stack_outputs["organization/tradepulse-vault/prod"] = {
+        "dr_mirror": {**prod_mirror(), target: published[target]}}
+    evaluate(dr_run, spec_for("dr"))
+    written = secrets_by_path(dr_run)[target]
+    assert (written["cas"], json.loads(written["dataJson"])) == (9, {"SIGNING_KEY": "restored-v7"})
+    assert not [c for c in dr_run.mocks.calls if c.token == GET_V2]  # not dr's own history

@@ -25,7 +25,7 @@ from rotation.gates.capabilities import (
 pytestmark = pytest.mark.integration
 
 POLICIES = {"tradepulse-execution", "tradepulse-ingestion", "tradepulse-analytics",
-            "rotation-operator", "auditor", "ci-preview", "break-glass"}
+            "rotation-operator", "auditor", "ci-preview", "ci-due", "break-glass"}
 
 
 def policy_copy(tmp_path: Path) -> Path:

@@ -31,7 +31,7 @@ MOUNT = "jwt-ci"
 
 @pytest.fixture
 def ci_login(openbao: Any) -> Any:
-    """Mount JWT auth with staging's roles; return ``login(role, **claims) -> bool``."""
+    """Mount JWT auth with staging's roles; return ``login(role, **claims) -> token | None``."""
     spec = load_stack_file(paths.stack_file("staging"))
     assert spec.auth.jwt is not None
     key = RSAKey.generate_key(2048)
@@ -47,17 +47,18 @@ def ci_login(openbao: Any) -> Any:
             bound_claims_type=bound_claims_type(role), token_policies=list(role.policies),
             token_ttl=role.token_ttl_seconds, path=MOUNT)
 
-    def login(role: str, **claims: str) -> bool:
+    def login(role: str, **claims: str) -> str | None:
         now = int(time.time())
         body = {"iss": ISSUER, "aud": roles[role].bound_audiences[0], "iat": now,
                 "nbf": now - 5, "exp": now + 300, "repository": "tradepulse/tradepulse-vault",
                 **claims}
         token = jwt.encode({"alg": "RS256"}, body, key)
         try:
-            hvac.Client(url=openbao.address).auth.jwt.jwt_login(role, token, path=MOUNT)
+            answer = hvac.Client(url=openbao.address).auth.jwt.jwt_login(role, token,
+                                                                         path=MOUNT)
         except (hvac.exceptions.InvalidRequest, hvac.exceptions.Forbidden):
-            return False
-        return True
+            return None
+        return str(answer["auth"]["client_token"])
 
     return login
 

@@ -18,7 +18,7 @@ POLICY_FILES = sorted(paths.POLICY_DIR.glob("*.hcl"))
 def test_policy_directory_is_not_empty() -> None:
     assert {p.stem for p in POLICY_FILES} == {
         "tradepulse-execution", "tradepulse-ingestion", "tradepulse-analytics",
-        "rotation-operator", "auditor", "ci-preview", "break-glass"}
+        "rotation-operator", "auditor", "ci-preview", "ci-due", "break-glass"}
 
 
 @pytest.mark.parametrize("path", POLICY_FILES, ids=lambda p: p.name)
@@ -47,6 +47,13 @@ def test_service_policy_reads_only_its_own_subtree(service: str) -> None:
                             f"secret/data/services/{service}/*"}
     assert all(rules[p] == {"read"} for p in secret_paths)
     assert rules[f"database/creds/tradepulse-{service}"] == {"read"}
+
+
+def test_ci_due_reads_only_metadata_and_static_roles() -> None:
+    # bump --due schedules from when things last rotated; the pull request it opens rotates.
+    rules = parse_policy(read_policy("ci-due"), "ci-due")
+    assert rules == {"secret/metadata/services/*": {"read"},
+                     "database/static-roles/*": {"read"}}
 
 
 def test_every_policy_file_is_used_by_some_stack() -> None:

@@ -77,7 +77,7 @@ def test_the_real_repository_passes(capsys: pytest.CaptureFixture[str]) -> None:
     checks = by_name(report)
     assert checks["stack-files"]["summary"] == \
         "4 of 4 stack files validate: dr, local, prod, staging"
-    assert "7 of 7 policies covered" in checks["acl-policies"]["summary"]
+    assert "8 of 8 policies covered" in checks["acl-policies"]["summary"]
     assert "2 dr mirror(s) of prod" in checks["dr-mirrors"]["summary"]
 
 
@@ -222,6 +222,56 @@ def test_a_committed_range_is_planned_and_other_changes_are_warnings(
     assert "WARN rotation-plan" in capsys.readouterr().out
     code, report = gate(capsys, stack_repo, "--base", "HEAD~2", "--head", "HEAD")
     assert code == 1 and failed(report) == ["rotation-plan"], "a rotation mixed with a change"
+
+
+def test_declaring_the_ci_due_roles_is_a_privilege_change_in_strict_stacks(
+    stack_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The base: the stack files and policies as they were before the ci-due roles.
+    declared = subprocess.run(["git", "-C", str(stack_repo), "rev-parse", "HEAD"], check=True,
+                              capture_output=True, text=True).stdout.strip()
+    for stack in ("prod", "staging", "dr"):
+        name = f"Pulumi.{stack}.yaml"
+        text = (stack_repo / name).read_text()
+        start = text.index("          # The scheduled rotation-due workflow")
+        end = text.index("token_max_ttl_seconds: 1800 # 30m\n", start) + len(
+            "token_max_ttl_seconds: 1800 # 30m\n")
+        (stack_repo / name).write_text(text[:start] + text[end:])
+        edit(stack_repo, name, "      - ci-due\n", "")
+    (stack_repo / "policies" / "acl" / "ci-due.hcl").unlink()
+    matrix = stack_repo / "policies" / "acl" / "expectations.yaml"
+    text = matrix.read_text()
+    matrix.write_text(text[:text.index("  ci-due:\n")] + text[text.index("  break-glass:\n"):])
+    git(stack_repo, "commit", "-qam", "before ci-due")
+    assert "ci-due" not in (stack_repo / "Pulumi.prod.yaml").read_text()
+    git(stack_repo, "checkout", declared, "--", ".")
+    git(stack_repo, "commit", "-qam", "declare ci-due")
+
+    code, report = gate(capsys, stack_repo, "--base", "HEAD~1", "--head", "HEAD")
+    assert code == 1 and failed(report) == ["rotation-plan"]
+    plan = by_name(report)["rotation-plan"]
+    for stack in ("prod", "dr"):
+        assert (f"{stack}: CI role ci-due-{stack}: entry: (none) -> added is a privilege change "
+                "in a strict stack; it needs the label acknowledge:privilege (--acknowledge "
+                "privilege)") in plan["errors"]
+        assert any(e.startswith(f"{stack}: CI role ci-due-{stack} gains read on ")
+                   for e in plan["errors"])
+    assert not any(e.startswith("staging:") for e in plan["errors"])  # shown, not strict
+    assert ("privilege: staging: CI role ci-due-staging: entry: (none) -> added (a new "
+            "principal)") in plan["warnings"]
+    # What each role gains, from the policy engine: reads, and only on metadata and roles.
+    assert main(["plan", "--json", "--repo", str(stack_repo), "--base", "HEAD~1"]) == 1
+    principals = json.loads(capsys.readouterr().out)["privilege"]["principals"]
+    assert sorted(p["name"] for p in principals) == ["ci-due-dr", "ci-due-prod",
+                                                     "ci-due-staging"]
+    for principal in principals:
+        assert principal["lost"] == {} and principal["new_policies"] == ["ci-due"]
+        assert set(map(tuple, principal["gained"].values())) == {("read",)}
+        assert all(path.startswith(("secret/metadata/services/", "database/static-roles/"))
+                   for path in principal["gained"])
+    code, report = gate(capsys, stack_repo, "--base", "HEAD~1", "--head", "HEAD",
+                        "--acknowledge", "privilege")
+    assert code == 0, by_name(report)["rotation-plan"]["errors"]
 
 
 # --- secrets ------------------------------------------------------------------------------

@@ -19,7 +19,9 @@
    and none died leaving work behind: a lock whose process is gone (a killed
    ``pulumi up``) and the checkpoint's pending operations are failures, each
    secret with a pending write is reported with what Vault holds (did the
-   killed apply's write land?), and ``next_steps`` lists exactly what to run.
+   killed apply's write land?), and ``next_steps`` lists exactly what to run
+   (:func:`recovery_steps`: ``adopt-pending`` records a landed write, so the
+   re-run does not write it again).
 6. For each rotated JWT key, root credential, static role or lease generation:
    the token has the capabilities its apply-time write needs (rotation-operator
    may rotate static roles; the root credential, JWT issuer keys and revoking a
@@ -163,16 +165,28 @@ def settle_interrupted(lock: dict[str, Any], states: list[SecretState],
 
 
 def recovery_steps(stack: str, stale: bool, pending: list[PendingOperation]) -> list[str]:
-    """Return the commands that clear what a killed ``pulumi up`` left, in order."""
+    """Return the commands that clear what a killed ``pulumi up`` left, in order.
+
+    A killed update's KV write may have reached Vault: then ``pulumi refresh``
+    cannot tell (the provider reads only metadata) and a plain ``pulumi up``
+    writes again with the old check-and-set index, which Vault refuses.
+    ``adopt-pending`` checks each pending write against Vault, records the
+    landed ones and clears the pending operations; ``pulumi up`` finishes the
+    rest. No step reads the Kubernetes objects, so a stack that only renders
+    them recovers the same way. A pending create is not in the state to
+    record: Pulumi's ``refresh --clear-pending-creates`` removes it.
+    """
     steps = []
     if stale:
         steps.append(f"pulumi cancel --stack {stack} --yes   # remove the stale lock")
+    if any(p.operation == "creating" for p in pending):
+        steps.append(f"pulumi refresh --stack {stack} --yes --clear-pending-creates   # "
+                     "re-read from Vault, clear the pending operations")
+    elif pending:
+        steps.append(f"python -m rotation adopt-pending --stack {stack}   # record the "
+                     "killed apply's writes that reached Vault, clear the pending operations")
     if pending:
-        clear = " --clear-pending-creates" if any(p.operation == "creating"
-                                                   for p in pending) else ""
         steps += [
-            f"pulumi refresh --stack {stack} --yes{clear}   # re-read from Vault, clear "
-            "the pending operations",
             f"pulumi up --stack {stack}   # finish the apply",
             f"python -m rotation verify --stack {stack}   # live versions == declared",
         ]

@@ -101,7 +101,7 @@ def test_stale_lock_and_pending_write_say_exactly_what_to_run(
             in pending[0]
     assert [step.split("   #")[0] for step in out["next_steps"]] == [
         "pulumi cancel --stack local --yes",
-        "pulumi refresh --stack local --yes",
+        "python -m rotation adopt-pending --stack local",
         "pulumi up --stack local",
         "python -m rotation verify --stack local",
     ]
@@ -161,5 +161,7 @@ def test_pending_create_adds_clear_pending_creates_on_s3(
     finally:
         server.stop()
     assert code == 1
-    assert "pulumi refresh --stack local --yes --clear-pending-creates" in out["next_steps"][1]
+    assert out["next_steps"][1].startswith(
+        "pulumi refresh --stack local --yes --clear-pending-creates   #")
+    assert not any("adopt-pending" in step for step in out["next_steps"])
     assert any(f"creating {SIGNING}" in f for f in out["failures"])

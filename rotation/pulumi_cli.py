@@ -42,22 +42,23 @@ def set_secret_config(root: Path, stack: str, key: str, value: str) -> None:
                           f"stack {stack}: {detail[0][:300]}")
 
 
-def _run(root: Path, args: list[str], what: str, stdin: str | None = None) -> str:
+def _run(root: Path, args: list[str], what: str, backend: str,
+         stdin: str | None = None) -> str:
     binary = pulumi_binary("the stack's state is read and written with `pulumi stack "
                            "export` and `pulumi stack import`")
     proc = subprocess.run([binary, *args, "--non-interactive"], input=stdin,
                           capture_output=True, text=True, cwd=root, timeout=300, check=False,
-                          env=dict(os.environ))
+                          env={**os.environ, "PULUMI_BACKEND_URL": backend})
     if proc.returncode != 0:
         detail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
         raise CheckFailed(f"{what} failed: {detail[0][:300]}; nothing was changed")
     return proc.stdout
 
 
-def export_deployment(root: Path, stack: str) -> dict[str, Any]:
+def export_deployment(root: Path, stack: str, backend: str) -> dict[str, Any]:
     """``pulumi stack export --show-secrets``: the stack's state, held in memory only."""
     text = _run(root, ["stack", "export", "--show-secrets", "--stack", stack],
-                f"pulumi stack export --stack {stack}")
+                f"pulumi stack export --stack {stack}", backend)
     try:
         doc = json.loads(text)
     except json.JSONDecodeError:
@@ -67,7 +68,7 @@ def export_deployment(root: Path, stack: str) -> dict[str, Any]:
     return doc
 
 
-def import_deployment(root: Path, stack: str, doc: dict[str, Any]) -> None:
+def import_deployment(root: Path, stack: str, backend: str, doc: dict[str, Any]) -> None:
     """``pulumi stack import`` from stdin (Pulumi encrypts the secrets again)."""
     _run(root, ["stack", "import", "--stack", stack], f"pulumi stack import --stack {stack}",
-         stdin=json.dumps(doc))
+         backend, stdin=json.dumps(doc))

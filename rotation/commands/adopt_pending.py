@@ -44,8 +44,8 @@ PROJECT = "tradepulse-vault"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the stack arguments and ``--backend``."""
     add_stack_arguments(parser)
-    parser.add_argument("--backend", help="Pulumi backend URL for the lock check "
-                        "(default: $PULUMI_BACKEND_URL)")
+    parser.add_argument("--backend", help="the stack's Pulumi backend URL, for the lock check "
+                        "and the state (default: $PULUMI_BACKEND_URL)")
 
 
 def _same_data(client: Any, mount: str, path: str, version: int,
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> Result:
                           f"{target.name} --yes (preflight tells whether it is stale)")
     node, client = follow_active(target.client(), target.vault.address)
     target = replace(target, vault=replace(target.vault, address=node.address))
-    doc = export_deployment(root, target.name)
+    doc = export_deployment(root, target.name, backend)
     deployment = doc["deployment"]
     try:
         writes = pending_writes(deployment)
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> Result:
         adopt(deployment, landed)
     except NotAdoptable as exc:
         raise CheckFailed(f"{exc}; nothing was changed") from None
-    import_deployment(root, target.name, doc)
+    import_deployment(root, target.name, backend, doc)
     payload = {"ok": True, "stack": target.name, "vault": display_url(node.address),
                "writes": rows, "pending_operations_cleared": cleared,
                "next": f"pulumi up --stack {target.name}"}

@@ -9,10 +9,13 @@
 * :func:`pulumi_killed_mid_apply`: prod's backend shape - state in S3 (moto
   on loopback), secrets under an AWS KMS key - and ``pulumi up`` itself
   SIGKILLed (with its whole process group) while it updates the secret.
-  Observed: what ``preflight`` reports (stale lock, pending operations,
-  ``next_steps``), the outcome of running exactly those steps, and the
-  versions left in Vault (no orphaned version: the final version is the
-  declared one and nothing was written past it).
+  The kill waits (up to 10 s) for the provider's write to reach Vault, so the
+  killed apply's write is normally the one rotation. Observed: what
+  ``preflight`` reports (stale lock, pending operations, ``next_steps``), the
+  outcome of running exactly those steps, whether ``preview
+  --expect-no-changes`` is then clean, and Vault's version history (no
+  orphaned version: exactly versions 1 and 2, and when the killed write
+  landed, version 2 is still that write: its ``created_time`` is unchanged).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from tools.localenv import Workspace, init_workspace, render_only, set_stack_sec
 
 SIGNING = "secret/services/execution/session-signing-key"
 SIGNING_PATH = "services/execution/session-signing-key"
+PREFLIGHT_OUTPUT = "preflight_output"  # details key: preflight's text report after the kill
 SIGNING_RESOURCE = "secret-secret-services-execution-session-signing-key"
 
 
@@ -45,6 +49,13 @@ def live_version(cluster: RaftCluster) -> int:
     meta = cluster.client().secrets.kv.v2.read_secret_metadata(path=SIGNING_PATH,
                                                                mount_point="secret")
     return int(meta["data"]["current_version"])
+
+
+def version_history(cluster: RaftCluster) -> dict[int, str]:
+    """The signing key's versions in Vault: each version's ``created_time``."""
+    meta = cluster.client().secrets.kv.v2.read_secret_metadata(path=SIGNING_PATH,
+                                                               mount_point="secret")
+    return {int(k): str(v["created_time"]) for k, v in meta["data"]["versions"].items()}
 
 
 def rotation(ws: Workspace, *args: str, env: dict[str, str] | None = None
@@ -168,8 +179,9 @@ def pulumi_killed_mid_apply(cluster: RaftCluster, postgres: Any, tmp: Path,
         proc_group: list[int] = []
 
         def kill_pulumi() -> None:
-            # The write may be in flight: give it a moment to reach Vault, then kill.
-            deadline = time.monotonic() + 3
+            # Kill as soon as the write is in Vault, before the engine checkpoints it
+            # (the case a re-run could write twice); on a slow machine it may take a while.
+            deadline = time.monotonic() + 10
             while live_version(cluster) < 2 and time.monotonic() < deadline:
                 time.sleep(0.02)
             killed.append(time.monotonic())
@@ -179,20 +191,20 @@ def pulumi_killed_mid_apply(cluster: RaftCluster, postgres: Any, tmp: Path,
             _, output = _up_recording_group(ws, proc_group, kill_pulumi)
             if not killed:
                 raise AssertionError(f"pulumi up was never killed:\n{output[-3000:]}")
-            after_kill = live_version(cluster)
-            pre = rotation(ws, "preflight", "--json", "--stack", "local", "--repo",
-                           str(ws.root), "--address", balancer.address, "--backend",
-                           backend_url, env=aws)
+            after_kill = version_history(cluster)
+            preflight = ["preflight", "--stack", "local", "--repo", str(ws.root), "--address",
+                         balancer.address, "--backend", backend_url]
+            pre = rotation(ws, *preflight, "--json", env=aws)
             report = json.loads(pre.stdout)
+            pre_text = rotation(ws, *preflight, env=aws).stdout
             started = time.monotonic()
             steps = [s.split("   #")[0] for s in report.get("next_steps", [])]
             audit = cluster.active().workdir / ".local" / "openbao" / "audit.log"
             outcomes = [_run_step(ws, step, aws, audit) for step in steps]
             recovered = time.monotonic() - started
-            final = live_version(cluster)
-            clean = json.loads(rotation(ws, "preflight", "--json", "--stack", "local",
-                                        "--repo", str(ws.root), "--address", balancer.address,
-                                        "--backend", backend_url, env=aws).stdout)
+            preview = ws.pulumi("preview", "--expect-no-changes", check=False, extra_env=aws)
+            final = version_history(cluster)
+            clean = json.loads(rotation(ws, *preflight, "--json", env=aws).stdout)
         finally:
             destroy(ws)
     notes = []
@@ -206,17 +218,27 @@ def pulumi_killed_mid_apply(cluster: RaftCluster, postgres: Any, tmp: Path,
     for step, (rc, out) in zip(steps, outcomes, strict=True):
         if rc != 0:
             notes.append(f"`{step}` failed ({rc}): {out[-1500:]}")
-    if final != 2:
-        notes.append(f"final version {final}, declared 2 (orphaned or missing version)")
+    if preview.returncode != 0:
+        notes.append(f"preview --expect-no-changes failed ({preview.returncode}): "
+                     f"{preview.stdout[-1500:]}")
+    landed = max(after_kill) == 2
+    if sorted(final) != [1, 2]:
+        notes.append(f"versions {sorted(final)} in Vault, expected exactly [1, 2]")
+    elif landed and final[2] != after_kill[2]:
+        notes.append("version 2 was written again after the kill")
     if clean.get("lock", {}).get("locks") or clean.get("lock", {}).get("pending_operations"):
         notes.append(f"lock or pending operations left: {clean.get('lock')}")
     return FaultOutcome(
         fault="`pulumi up` SIGKILLed mid-apply (S3 backend on moto)",
         in_flight=1, operations=1 + len(steps), failed=1,  # the killed apply never finished
-        values_lost=int(final < 2), double_writes=int(final > 2), leases_leaked=0,
-        recovery_seconds=recovered, election_seconds=float("nan"), notes=notes,
-        details={"live_after_kill": after_kill, "next_steps": steps,
-                 "step_exits": [rc for rc, _ in outcomes], "final_version": final})
+        values_lost=int(max(final, default=0) < 2),
+        double_writes=int(max(final, default=0) > 2 or (landed and final.get(2) != after_kill[2])),
+        leases_leaked=0, recovery_seconds=recovered, election_seconds=float("nan"), notes=notes,
+        details={"live_after_kill": max(after_kill), "killed_write_landed": landed,
+                 "next_steps": steps, "step_exits": [rc for rc, _ in outcomes],
+                 "preflight_exit": pre.returncode, "preview_exit": preview.returncode,
+                 "versions": sorted(final), "final_version": max(final, default=0),
+                 PREFLIGHT_OUTPUT: pre_text})
 
 
 def _up_recording_group(ws: Workspace, group: list[int],

@@ -46,6 +46,7 @@ import hvac
 from kernel.naming import resource_name
 from kernel.redact import display_url
 from kernel.spec.credentials import Credential, credential
+from kernel.spec.model import EnvironmentSpec
 from rotation.audit_probe import probe_audit_devices
 from rotation.cluster import follow_active
 from rotation.credential_checks import observe
@@ -164,7 +165,13 @@ def settle_interrupted(lock: dict[str, Any], states: list[SecretState],
         failures[:] = [f for f in failures if not f.startswith(f"{state.secret.id}: ")]
 
 
-def recovery_steps(stack: str, stale: bool, pending: list[PendingOperation]) -> list[str]:
+def renders_only(spec: EnvironmentSpec) -> bool:
+    """Tell whether the stack renders its Kubernetes objects to files instead of applying them."""
+    return spec.delivery is not None and spec.delivery.render_dir is not None
+
+
+def recovery_steps(stack: str, stale: bool, pending: list[PendingOperation],
+                   render_only: bool = False) -> list[str]:
     """Return the commands that clear what a killed ``pulumi up`` left, in order.
 
     A killed update's KV write may have reached Vault: then ``pulumi refresh``
@@ -172,16 +179,20 @@ def recovery_steps(stack: str, stale: bool, pending: list[PendingOperation]) -> 
     writes again with the old check-and-set index, which Vault refuses.
     ``adopt-pending`` checks each pending write against Vault, records the
     landed ones and clears the pending operations; ``pulumi up`` finishes the
-    rest. No step reads the Kubernetes objects, so a stack that only renders
-    them recovers the same way. A pending create is not in the state to
-    record: Pulumi's ``refresh --clear-pending-creates`` removes it.
+    rest. A pending create is not in the state to record: Pulumi's ``refresh
+    --clear-pending-creates`` removes it. On a stack that only renders its
+    Kubernetes objects (``render_dir``) the kubernetes provider cannot read
+    them back, so that refresh leaves them out (``--exclude``); the other
+    steps read no Kubernetes object.
     """
     steps = []
     if stale:
         steps.append(f"pulumi cancel --stack {stack} --yes   # remove the stale lock")
     if any(p.operation == "creating" for p in pending):
-        steps.append(f"pulumi refresh --stack {stack} --yes --clear-pending-creates   # "
-                     "re-read from Vault, clear the pending operations")
+        exclude = (f" --exclude 'urn:pulumi:{stack}::tradepulse-vault::**kubernetes:**'"
+                   if render_only else "")
+        steps.append(f"pulumi refresh --stack {stack} --yes --clear-pending-creates{exclude}"
+                     "   # re-read from Vault, clear the pending operations")
     elif pending:
         steps.append(f"python -m rotation adopt-pending --stack {stack}   # record the "
                      "killed apply's writes that reached Vault, clear the pending operations")
@@ -194,7 +205,8 @@ def recovery_steps(stack: str, stale: bool, pending: list[PendingOperation]) -> 
 
 
 def backend_check(backend: str, stack: str, states: list[SecretState],
-                  failures: list[str]) -> tuple[dict[str, Any], str, list[str]]:
+                  failures: list[str], render_only: bool = False
+                  ) -> tuple[dict[str, Any], str, list[str]]:
     """Check the stack's lock and checkpoint: a running, a killed or a clean last update."""
     found = stack_locks(backend, "tradepulse-vault", stack)
     holders = lock_holders(backend, found)
@@ -214,7 +226,7 @@ def backend_check(backend: str, stack: str, states: list[SecretState],
         failures.append(pending_message(stack, interrupted, states))
     text = f"{len(found.locks)} held in {found.backend}" + (
         f", {len(interrupted)} pending operation(s)" if interrupted else "")
-    return lock, text, recovery_steps(stack, stale, interrupted)
+    return lock, text, recovery_steps(stack, stale, interrupted, render_only)
 
 
 def audit_check(client: hvac.Client, address: str, server_dir: Path | None,
@@ -318,7 +330,8 @@ def run(args: argparse.Namespace) -> Result:
         if not backend:
             raise BadInput("no Pulumi backend to check the stack lock: pass --backend or set "
                            "PULUMI_BACKEND_URL (or --skip-lock-check)")
-        lock, lock_text, next_steps = backend_check(backend, target.name, states, failures)
+        lock, lock_text, next_steps = backend_check(backend, target.name, states, failures,
+                                                    renders_only(target.spec))
         settle_interrupted(lock, states, classified, failures)
     secrets = [{"secret": s.secret.id, "declared": s.declared, "live": s.live_version,
                 "state": classified[s.secret.id], "rotated": s.secret.id in rotated}

@@ -283,6 +283,7 @@ def moto_prod_backend() -> Iterator[tuple[tuple[str, int], dict[str, str]]]:
     Yields ``(host, port)`` and the AWS variables a child process needs.
     """
     import boto3
+    import requests
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -290,6 +291,9 @@ def moto_prod_backend() -> Iterator[tuple[tuple[str, int], dict[str, str]]]:
     try:
         host, port = server.get_host_and_port()
         endpoint = f"http://{host}:{port}"
+        # moto keeps its backends per process: start from empty whatever ran before
+        # (tests/rotation/commands/test_preflight_interrupted_apply.py makes the same bucket).
+        requests.post(f"{endpoint}/moto-api/reset", timeout=30).raise_for_status()
         aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                "AWS_REGION": "eu-west-1", "AWS_ENDPOINT_URL": endpoint}
         clients = {"endpoint_url": endpoint, "region_name": "eu-west-1",

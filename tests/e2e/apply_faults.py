@@ -291,8 +291,8 @@ def moto_prod_backend() -> Iterator[tuple[tuple[str, int], dict[str, str]]]:
     try:
         host, port = server.get_host_and_port()
         endpoint = f"http://{host}:{port}"
-        # moto keeps its backends per process: start from empty whatever ran before
-        # (tests/rotation/commands/test_preflight_interrupted_apply.py makes the same bucket).
+        # moto keeps its backends per process, across servers: start from empty and
+        # leave it empty (other tests on moto make the same bucket in the same process).
         requests.post(f"{endpoint}/moto-api/reset", timeout=30).raise_for_status()
         aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                "AWS_REGION": "eu-west-1", "AWS_ENDPOINT_URL": endpoint}
@@ -304,7 +304,10 @@ def moto_prod_backend() -> Iterator[tuple[tuple[str, int], dict[str, str]]]:
         kms = boto3.client("kms", **clients)
         key = kms.create_key()["KeyMetadata"]["KeyId"]
         kms.create_alias(AliasName="alias/tradepulse-vault-prod", TargetKeyId=key)
-        yield (host, port), aws
+        try:
+            yield (host, port), aws
+        finally:
+            requests.post(f"{endpoint}/moto-api/reset", timeout=30).raise_for_status()
     finally:
         server.stop()
 

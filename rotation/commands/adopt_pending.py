@@ -108,11 +108,12 @@ def run(args: argparse.Namespace) -> Result:
         landed.add(write.urn)
         rows.append({**row, "outcome": "landed: recorded in the state"})
     cleared = len(deployment.get("pending_operations") or [])
-    try:
-        adopt(deployment, landed)
-    except NotAdoptable as exc:
-        raise CheckFailed(f"{exc}; nothing was changed") from None
-    import_deployment(root, target.name, backend, doc)
+    if cleared:  # with nothing pending the state is left as it is: no import
+        try:
+            adopt(deployment, landed)
+        except NotAdoptable as exc:
+            raise CheckFailed(f"{exc}; nothing was changed") from None
+        import_deployment(root, target.name, backend, doc)
     payload = {"ok": True, "stack": target.name, "vault": display_url(node.address),
                "writes": rows, "pending_operations_cleared": cleared,
                "next": f"pulumi up --stack {target.name}"}

@@ -191,3 +191,17 @@ def test_a_locked_stack_is_refused_before_anything_is_read(
     assert code == 1
     assert "pulumi cancel --stack local --yes" in text
     assert checkpoint.read_text() == before
+
+
+def test_nothing_pending_leaves_the_state_alone(
+    openbao: Any, stack: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str],
+) -> None:
+    repo, backend, checkpoint = stack
+    doc = json.loads(checkpoint.read_text())
+    doc["checkpoint"]["latest"]["pending_operations"] = []
+    checkpoint.write_text(json.dumps(doc))
+    before = checkpoint.read_text()
+    code, text = adopt_pending(capsys, repo, backend, openbao.address)
+    assert code == 0, text
+    assert "0 pending operation(s) cleared" in text
+    assert checkpoint.read_text() == before  # no import: not even rewritten

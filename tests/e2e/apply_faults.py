@@ -9,8 +9,9 @@
 * :func:`pulumi_killed_mid_apply`: prod's backend shape - state in S3 (moto
   on loopback), secrets under an AWS KMS key - and ``pulumi up`` itself
   SIGKILLed (with its whole process group) while it updates the secret.
-  The kill waits (up to 10 s) for the provider's write to reach Vault, so the
-  killed apply's write is normally the one rotation. Observed: what
+  The balancer holds Vault's answers once the write has gone through, and the
+  kill comes when Vault has version 2: the killed apply's write landed and the
+  engine never heard so (:class:`AnswerHoldingBalancer`). Observed: what
   ``preflight`` reports (stale lock, pending operations, ``next_steps``), the
   outcome of running exactly those steps, whether ``preview
   --expect-no-changes`` is then clean, and Vault's version history (no
@@ -43,6 +44,34 @@ SIGNING = "secret/services/execution/session-signing-key"
 SIGNING_PATH = "services/execution/session-signing-key"
 PREFLIGHT_OUTPUT = "preflight_output"  # details key: preflight's text report after the kill
 SIGNING_RESOURCE = "secret-secret-services-execution-session-signing-key"
+
+
+class AnswerHoldingBalancer(ActiveNodeProxy):
+    """The balancer, holding Vault's answers once the signing key's write has gone through.
+
+    The write request is forwarded to Vault (which applies it) and from then on
+    no answer reaches the client until :meth:`release`: the engine cannot hear
+    that the write landed, so killing it then is the crash between Vault's write
+    and Pulumi's checkpoint, every time (not a race with the checkpoint).
+    """
+
+    WRITE = f"PUT /v1/secret/data/{SIGNING_PATH} ".encode()
+
+    def __init__(self, cluster: RaftCluster) -> None:
+        self.armed = threading.Event()  # set for the apply to kill (not the first apply)
+        self.write_sent = threading.Event()
+        self._released = threading.Event()
+        super().__init__(cluster)
+
+    def _before_forward(self, chunk: bytes, to_server: bool) -> None:
+        if to_server and self.armed.is_set() and self.WRITE in chunk:
+            self.write_sent.set()  # before the request is forwarded: no answer can slip by
+        elif not to_server and self.write_sent.is_set():
+            self._released.wait()
+
+    def release(self) -> None:
+        """Let the held answers go (to clients that are gone by then)."""
+        self._released.set()
 
 
 def live_version(cluster: RaftCluster) -> int:
@@ -172,22 +201,25 @@ def pulumi_killed_mid_apply(cluster: RaftCluster, postgres: Any, tmp: Path,
     backend_url = (f"s3://tradepulse-pulumi-state?endpoint={host}:{port}&disableSSL=true"
                    "&s3ForcePathStyle=true&region=eu-west-1")
     provider = "awskms://alias/tradepulse-vault-prod?region=eu-west-1"
-    with ActiveNodeProxy(cluster) as balancer:
+    with AnswerHoldingBalancer(cluster) as balancer:
         ws = applied_workspace(cluster, balancer, postgres, tmp, backend_url=backend_url,
                                secrets_provider=provider, base_env=aws)
         killed: list[float] = []
         proc_group: list[int] = []
 
         def kill_pulumi() -> None:
-            # Kill as soon as the write is in Vault, before the engine checkpoints it
-            # (the case a re-run could write twice); on a slow machine it may take a while.
-            deadline = time.monotonic() + 10
-            while live_version(cluster) < 2 and time.monotonic() < deadline:
+            # Kill once the write is in Vault and its answer held: the engine never
+            # checkpoints it (the case where a re-run could write twice).
+            deadline = time.monotonic() + 60
+            while not (balancer.write_sent.is_set() and live_version(cluster) >= 2) \
+                    and time.monotonic() < deadline:
                 time.sleep(0.02)
             killed.append(time.monotonic())
             os.killpg(proc_group[0], signal.SIGKILL)
+            balancer.release()
 
         try:
+            balancer.armed.set()
             _, output = _up_recording_group(ws, proc_group, kill_pulumi)
             if not killed:
                 raise AssertionError(f"pulumi up was never killed:\n{output[-3000:]}")
@@ -206,6 +238,7 @@ def pulumi_killed_mid_apply(cluster: RaftCluster, postgres: Any, tmp: Path,
             final = version_history(cluster)
             clean = json.loads(rotation(ws, *preflight, "--json", env=aws).stdout)
         finally:
+            balancer.release()  # never leave answers held (destroy goes through it)
             destroy(ws)
     notes = []
     if pre.returncode != 1:

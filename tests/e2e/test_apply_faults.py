@@ -10,8 +10,9 @@
   the pending operation, and its ``next_steps`` are exactly what the test runs,
   in order; after them ``preview --expect-no-changes`` is clean, ``verify``
   passes and Vault holds versions 1 and 2 only. The kill lands after the
-  provider's write reached Vault (the test waits for version 2 first), so
-  the killed apply's write *is* the rotation: ``adopt-pending`` records it and
+  provider's write reached Vault and before the engine heard so (the balancer
+  holds Vault's answers from the write on), so the killed apply's write *is*
+  the rotation: ``adopt-pending`` records it and
   the re-run writes nothing (version 2's ``created_time`` is unchanged). The
   stack only renders its Kubernetes objects: no step may read them.
 """

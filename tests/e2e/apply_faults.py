@@ -8,7 +8,8 @@
   check-and-set error, and the final version.
 * :func:`pulumi_killed_mid_apply`: prod's backend shape - state in S3 (moto
   on loopback), secrets under an AWS KMS key - and ``pulumi up`` itself
-  SIGKILLed (with its whole process group) while it updates the secret.
+  SIGKILLed (with everything it started: its session) while it updates the
+  secret.
   The balancer holds Vault's answers once the write has gone through, and the
   kill comes when Vault has version 2: the killed apply's write landed and the
   engine never heard so (:class:`AnswerHoldingBalancer`). Observed: what
@@ -21,6 +22,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -196,7 +198,7 @@ def leader_killed_during_up(cluster: RaftCluster, postgres: Any, tmp: Path) -> F
 def pulumi_killed_mid_apply(cluster: RaftCluster, postgres: Any, tmp: Path,
                             moto_endpoint: tuple[str, int], aws: dict[str, str]
                             ) -> FaultOutcome:
-    """SIGKILL ``pulumi up`` (its process group) while it updates the rotated secret."""
+    """SIGKILL ``pulumi up`` (its whole session) while it updates the rotated secret."""
     host, port = moto_endpoint
     backend_url = (f"s3://tradepulse-pulumi-state?endpoint={host}:{port}&disableSSL=true"
                    "&s3ForcePathStyle=true&region=eu-west-1")
@@ -215,7 +217,7 @@ def pulumi_killed_mid_apply(cluster: RaftCluster, postgres: Any, tmp: Path,
                     and time.monotonic() < deadline:
                 time.sleep(0.02)
             killed.append(time.monotonic())
-            os.killpg(proc_group[0], signal.SIGKILL)
+            kill_session(proc_group[0])
             balancer.release()
 
         try:
@@ -223,6 +225,7 @@ def pulumi_killed_mid_apply(cluster: RaftCluster, postgres: Any, tmp: Path,
             _, output = _up_recording_group(ws, proc_group, kill_pulumi)
             if not killed:
                 raise AssertionError(f"pulumi up was never killed:\n{output[-3000:]}")
+            survivors = [p for p in session_members(proc_group[0]) if _alive(p)]
             after_kill = version_history(cluster)
             preflight = ["preflight", "--stack", "local", "--repo", str(ws.root), "--address",
                          balancer.address, "--backend", backend_url]
@@ -241,6 +244,8 @@ def pulumi_killed_mid_apply(cluster: RaftCluster, postgres: Any, tmp: Path,
             balancer.release()  # never leave answers held (destroy goes through it)
             destroy(ws)
     notes = []
+    if survivors:
+        notes.append(f"processes of the killed apply still running: {survivors}")
     if pre.returncode != 1:
         notes.append(f"preflight exit {pre.returncode} after the kill (expected 1)")
     failures = " ".join(report.get("failures", []))
@@ -272,6 +277,32 @@ def pulumi_killed_mid_apply(cluster: RaftCluster, postgres: Any, tmp: Path,
                  "preflight_exit": pre.returncode, "preview_exit": preview.returncode,
                  "versions": sorted(final), "final_version": max(final, default=0),
                  PREFLIGHT_OUTPUT: pre_text})
+
+
+def session_members(sid: int) -> list[int]:
+    """The processes of session ``sid`` (Linux ``/proc``)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.getsid(int(entry)) == sid:
+                    members.append(int(entry))
+            except (ProcessLookupError, PermissionError):
+                continue
+    return members
+
+
+def kill_session(sid: int) -> None:
+    """SIGKILL ``pulumi up`` and everything it started, as a crashed runner loses them.
+
+    Its process group is not enough: Pulumi starts the language host and each
+    provider plugin in a process group of its own (they outlived a ``killpg``
+    here, orphaned), but in ``pulumi``'s session, which ``start_new_session``
+    made ``sid``.
+    """
+    for pid in session_members(sid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _up_recording_group(ws: Workspace, group: list[int],
@@ -307,6 +338,15 @@ def _run_step(ws: Workspace, step: str, env: dict[str, str],
         extra = ["--audit-log", str(audit_log)] if argv[3] == "verify" else []
         proc = rotation(ws, *argv[3:], "--repo", str(ws.root), *extra, env=env)
     return proc.returncode, proc.stdout + proc.stderr
+
+
+def _alive(pid: int) -> bool:
+    """Is ``pid`` running (not a zombie waiting for its parent)?"""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 @contextmanager

@@ -4,7 +4,7 @@
   ends at exactly N or N-1 (never N+1), ``verify`` reports which, and
   re-running ``pulumi up`` converges to N without a check-and-set conflict.
 
-* ``pulumi up`` itself SIGKILLed (its whole process group) mid-apply of a
+* ``pulumi up`` itself SIGKILLed (with its plugins: its session) mid-apply of a
   rotation, with prod's backend shape (state in S3, secrets under a KMS key:
   moto on loopback): ``preflight`` fails (exit 1) naming the stale lock and
   the pending operation, and its ``next_steps`` are exactly what the test runs,

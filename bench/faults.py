@@ -111,8 +111,14 @@ def main() -> int:
             outcomes += cluster_faults(args, Path(tempfile.mkdtemp(dir=tmp)), postgres)
         finally:
             postgres.stop()
-    notes = [f"{o.fault}: {', '.join(f'{k}={v}' for k, v in o.details.items())}"
-             + (f"; PROBLEMS: {'; '.join(o.notes)}" if o.notes else "") for o in outcomes]
+    shown = [{k: v for k, v in o.details.items() if k != "preflight_output"} for o in outcomes]
+    notes = [f"{o.fault}: {', '.join(f'{k}={v}' for k, v in details.items())}"
+             + (f"; PROBLEMS: {'; '.join(o.notes)}" if o.notes else "")
+             for o, details in zip(outcomes, shown, strict=True)]
+    for outcome in outcomes:  # the report an operator reads after the kill
+        if "preflight_output" in outcome.details:
+            print(f"preflight after the kill ({outcome.fault}):\n"
+                  f"{outcome.details['preflight_output']}", file=sys.stderr)
     emit("Faults on a three-node OpenBao raft cluster", HEADERS, [row(o) for o in outcomes],
          notes, args.json, {"outcomes": [o.__dict__ for o in outcomes]})
     return 1 if any(o.notes or o.values_lost or o.double_writes or o.leases_leaked

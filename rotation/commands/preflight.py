@@ -19,7 +19,9 @@
    and none died leaving work behind: a lock whose process is gone (a killed
    ``pulumi up``) and the checkpoint's pending operations are failures, each
    secret with a pending write is reported with what Vault holds (did the
-   killed apply's write land?), and ``next_steps`` lists exactly what to run.
+   killed apply's write land?), and ``next_steps`` lists exactly what to run
+   (:func:`recovery_steps`: ``adopt-pending`` records a landed write, so the
+   re-run does not write it again).
 6. For each rotated JWT key, root credential, static role or lease generation:
    the token has the capabilities its apply-time write needs (rotation-operator
    may rotate static roles; the root credential, JWT issuer keys and revoking a
@@ -46,6 +48,7 @@ import hvac
 from kernel.naming import resource_name
 from kernel.redact import display_url
 from kernel.spec.credentials import Credential, credential
+from kernel.spec.model import EnvironmentSpec
 from rotation.audit_probe import probe_audit_devices
 from rotation.cluster import follow_active
 from rotation.credential_checks import observe
@@ -164,17 +167,39 @@ def settle_interrupted(lock: dict[str, Any], states: list[SecretState],
         failures[:] = [f for f in failures if not f.startswith(f"{state.secret.id}: ")]
 
 
-def recovery_steps(stack: str, stale: bool, pending: list[PendingOperation]) -> list[str]:
-    """Return the commands that clear what a killed ``pulumi up`` left, in order."""
+def renders_only(spec: EnvironmentSpec) -> bool:
+    """Tell whether the stack renders its Kubernetes objects to files instead of applying them."""
+    return spec.delivery is not None and spec.delivery.render_dir is not None
+
+
+def recovery_steps(stack: str, stale: bool, pending: list[PendingOperation],
+                   render_only: bool = False) -> list[str]:
+    """Return the commands that clear what a killed ``pulumi up`` left, in order.
+
+    A killed update's KV write may have reached Vault: then ``pulumi refresh``
+    cannot tell (the provider reads only metadata) and a plain ``pulumi up``
+    writes again with the old check-and-set index, which Vault refuses.
+    ``adopt-pending`` checks each pending write against Vault, records the
+    landed ones and clears the pending operations; ``pulumi up`` finishes the
+    rest. A pending create is not in the state to record: Pulumi's ``refresh
+    --clear-pending-creates`` removes it. On a stack that only renders its
+    Kubernetes objects (``render_dir``) the kubernetes provider cannot read
+    them back, so that refresh leaves them out (``--exclude``); the other
+    steps read no Kubernetes object.
+    """
     steps = []
     if stale:
         steps.append(f"pulumi cancel --stack {stack} --yes   # remove the stale lock")
+    if any(p.operation == "creating" for p in pending):
+        exclude = (f" --exclude 'urn:pulumi:{stack}::tradepulse-vault::**kubernetes:**'"
+                   if render_only else "")
+        steps.append(f"pulumi refresh --stack {stack} --yes --clear-pending-creates{exclude}"
+                     "   # re-read from Vault, clear the pending operations")
+    elif pending:
+        steps.append(f"python -m rotation adopt-pending --stack {stack}   # record the "
+                     "killed apply's writes that reached Vault, clear the pending operations")
     if pending:
-        clear = " --clear-pending-creates" if any(p.operation == "creating"
-                                                   for p in pending) else ""
         steps += [
-            f"pulumi refresh --stack {stack} --yes{clear}   # re-read from Vault, clear "
-            "the pending operations",
             f"pulumi up --stack {stack}   # finish the apply",
             f"python -m rotation verify --stack {stack}   # live versions == declared",
         ]
@@ -182,7 +207,8 @@ def recovery_steps(stack: str, stale: bool, pending: list[PendingOperation]) -> 
 
 
 def backend_check(backend: str, stack: str, states: list[SecretState],
-                  failures: list[str]) -> tuple[dict[str, Any], str, list[str]]:
+                  failures: list[str], render_only: bool = False
+                  ) -> tuple[dict[str, Any], str, list[str]]:
     """Check the stack's lock and checkpoint: a running, a killed or a clean last update."""
     found = stack_locks(backend, "tradepulse-vault", stack)
     holders = lock_holders(backend, found)
@@ -202,7 +228,7 @@ def backend_check(backend: str, stack: str, states: list[SecretState],
         failures.append(pending_message(stack, interrupted, states))
     text = f"{len(found.locks)} held in {found.backend}" + (
         f", {len(interrupted)} pending operation(s)" if interrupted else "")
-    return lock, text, recovery_steps(stack, stale, interrupted)
+    return lock, text, recovery_steps(stack, stale, interrupted, render_only)
 
 
 def audit_check(client: hvac.Client, address: str, server_dir: Path | None,
@@ -310,7 +336,8 @@ def run(args: argparse.Namespace) -> Result:
         if not backend:
             raise BadInput("no Pulumi backend to check the stack lock: pass --backend or set "
                            "PULUMI_BACKEND_URL (or --skip-lock-check)")
-        lock, lock_text, next_steps = backend_check(backend, target.name, states, failures)
+        lock, lock_text, next_steps = backend_check(backend, target.name, states, failures,
+                                                    renders_only(target.spec))
         settle_interrupted(lock, states, classified, failures)
     secrets = [{"secret": s.secret.id, "declared": s.declared, "live": s.live_version,
                 "state": classified[s.secret.id], "rotated": s.secret.id in rotated}

@@ -8,15 +8,21 @@
   check-and-set error, and the final version.
 * :func:`pulumi_killed_mid_apply`: prod's backend shape - state in S3 (moto
   on loopback), secrets under an AWS KMS key - and ``pulumi up`` itself
-  SIGKILLed (with its whole process group) while it updates the secret.
-  Observed: what ``preflight`` reports (stale lock, pending operations,
-  ``next_steps``), the outcome of running exactly those steps, and the
-  versions left in Vault (no orphaned version: the final version is the
-  declared one and nothing was written past it).
+  SIGKILLed (with everything it started: its session) while it updates the
+  secret.
+  The balancer holds Vault's answers once the write has gone through, and the
+  kill comes when Vault has version 2: the killed apply's write landed and the
+  engine never heard so (:class:`AnswerHoldingBalancer`). Observed: what
+  ``preflight`` reports (stale lock, pending operations, ``next_steps``), the
+  outcome of running exactly those steps, whether ``preview
+  --expect-no-changes`` is then clean, and Vault's version history (no
+  orphaned version: exactly versions 1 and 2, and when the killed write
+  landed, version 2 is still that write: its ``created_time`` is unchanged).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -38,13 +44,49 @@ from tools.localenv import Workspace, init_workspace, render_only, set_stack_sec
 
 SIGNING = "secret/services/execution/session-signing-key"
 SIGNING_PATH = "services/execution/session-signing-key"
+PREFLIGHT_OUTPUT = "preflight_output"  # details key: preflight's text report after the kill
 SIGNING_RESOURCE = "secret-secret-services-execution-session-signing-key"
+
+
+class AnswerHoldingBalancer(ActiveNodeProxy):
+    """The balancer, holding Vault's answers once the signing key's write has gone through.
+
+    The write request is forwarded to Vault (which applies it) and from then on
+    no answer reaches the client until :meth:`release`: the engine cannot hear
+    that the write landed, so killing it then is the crash between Vault's write
+    and Pulumi's checkpoint, every time (not a race with the checkpoint).
+    """
+
+    WRITE = f"PUT /v1/secret/data/{SIGNING_PATH} ".encode()
+
+    def __init__(self, cluster: RaftCluster) -> None:
+        self.armed = threading.Event()  # set for the apply to kill (not the first apply)
+        self.write_sent = threading.Event()
+        self._released = threading.Event()
+        super().__init__(cluster)
+
+    def _before_forward(self, chunk: bytes, to_server: bool) -> None:
+        if to_server and self.armed.is_set() and self.WRITE in chunk:
+            self.write_sent.set()  # before the request is forwarded: no answer can slip by
+        elif not to_server and self.write_sent.is_set():
+            self._released.wait()
+
+    def release(self) -> None:
+        """Let the held answers go (to clients that are gone by then)."""
+        self._released.set()
 
 
 def live_version(cluster: RaftCluster) -> int:
     meta = cluster.client().secrets.kv.v2.read_secret_metadata(path=SIGNING_PATH,
                                                                mount_point="secret")
     return int(meta["data"]["current_version"])
+
+
+def version_history(cluster: RaftCluster) -> dict[int, str]:
+    """The signing key's versions in Vault: each version's ``created_time``."""
+    meta = cluster.client().secrets.kv.v2.read_secret_metadata(path=SIGNING_PATH,
+                                                               mount_point="secret")
+    return {int(k): str(v["created_time"]) for k, v in meta["data"]["versions"].items()}
 
 
 def rotation(ws: Workspace, *args: str, env: dict[str, str] | None = None
@@ -156,46 +198,54 @@ def leader_killed_during_up(cluster: RaftCluster, postgres: Any, tmp: Path) -> F
 def pulumi_killed_mid_apply(cluster: RaftCluster, postgres: Any, tmp: Path,
                             moto_endpoint: tuple[str, int], aws: dict[str, str]
                             ) -> FaultOutcome:
-    """SIGKILL ``pulumi up`` (its process group) while it updates the rotated secret."""
+    """SIGKILL ``pulumi up`` (its whole session) while it updates the rotated secret."""
     host, port = moto_endpoint
     backend_url = (f"s3://tradepulse-pulumi-state?endpoint={host}:{port}&disableSSL=true"
                    "&s3ForcePathStyle=true&region=eu-west-1")
     provider = "awskms://alias/tradepulse-vault-prod?region=eu-west-1"
-    with ActiveNodeProxy(cluster) as balancer:
+    with AnswerHoldingBalancer(cluster) as balancer:
         ws = applied_workspace(cluster, balancer, postgres, tmp, backend_url=backend_url,
                                secrets_provider=provider, base_env=aws)
         killed: list[float] = []
         proc_group: list[int] = []
 
         def kill_pulumi() -> None:
-            # The write may be in flight: give it a moment to reach Vault, then kill.
-            deadline = time.monotonic() + 3
-            while live_version(cluster) < 2 and time.monotonic() < deadline:
+            # Kill once the write is in Vault and its answer held: the engine never
+            # checkpoints it (the case where a re-run could write twice).
+            deadline = time.monotonic() + 60
+            while not (balancer.write_sent.is_set() and live_version(cluster) >= 2) \
+                    and time.monotonic() < deadline:
                 time.sleep(0.02)
             killed.append(time.monotonic())
-            os.killpg(proc_group[0], signal.SIGKILL)
+            kill_session(proc_group[0])
+            balancer.release()
 
         try:
+            balancer.armed.set()
             _, output = _up_recording_group(ws, proc_group, kill_pulumi)
             if not killed:
                 raise AssertionError(f"pulumi up was never killed:\n{output[-3000:]}")
-            after_kill = live_version(cluster)
-            pre = rotation(ws, "preflight", "--json", "--stack", "local", "--repo",
-                           str(ws.root), "--address", balancer.address, "--backend",
-                           backend_url, env=aws)
+            survivors = [p for p in session_members(proc_group[0]) if _alive(p)]
+            after_kill = version_history(cluster)
+            preflight = ["preflight", "--stack", "local", "--repo", str(ws.root), "--address",
+                         balancer.address, "--backend", backend_url]
+            pre = rotation(ws, *preflight, "--json", env=aws)
             report = json.loads(pre.stdout)
+            pre_text = rotation(ws, *preflight, env=aws).stdout
             started = time.monotonic()
             steps = [s.split("   #")[0] for s in report.get("next_steps", [])]
             audit = cluster.active().workdir / ".local" / "openbao" / "audit.log"
             outcomes = [_run_step(ws, step, aws, audit) for step in steps]
             recovered = time.monotonic() - started
-            final = live_version(cluster)
-            clean = json.loads(rotation(ws, "preflight", "--json", "--stack", "local",
-                                        "--repo", str(ws.root), "--address", balancer.address,
-                                        "--backend", backend_url, env=aws).stdout)
+            preview = ws.pulumi("preview", "--expect-no-changes", check=False, extra_env=aws)
+            final = version_history(cluster)
+            clean = json.loads(rotation(ws, *preflight, "--json", env=aws).stdout)
         finally:
+            balancer.release()  # never leave answers held (destroy goes through it)
             destroy(ws)
     notes = []
+    if survivors:
+        notes.append(f"processes of the killed apply still running: {survivors}")
     if pre.returncode != 1:
         notes.append(f"preflight exit {pre.returncode} after the kill (expected 1)")
     failures = " ".join(report.get("failures", []))
@@ -206,17 +256,53 @@ def pulumi_killed_mid_apply(cluster: RaftCluster, postgres: Any, tmp: Path,
     for step, (rc, out) in zip(steps, outcomes, strict=True):
         if rc != 0:
             notes.append(f"`{step}` failed ({rc}): {out[-1500:]}")
-    if final != 2:
-        notes.append(f"final version {final}, declared 2 (orphaned or missing version)")
+    if preview.returncode != 0:
+        notes.append(f"preview --expect-no-changes failed ({preview.returncode}): "
+                     f"{preview.stdout[-1500:]}")
+    landed = max(after_kill) == 2
+    if sorted(final) != [1, 2]:
+        notes.append(f"versions {sorted(final)} in Vault, expected exactly [1, 2]")
+    elif landed and final[2] != after_kill[2]:
+        notes.append("version 2 was written again after the kill")
     if clean.get("lock", {}).get("locks") or clean.get("lock", {}).get("pending_operations"):
         notes.append(f"lock or pending operations left: {clean.get('lock')}")
     return FaultOutcome(
         fault="`pulumi up` SIGKILLed mid-apply (S3 backend on moto)",
         in_flight=1, operations=1 + len(steps), failed=1,  # the killed apply never finished
-        values_lost=int(final < 2), double_writes=int(final > 2), leases_leaked=0,
-        recovery_seconds=recovered, election_seconds=float("nan"), notes=notes,
-        details={"live_after_kill": after_kill, "next_steps": steps,
-                 "step_exits": [rc for rc, _ in outcomes], "final_version": final})
+        values_lost=int(max(final, default=0) < 2),
+        double_writes=int(max(final, default=0) > 2 or (landed and final.get(2) != after_kill[2])),
+        leases_leaked=0, recovery_seconds=recovered, election_seconds=float("nan"), notes=notes,
+        details={"live_after_kill": max(after_kill), "killed_write_landed": landed,
+                 "next_steps": steps, "step_exits": [rc for rc, _ in outcomes],
+                 "preflight_exit": pre.returncode, "preview_exit": preview.returncode,
+                 "versions": sorted(final), "final_version": max(final, default=0),
+                 PREFLIGHT_OUTPUT: pre_text})
+
+
+def session_members(sid: int) -> list[int]:
+    """The processes of session ``sid`` (Linux ``/proc``)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.getsid(int(entry)) == sid:
+                    members.append(int(entry))
+            except (ProcessLookupError, PermissionError):
+                continue
+    return members
+
+
+def kill_session(sid: int) -> None:
+    """SIGKILL ``pulumi up`` and everything it started, as a crashed runner loses them.
+
+    Its process group is not enough: Pulumi starts the language host and each
+    provider plugin in a process group of its own (they outlived a ``killpg``
+    here, orphaned), but in ``pulumi``'s session, which ``start_new_session``
+    made ``sid``.
+    """
+    for pid in session_members(sid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _up_recording_group(ws: Workspace, group: list[int],
@@ -254,6 +340,15 @@ def _run_step(ws: Workspace, step: str, env: dict[str, str],
     return proc.returncode, proc.stdout + proc.stderr
 
 
+def _alive(pid: int) -> bool:
+    """Is ``pid`` running (not a zombie waiting for its parent)?"""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 @contextmanager
 def moto_prod_backend() -> Iterator[tuple[tuple[str, int], dict[str, str]]]:
     """A moto S3 + KMS server on loopback with prod's state bucket and KMS alias.
@@ -261,6 +356,7 @@ def moto_prod_backend() -> Iterator[tuple[tuple[str, int], dict[str, str]]]:
     Yields ``(host, port)`` and the AWS variables a child process needs.
     """
     import boto3
+    import requests
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -268,6 +364,9 @@ def moto_prod_backend() -> Iterator[tuple[tuple[str, int], dict[str, str]]]:
     try:
         host, port = server.get_host_and_port()
         endpoint = f"http://{host}:{port}"
+        # moto keeps its backends per process, across servers: start from empty and
+        # leave it empty (other tests on moto make the same bucket in the same process).
+        requests.post(f"{endpoint}/moto-api/reset", timeout=30).raise_for_status()
         aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                "AWS_REGION": "eu-west-1", "AWS_ENDPOINT_URL": endpoint}
         clients = {"endpoint_url": endpoint, "region_name": "eu-west-1",
@@ -278,7 +377,10 @@ def moto_prod_backend() -> Iterator[tuple[tuple[str, int], dict[str, str]]]:
         kms = boto3.client("kms", **clients)
         key = kms.create_key()["KeyMetadata"]["KeyId"]
         kms.create_alias(AliasName="alias/tradepulse-vault-prod", TargetKeyId=key)
-        yield (host, port), aws
+        try:
+            yield (host, port), aws
+        finally:
+            requests.post(f"{endpoint}/moto-api/reset", timeout=30).raise_for_status()
     finally:
         server.stop()
 

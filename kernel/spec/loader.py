@@ -132,8 +132,13 @@ def load_stack_file(
         raise SpecError(path.name, [Problem((), "required key is missing")])
     # A version is judged from its text first: ``10.0`` or ``010`` is a wrong spelling of a
     # version (kernel.spec.versions), which the model would only call a wrong type, or take.
+    # Only numbers are judged so: a string there is the model's to describe (it may be a
+    # token pasted into the wrong line, and a literal problem quotes the literal).
+    secrets = config[paths.SPEC_CONFIG_KEY].get("static_secrets") \
+        if isinstance(config[paths.SPEC_CONFIG_KEY], Mapping) else None
     literals = [Problem(("static_secrets", index, "version"), problem, line=line)
-                for index, line, problem in version_literal_marks(document.root)]
+                for index, line, problem in version_literal_marks(document.root)
+                if _is_number(secrets, index)]
     try:
         spec = parse_spec(config[paths.SPEC_CONFIG_KEY], source=path.name, stack=stack,
                           policy_dir=policy_dir)
@@ -144,6 +149,15 @@ def load_stack_file(
     if literals:
         raise SpecError(path.name, literals)
     return spec
+
+
+def _is_number(secrets: object, index: int) -> bool:
+    """Whether ``secrets[index]["version"]`` was read as a number (not a string or a bool)."""
+    if not isinstance(secrets, list) or index >= len(secrets) or not isinstance(
+            secrets[index], Mapping):
+        return False
+    value = secrets[index].get("version")
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def with_lines(exc: SpecError, root: yaml.Node | None) -> SpecError:

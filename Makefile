@@ -15,9 +15,11 @@ PYTEST_ARGS ?=
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-# Each phase says how long it took (.ci/run's log shows where a cold run spends its time).
+# Each phase says how long it took, and appends the same line to $TRADEPULSE_PHASE_LOG when
+# set (.ci/run sums them up at its end: tools/phase_times.py).
 phase_start = t0=$$(date +%s)
-phase_end = echo "make: $@ took $$(( $$(date +%s) - t0 )) s" >&2
+phase_end = line="make: $@ took $$(( $$(date +%s) - t0 )) s"; echo "$$line" >&2; \
+	if [ -n "$${TRADEPULSE_PHASE_LOG:-}" ]; then echo "$$line" >> "$$TRADEPULSE_PHASE_LOG"; fi
 
 $(DEPS_STAMP): pyproject.toml
 	$(phase_start)

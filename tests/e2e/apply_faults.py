@@ -300,9 +300,15 @@ def kill_session(sid: int) -> None:
     here, orphaned), but in ``pulumi``'s session, which ``start_new_session``
     made ``sid``.
     """
-    for pid in session_members(sid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    # Until none is left: a process the session starts while the first ones are killed
+    # (pulumi launching a plugin at that instant) would otherwise outlive the kill.
+    deadline = time.monotonic() + 10
+    while (members := [p for p in session_members(sid) if _alive(p)]) and \
+            time.monotonic() < deadline:
+        for pid in members:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
 
 
 def _up_recording_group(ws: Workspace, group: list[int],

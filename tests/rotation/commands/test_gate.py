@@ -23,6 +23,7 @@ from rotation.cli import main
 from rotation.gates.offline import CHECK_NAMES
 from rotation.gates.secret_scan import pem_block_lines, scan_tree
 from tests.conftest import REPO_ROOT
+from tests.planted import high_entropy_base64
 
 SIGNING = "secret/services/execution/session-signing-key"
 
@@ -453,7 +454,7 @@ def planted_corpus(root: Path) -> list[str]:
         return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
 
     jwt = f"{b64url({'alg': 'HS256', 'typ': 'JWT'})}.{b64url({'sub': 'ops'})}.{rand(43)}"
-    entropy = base64.b64encode(secrets.token_bytes(33)).decode()
+    entropy = high_entropy_base64()
     label = "RSA " + "PRIVATE" + " KEY"
     (root / "app.py").write_text(
         f'password = "{rand(14)}"\nAWS = "{fake_aws_key()}"\ntoken = "ghp_{rand(36)}"\n'

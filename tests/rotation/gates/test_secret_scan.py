@@ -30,6 +30,7 @@ from rotation.gates.secret_scan import (
     load_allowlist,
     scan_tree,
 )
+from tests.planted import high_entropy_base64 as entropy
 
 
 def git(root: Path, *args: str) -> None:
@@ -51,11 +52,6 @@ def track(root: Path, name: str, content: str | bytes) -> None:
     else:
         path.write_text(content)
     git(root, "add", "--", name)
-
-
-def entropy() -> str:
-    """A random base64 value of the kind the entropy detector reports."""
-    return base64.b64encode(secrets.token_bytes(33)).decode()
 
 
 def vault_token() -> str:

@@ -323,7 +323,8 @@ def up() -> int:  # noqa: PLR0915 - one start-up sequence, step after step
     set_stack_secrets(ws, spec, pg)
     set_kubernetes_secrets(ws, spec, kube)
     started = time.monotonic()
-    proc = ws.pulumi("up", "--yes", "--skip-preview", check=False)
+    proc = apply_to_new_server(ws, spec, (REPO_ROOT / "Pulumi.local.yaml").read_text(),
+                               _cluster_edit(state), bao.client())
     sys.stderr.write(proc.stderr[-2000:])
     if proc.returncode != 0:
         print(proc.stdout[-4000:])
@@ -358,6 +359,56 @@ def up() -> int:  # noqa: PLR0915 - one start-up sequence, step after step
           "  database/roles/tradepulse-execution         revoke every lease of the role\n"
           "\nStop everything: make down")
     return 0
+
+
+# What versions 2..N-1 of a secret hold on a new local server: named, never a value.
+HISTORY_PLACEHOLDER = "placeholder version {version}: written by make up on a new server"
+
+
+def apply_to_new_server(ws: Workspace, spec: Any, spec_text: str, edit: Any,
+                        client: Any) -> subprocess.CompletedProcess[str]:
+    """``pulumi up`` of ``spec_text`` on a server that has no KV history yet.
+
+    Every ``make up`` starts a new OpenBao, but the stack file keeps its versions: after
+    a rotation (``bump``, committed or not) a secret is declared at version N > 1, and
+    its write (``cas = N - 1``) is refused by a server on which it does not exist, as
+    check-and-set must refuse it. So a secret declared past version 1 is first created
+    at version 1 (the stack file's copy in the workspace, with its rollback and overlap
+    markers dropped), versions 2..N-1 are written as named placeholders (this is a
+    local, throwaway server: no value is invented for anything that reads them), and
+    then the stack file as declared is applied: version N with ``cas = N - 1``, the
+    same write a rotation makes. Without such secrets this is one ``pulumi up``.
+    """
+    later = [s for s in spec.static_secrets if s.version is not None and s.version > 1]
+    if later:
+        ids = {s.id for s in later}
+
+        def at_first_version(data: dict[str, Any]) -> None:
+            if edit is not None:
+                edit(data)
+            for item in data.get("static_secrets", []):
+                if f"{item['mount']}/{item['path']}" in ids:
+                    item["version"] = 1
+                    for marker in ("restores", "previous", "retired"):
+                        item.pop(marker, None)
+
+        sync_stack_file(ws, spec_text, at_first_version)
+        first = ws.pulumi("up", "--yes", "--skip-preview", check=False)
+        if first.returncode != 0:
+            return first
+        for secret in later:
+            for version in range(2, secret.version):
+                client.secrets.kv.v2.create_or_update_secret(
+                    path=secret.path, mount_point=secret.mount, cas=version - 1,
+                    secret={key: HISTORY_PLACEHOLDER.format(version=version)
+                            for key in secret.keys})
+            held = (f"versions 2..{secret.version - 1} hold placeholders"
+                    if secret.version > 2 else "version 1 was just created")
+            print(f"make up: {secret.id} is declared at version {secret.version} and this "
+                  f"OpenBao is new: {held}; the apply writes version {secret.version} "
+                  f"with cas={secret.version - 1}", file=sys.stderr)
+        sync_stack_file(ws, spec_text, edit)
+    return ws.pulumi("up", "--yes", "--skip-preview", check=False)
 
 
 LOGIN_HELP = """

@@ -19,18 +19,13 @@ from typing import Any
 import hvac
 import pytest
 
-from infra.audit_config import render_audit_hcl
 from kernel.spec import load_stack_file
-from tests.e2e.conftest import git_init
+from tests.e2e.conftest import git_init, local_stack
 from tests.rotation.dynamic_support import can_login, lease_live
-from tests.servers import start_openbao
 from tools.localenv import (
     REPO_ROOT,
     VAULT_ROOT_ROLE,
     Workspace,
-    init_workspace,
-    render_only,
-    set_stack_secrets,
 )
 
 JWT_KEY = "identity/oidc/key/tradepulse-adapters"
@@ -44,28 +39,10 @@ ENDPOINT = "vault:generic/endpoint:Endpoint"
 def stack(engine: str, tmp_path_factory: pytest.TempPathFactory,
           postgres: Any) -> Iterator[tuple[Workspace, Any]]:
     """The local stack applied once against a fresh OpenBao."""
-    tmp = tmp_path_factory.mktemp("credential-rotations")
-    spec = load_stack_file(REPO_ROOT / "Pulumi.local.yaml")
-    workdir = tmp / "openbao"
-    (workdir / ".local" / "openbao").mkdir(parents=True)
-    server = start_openbao(workdir, extra_config=render_audit_hcl(spec.audit.devices))
-    server.client().sys.disable_secrets_engine("secret")
-
-    def edit(data: dict[str, Any]) -> None:
-        data["vault"]["address"] = server.address
-        render_only(data, str(tmp / "manifests"))  # no cluster in this test
-
-    ws = init_workspace(tmp / "ws", "local", backend_dir=tmp / "state",
-                        passphrase="e2e-passphrase", vault_addr=server.address,
-                        vault_token=server.root_token,
-                        spec_text=(REPO_ROOT / "Pulumi.local.yaml").read_text(), edit=edit)
-    set_stack_secrets(ws, spec, postgres)
-    git_init(ws.root)
-    try:
+    with local_stack(tmp_path_factory.mktemp("credential-rotations"), postgres) as (ws, server, _):
+        git_init(ws.root)
         ws.pulumi("up", "--yes", "--skip-preview")
         yield ws, server
-    finally:
-        server.stop()
 
 
 def rotation_cli(ws: Workspace, *args: str) -> subprocess.CompletedProcess[str]:

@@ -20,19 +20,16 @@ import hvac
 import hvac.exceptions
 import pytest
 
-from infra.audit_config import render_audit_hcl
 from kernel.spec import load_stack_file
 from tests.conftest import REPO_ROOT
-from tests.e2e.conftest import git_init
+from tests.e2e.conftest import git_init, local_stack
 from tests.kubeserver import KubeApiServer
 from tests.servers import start_openbao
 from tools.localenv import (
     Workspace,
     init_workspace,
     render_only,
-    set_kubernetes_secrets,
     set_stack_secrets,
-    use_cluster,
 )
 
 pytestmark = pytest.mark.e2e
@@ -46,31 +43,11 @@ CANARY = "CANARY-out-of-band-4e7d"
 def stack(engine: str, tmp_path_factory: pytest.TempPathFactory, postgres: Any,
           kube_apiserver: KubeApiServer) -> Iterator[tuple[Workspace, Any]]:
     """A workspace for the local stack, applied once against a fresh OpenBao and the API server."""
-    tmp = tmp_path_factory.mktemp("local-stack")
-    spec = load_stack_file(REPO_ROOT / "Pulumi.local.yaml")
-    workdir = tmp / "openbao"
-    (workdir / ".local" / "openbao").mkdir(parents=True)
-    server = start_openbao(workdir, extra_config=render_audit_hcl(spec.audit.devices))
-    # Dev mode mounts secret/ itself; the local stack declares (and owns) it.
-    server.client().sys.disable_secrets_engine("secret")
-
-    def edit(data: dict[str, Any]) -> None:
-        data["vault"]["address"] = server.address
-        use_cluster(data, kube_apiserver.address, kube_apiserver.ca_pem, kube_apiserver.context)
-
-    ws = init_workspace(tmp / "ws", "local", backend_dir=tmp / "state",
-                        passphrase="e2e-passphrase", vault_addr=server.address,
-                        vault_token=server.root_token,
-                        spec_text=(REPO_ROOT / "Pulumi.local.yaml").read_text(), edit=edit,
-                        base_env=kube_apiserver.env())
-    set_stack_secrets(ws, spec, postgres)
-    set_kubernetes_secrets(ws, spec, kube_apiserver, 3600)
-    git_init(ws.root)
-    try:
+    with local_stack(tmp_path_factory.mktemp("local-stack"), postgres,
+                     cluster=kube_apiserver) as (ws, server, _):
+        git_init(ws.root)
         ws.pulumi("up", "--yes", "--skip-preview")
         yield ws, server
-    finally:
-        server.stop()
 
 
 def rotation_cli(ws: Workspace, server: Any, *args: str) -> subprocess.CompletedProcess[str]:

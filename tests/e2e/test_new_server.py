@@ -19,20 +19,11 @@ from typing import Any
 import hvac
 import pytest
 
-from infra.audit_config import render_audit_hcl
 from kernel.spec import parse_spec
 from kernel.spec.stackfile import parse_yaml
 from rotation.stackedit import bump_version_text
-from tests.servers import start_openbao
-from tools.localenv import (
-    HISTORY_PLACEHOLDER,
-    REPO_ROOT,
-    Workspace,
-    apply_to_new_server,
-    init_workspace,
-    render_only,
-    set_stack_secrets,
-)
+from tests.e2e.conftest import local_stack
+from tools.localenv import HISTORY_PLACEHOLDER, REPO_ROOT, SPEC_KEY, Workspace, apply_to_new_server
 
 pytestmark = pytest.mark.e2e
 
@@ -52,28 +43,10 @@ def rotated_text() -> str:
 
 @pytest.fixture
 def new_server(engine: str, tmp_path: Path,
-               postgres: Any) -> Iterator[tuple[Workspace, Any, Any, Any]]:
+               postgres: Any) -> Iterator[tuple[Workspace, Any, Any]]:
     """A workspace for the rotated stack file and an OpenBao that has never seen it."""
-    text = rotated_text()
-    spec = parse_spec(parse_yaml(text).data["config"]["tradepulse-vault:spec"], source=SOURCE,
-                      stack="local")
-    workdir = tmp_path / "openbao"
-    (workdir / ".local" / "openbao").mkdir(parents=True)
-    server = start_openbao(workdir, extra_config=render_audit_hcl(spec.audit.devices))
-    server.client().sys.disable_secrets_engine("secret")
-
-    def edit(data: dict[str, Any]) -> None:
-        data["vault"]["address"] = server.address
-        render_only(data, str(tmp_path / "manifests"))  # no cluster in this test
-
-    ws = init_workspace(tmp_path / "ws", "local", backend_dir=tmp_path / "state",
-                        passphrase="e2e", vault_addr=server.address,
-                        vault_token=server.root_token, spec_text=text, edit=edit)
-    set_stack_secrets(ws, spec, postgres)
-    try:
-        yield ws, server, spec, edit
-    finally:
-        server.stop()
+    with local_stack(tmp_path, postgres, spec_text=rotated_text()) as stack:
+        yield stack
 
 
 def history(client: hvac.Client, secret_id: str) -> list[dict[str, str]]:
@@ -88,12 +61,14 @@ def history(client: hvac.Client, secret_id: str) -> list[dict[str, str]]:
 
 
 def test_a_rotated_stack_file_converges_on_a_new_server(
-    new_server: tuple[Workspace, Any, Any, Any], capfd: pytest.CaptureFixture[str],
+    new_server: tuple[Workspace, Any, Any], capfd: pytest.CaptureFixture[str],
 ) -> None:
-    ws, server, spec, edit = new_server
+    ws, server, edit = new_server
     client: hvac.Client = server.client()
+    text = rotated_text()
+    spec = parse_spec(parse_yaml(text).data["config"][SPEC_KEY], source=SOURCE, stack="local")
 
-    proc = apply_to_new_server(ws, spec, rotated_text(), edit, client)
+    proc = apply_to_new_server(ws, spec, text, edit, client)
 
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     signing, feed, hmac = (history(client, s) for s in (SIGNING, FEED, HMAC))

@@ -19,15 +19,14 @@ from typing import Any
 import hvac
 import pytest
 
-from infra.audit_config import render_audit_hcl
-from kernel.spec import load_stack_file, parse_spec
+from kernel.spec import parse_spec
 from kernel.spec.credentials import credentials
 from kernel.spec.stackfile import parse_yaml
 from kernel.targets import rotation_urns
 from rotation.stackedit import bump_credential_text, bump_version_text
-from tests.servers import start_openbao
+from tests.e2e.conftest import local_stack
 from tools import targeted_apply
-from tools.localenv import REPO_ROOT, Workspace, init_workspace, render_only, set_stack_secrets
+from tools.localenv import REPO_ROOT, Workspace
 from tools.localenv import sync_stack_file as sync
 
 pytestmark = pytest.mark.e2e
@@ -42,26 +41,9 @@ JWT_KEY = "identity/oidc/key/tradepulse-adapters"
 def stack(engine: str, tmp_path_factory: pytest.TempPathFactory,
           postgres: Any) -> Iterator[tuple[Workspace, Any, Any]]:
     """The local stack applied whole once against a fresh OpenBao; yields (ws, server, edit)."""
-    tmp = tmp_path_factory.mktemp("targeted-apply")
-    spec = load_stack_file(REPO_ROOT / SOURCE)
-    workdir = tmp / "openbao"
-    (workdir / ".local" / "openbao").mkdir(parents=True)
-    server = start_openbao(workdir, extra_config=render_audit_hcl(spec.audit.devices))
-    server.client().sys.disable_secrets_engine("secret")
-
-    def edit(data: dict[str, Any]) -> None:
-        data["vault"]["address"] = server.address
-        render_only(data, str(tmp / "manifests"))  # no cluster in this test
-
-    ws = init_workspace(tmp / "ws", "local", backend_dir=tmp / "state", passphrase="e2e",
-                        vault_addr=server.address, vault_token=server.root_token,
-                        spec_text=(REPO_ROOT / SOURCE).read_text(), edit=edit)
-    set_stack_secrets(ws, spec, postgres)
-    try:
+    with local_stack(tmp_path_factory.mktemp("targeted-apply"), postgres) as (ws, server, edit):
         ws.pulumi("up", "--yes", "--skip-preview")
         yield ws, server, edit
-    finally:
-        server.stop()
 
 
 def bump_kv(text: str, secret_id: str) -> str:

@@ -47,6 +47,43 @@ def show(root: Path, rev: str, path: str) -> str | None:
                        f"{exc.start})") from None
 
 
+def show_many(root: Path, rev: str, paths: list[str]) -> dict[str, bytes | None]:
+    """Return each of ``paths`` as of ``rev`` (bytes; None if it did not exist there).
+
+    One ``git cat-file --batch`` for all of them, where :func:`show` is one process
+    per file: a plan reads every policy file at two revisions. A name with a newline
+    cannot go through the batch's line protocol and is read with :func:`show`.
+    """
+    batch = [p for p in paths if "\n" not in p]
+    out: dict[str, bytes | None] = {}
+    if batch:
+        try:
+            proc = subprocess.run(["git", "-C", str(root), "cat-file", "--batch"],
+                                  input="".join(f"{rev}:{p}\n" for p in batch).encode(),
+                                  capture_output=True, check=False, timeout=30)
+        except FileNotFoundError:
+            raise BadInput("git is not installed") from None
+        if proc.returncode != 0:
+            raise BadInput(f"git cat-file --batch at {rev[:12]} failed: "
+                           f"{proc.stderr.decode('utf-8', 'replace').strip()[:200]}")
+        data, at = proc.stdout, 0
+        for path in batch:  # "<oid> <type> <size>\n<content>\n", or "<name> missing\n"
+            end = data.index(b"\n", at)
+            header = data[at:end].split()
+            at = end + 1
+            if len(header) == 3 and header[1] == b"blob":
+                size = int(header[2])
+                out[path] = data[at:at + size]
+                at += size + 1
+            else:
+                out[path] = None  # missing, or not a file at that path
+    for path in paths:
+        if path not in out:
+            text = show(root, rev, path)
+            out[path] = None if text is None else text.encode("utf-8")
+    return out
+
+
 def rev_parse(root: Path, rev: str) -> str:
     """Return the full commit id of ``rev``; :class:`BadInput` naming it if unknown."""
     out = _git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", check=False)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,8 @@ from kernel import paths, targets
 from kernel.redact import describe
 from kernel.spec import EnvironmentSpec, SpecError, parse_spec
 from kernel.spec.credentials import Credential, credentials, raw_versions
-from kernel.spec.stackfile import parse_yaml
+from kernel.spec.loader import refuse_duplicate_keys
+from kernel.spec.stackfile import YamlDocument, parse_yaml
 from kernel.spec.versions import version_literal_problems
 from rotation import gitutil
 from rotation.errors import BadInput
@@ -225,16 +227,26 @@ def yaml_problem(source: str, exc: yaml.YAMLError) -> str:
     return f"{source}: {where}{getattr(exc, 'problem', None) or 'not valid YAML'}"
 
 
-def _reason(old_text: str, new_text: str, secret: str | Credential, source: str
-            ) -> tuple[str | None, str | None]:
-    """Return the reason and ticket ``bump`` wrote on the version line in this diff."""
-    try:
+def _reason(trees: tuple[YamlDocument | None, YamlDocument | None], secret: str | Credential,
+            source: str) -> tuple[str | None, str | None]:
+    """Return the reason and ticket ``bump`` wrote on the version line in this diff.
+
+    ``trees`` are the stack file before and after, parsed once per plan (None: absent,
+    not YAML or with a key given twice, so no comment is read from it).
+    """
+    old_tree, new_tree = trees
+    if new_tree is None:
+        return None, None
+
+    def comment(tree: YamlDocument | None) -> str | None:
+        if tree is None:
+            return None
         if isinstance(secret, str):
-            before = version_comment(old_text, secret, source)
-            after = version_comment(new_text, secret, source)
-        else:
-            before = credential_comment(old_text, secret, source)
-            after = credential_comment(new_text, secret, source)
+            return version_comment(tree, secret, source)
+        return credential_comment(tree, secret, source)
+
+    try:
+        before, after = comment(old_tree), comment(new_tree)
     except BadInput:
         return None, None
     return parse_rotation_comment(after) if after != before else (None, None)
@@ -242,13 +254,40 @@ def _reason(old_text: str, new_text: str, secret: str | Credential, source: str
 
 @dataclass
 class StackDiff:
-    """One stack file at both ends of the diff: texts and parsed documents."""
+    """One stack file at both ends of the diff: texts, node trees and data, from one parse."""
 
     stack: str
     old_text: str | None
     new_text: str | None
-    old_doc: Any = None
-    new_doc: Any = None
+    old_tree: YamlDocument | None = None
+    new_tree: YamlDocument | None = None
+
+    @property
+    def old_doc(self) -> Any:
+        """The data of the file before (None: absent or not YAML)."""
+        return None if self.old_tree is None else self.old_tree.data
+
+    @property
+    def new_doc(self) -> Any:
+        """The data of the file after (None: absent or not YAML)."""
+        return None if self.new_tree is None else self.new_tree.data
+
+    @cached_property
+    def comment_trees(self) -> tuple[YamlDocument | None, YamlDocument | None]:
+        """Both trees, as the version-line comments are read from them.
+
+        A tree with a key given twice is left out
+        (:func:`kernel.spec.loader.refuse_duplicate_keys`).
+        """
+        def checked(tree: YamlDocument | None) -> YamlDocument | None:
+            if tree is None:
+                return None
+            try:
+                refuse_duplicate_keys(tree, f"Pulumi.{self.stack}.yaml")
+            except SpecError:
+                return None
+            return tree
+        return checked(self.old_tree), checked(self.new_tree)
 
 
 def plan_stack(  # noqa: PLR0912, PLR0915 - the rotation rules, one after another
@@ -363,7 +402,7 @@ def plan_stack(  # noqa: PLR0912, PLR0915 - the rotation rules, one after anothe
                     "value, not a rotation; bump it again with a new value"))
         data_path = f"{new['mount']}/data/{new['path']}"
         restarts = workloads(new_spec, list(new.get("consumers", [])))
-        reason, ticket = _reason(old_text or "", new_text, secret_id, source)
+        reason, ticket = _reason(diff.comment_trees, secret_id, source)
         apply = f"writes version {new_v} of {data_path} with cas={new_v - 1}"
         if restores is not None:
             apply += f", with the data of version {restores} read from Vault's history"
@@ -391,7 +430,7 @@ def plan_stack(  # noqa: PLR0912, PLR0915 - the rotation rules, one after anothe
                 follows="prod", reason=reason, ticket=ticket, restores=restores,
                 resources=targets.mirror_urns("dr", new["mount"], new["path"])))
     _plan_credentials(plan, stack, new_spec, raw_versions(_spec_of(old_spec_doc)),
-                      (old_text or "", new_text))
+                      diff.comment_trees)
     plan.changes.extend(classify_stack(stack, old_doc, new_doc, rotation_config_keys=config_keys,
                                        sudo_holders=sudo_holders))
 
@@ -412,11 +451,11 @@ def _credential_checks(stack: str, kind: str, cid: str, path: str, new: int) -> 
 
 def _plan_credentials(
     plan: Plan, stack: str, new_spec: EnvironmentSpec, old: Mapping[str, tuple[str, object]],
-    texts: tuple[str, str],
+    trees: tuple[YamlDocument | None, YamlDocument | None],
 ) -> None:
     """Add the JWT key, root credential, static role and lease generation rotations.
 
-    ``texts`` (the stack file before and after) give the reason and ticket
+    ``trees`` (the stack file before and after, parsed once) give the reason and ticket
     ``bump`` wrote on the version line, as for KV secrets.
     """
     for cred in credentials(new_spec):
@@ -435,7 +474,7 @@ def _plan_credentials(
                 "rotation moves it by exactly +1"))
             continue
         restarts = workloads(new_spec, list(cred.consumers))
-        reason, ticket = _reason(*texts, cred, f"Pulumi.{stack}.yaml")
+        reason, ticket = _reason(trees, cred, f"Pulumi.{stack}.yaml")
         plan.rotations.append(Rotation(
             stack=stack, secret=cred.id, data_path=cred.action_path, source=cred.kind,
             old_version=old_v, new_version=cred.version, cas=None,
@@ -451,13 +490,19 @@ def _load(text: str) -> Any:
     return parse_yaml(text).data
 
 
-def _parse(text: str | None) -> Any:
+def _parse_tree(text: str | None) -> YamlDocument | None:
+    """Parse ``text`` once (None when absent or not YAML)."""
     if text is None:
         return None
     try:
-        return _load(text)
+        return parse_yaml(text)
     except yaml.YAMLError:
         return None
+
+
+def _parse(text: str | None) -> Any:
+    tree = _parse_tree(text)
+    return None if tree is None else tree.data
 
 
 def _policy_texts(root: Path, rev: str | None) -> dict[str, str]:
@@ -466,14 +511,14 @@ def _policy_texts(root: Path, rev: str | None) -> dict[str, str]:
         return {p.stem: p.read_text(encoding="utf-8", errors="replace")
                 for p in sorted((root / folder).glob("*.hcl")) if p.is_file()}
     out: dict[str, str] = {}
-    for name in gitutil.ls_tree(root, rev, folder):
-        if name.endswith(".hcl"):
-            try:
-                text = gitutil.show(root, rev, name)
-            except BadInput:
-                continue  # not UTF-8: acl-policies reports it; the engine never sees it
-            if text is not None:
-                out[Path(name).stem] = text
+    names = [n for n in gitutil.ls_tree(root, rev, folder) if n.endswith(".hcl")]
+    for name, content in gitutil.show_many(root, rev, names).items():
+        if content is None:
+            continue
+        try:
+            out[Path(name).stem] = content.decode("utf-8")
+        except UnicodeDecodeError:
+            continue  # not UTF-8: acl-policies reports it; the engine never sees it
     return out
 
 
@@ -522,11 +567,11 @@ def build_plan(
         except BadInput as exc:  # not text, or not a regular file: said, never a crash
             plan.findings.append(Finding(stack, "error", f"cannot plan {name}: {exc}"))
             continue
-        old_doc = _parse(old_text)
-        new_doc = old_doc if new_text == old_text else _parse(new_text)
-        diffs[stack] = StackDiff(stack, old_text, new_text, old_doc, new_doc)
-        plan.strict[stack] = bool(_spec_of(old_doc).get("strict")) or bool(
-            _spec_of(new_doc).get("strict"))
+        old_tree = _parse_tree(old_text)
+        new_tree = old_tree if new_text == old_text else _parse_tree(new_text)
+        diffs[stack] = diff = StackDiff(stack, old_text, new_text, old_tree, new_tree)
+        plan.strict[stack] = bool(_spec_of(diff.old_doc).get("strict")) or bool(
+            _spec_of(diff.new_doc).get("strict"))
     for diff in diffs.values():
         if diff.old_text != diff.new_text:
             plan_stack(plan, diff, root, history_rev=start, sudo_holders=frozenset(sudo_holders))

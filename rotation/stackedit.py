@@ -122,21 +122,25 @@ def parse_rotation_comment(comment: str | None) -> tuple[str | None, str | None]
     return reason or None, ticket
 
 
-def version_comment(text: str, secret_id: str, source: str) -> str | None:
-    """Return the comment on ``secret_id``'s version line (None if there is none)."""
-    root = parse_text(text, source).root
-    if root is None:
+def version_comment(document: YamlDocument, secret_id: str, source: str) -> str | None:
+    """Return the comment on ``secret_id``'s version line (None if there is none).
+
+    ``document`` is the stack file parsed once (:func:`parse_text`): a plan asks this
+    for every rotation, and re-parsing the file each time made it quadratic.
+    """
+    if document.root is None:
         return None
-    node, _ = _secret_node(root, secret_id, source)
-    return _comment_after(text, _get(node, "version"))
+    node, _ = _secret_node(document.root, secret_id, source)
+    return _comment_after(document.text, _get(node, "version"))
 
 
-def credential_comment(text: str, credential: Credential, source: str) -> str | None:
+def credential_comment(document: YamlDocument, credential: Credential,
+                       source: str) -> str | None:
     """Return the comment on a non-KV credential's version line (None if there is none)."""
-    root = parse_text(text, source).root
-    if root is None:
+    if document.root is None:
         return None
-    return _comment_after(text, _get(_node_at(root, credential.where), credential.field))
+    return _comment_after(document.text,
+                          _get(_node_at(document.root, credential.where), credential.field))
 
 
 def _comment_after(text: str, value: yaml.Node | None) -> str | None:

@@ -46,8 +46,8 @@ def rotation_targets(stack: str, old_text: str | None, new_text: str,
     if old_text is None:
         return [], "no record of the last applied stack file"
     plan = Plan(base="last applied", head="this apply")
-    plan_stack(plan, StackDiff(stack, old_text, new_text, parse_yaml(old_text).data,
-                               parse_yaml(new_text).data), root)
+    plan_stack(plan, StackDiff(stack, old_text, new_text, parse_yaml(old_text),
+                               parse_yaml(new_text)), root)
     if plan.errors:
         return [], f"the plan has findings ({plan.errors[0].message})"
     if plan.changes:

@@ -462,3 +462,38 @@ def test_a_workload_consuming_several_rotated_secrets_restarts_once(
     assert main(["plan", "--repo", str(stack_repo)]) == 0
     text = capsys.readouterr().out
     assert (f"1. `local` {execution}: picks up `{SIGNING}`, `{static}`") in text
+
+
+def test_a_plan_parses_each_stack_file_once_however_many_rotations_it_has(
+    stack_repo: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The reason of each rotation is read from the one parse (it was a parse per rotation).
+
+    Re-parsing the whole stack file twice per rotation made ``plan`` quadratic: 27 s for
+    50 bumps in a 504-secret file (``bench/rotation_edits.py``).
+    """
+    from kernel.spec import stackfile
+
+    parses: list[int] = []
+
+    class Counting(stackfile.LOADER):  # type: ignore[misc, valid-type]
+        def __init__(self, text: str) -> None:
+            parses.append(len(text))
+            super().__init__(text)
+
+    monkeypatch.setattr(stackfile, "LOADER", Counting)
+
+    def plan_parses() -> int:
+        parses.clear()
+        code, plan = run_plan(capsys, stack_repo)
+        assert code == 0 and plan["findings"] == [], plan["findings"]
+        return len(parses)
+
+    assert main(["bump", "--stack", "local", HMAC, "--repo", str(stack_repo)]) == 0
+    capsys.readouterr()
+    one = plan_parses()
+    for secret_id in (SIGNING, *CREDENTIALS):
+        assert main(["bump", "--stack", "local", secret_id, "--allow-dirty", "--repo",
+                     str(stack_repo), "--reason", "many"]) == 0
+    capsys.readouterr()
+    assert plan_parses() == one, "a parse per rotation is back"

@@ -147,8 +147,9 @@ def _comment_after(text: str, value: yaml.Node | None) -> str | None:
     """Return the ``# comment`` after ``value`` on its line (where bump writes the reason)."""
     if value is None:
         return None
-    line = text.splitlines()[value.end_mark.line][value.end_mark.column:]
-    stripped = line.strip()
+    start = value.end_mark.index  # the rest of the value's line, without splitting the text
+    end = text.find("\n", start)
+    stripped = text[start:end if end != -1 else len(text)].strip()
     return stripped[1:].strip() or None if stripped.startswith("#") else None
 
 

@@ -286,6 +286,9 @@ def up() -> int:  # noqa: PLR0915 - one start-up sequence, step after step
         print("local environment already running; `make down` first", file=sys.stderr)
         return 1
     spec = load_stack_file(REPO_ROOT / "Pulumi.local.yaml")
+    # The text applied, read once: the workspace gets it, and the record of the last apply
+    # is this text, not the file as it may be after an edit made while pulumi ran.
+    spec_text = (REPO_ROOT / "Pulumi.local.yaml").read_text()
     LOCAL_DIR.mkdir(exist_ok=True)
     (LOCAL_DIR / "openbao").mkdir(exist_ok=True)
     pg_dir = LOCAL_DIR / "postgres"
@@ -307,6 +310,7 @@ def up() -> int:  # noqa: PLR0915 - one start-up sequence, step after step
     }
     _write_private(LOCAL_DIR / "run.json", json.dumps(state))
     kube = _start_cluster(spec, state)
+    edit = _cluster_edit(state)
     # KUBECONFIG too: verify --consumers and reload talk to this API server,
     # and the README's block sources only this file.
     _write_private(LOCAL_DIR / "env", f"export VAULT_ADDR={bao.address}\n"
@@ -318,20 +322,18 @@ def up() -> int:  # noqa: PLR0915 - one start-up sequence, step after step
     ws = init_workspace(LOCAL_DIR / "workspace", "local", backend_dir=LOCAL_DIR / "state",
                         passphrase=passphrase_file.read_text().strip(),
                         vault_addr=bao.address, vault_token=bao.root_token,
-                        spec_text=(REPO_ROOT / "Pulumi.local.yaml").read_text(),
-                        edit=_cluster_edit(state), base_env=kube.env())
+                        spec_text=spec_text, edit=edit, base_env=kube.env())
     set_stack_secrets(ws, spec, pg)
     set_kubernetes_secrets(ws, spec, kube)
     started = time.monotonic()
-    proc = apply_to_new_server(ws, spec, (REPO_ROOT / "Pulumi.local.yaml").read_text(),
-                               _cluster_edit(state), bao.client())
+    proc = apply_to_new_server(ws, spec, spec_text, edit, bao.client())
     sys.stderr.write(proc.stderr[-2000:])
     if proc.returncode != 0:
         print(proc.stdout[-4000:])
         print("error: pulumi up --stack local failed (servers left running; make down "
               "stops them)", file=sys.stderr)
         return 1
-    APPLIED_STACK_FILE.write_text((REPO_ROOT / "Pulumi.local.yaml").read_text())
+    APPLIED_STACK_FILE.write_text(spec_text)
     outputs = json.loads(ws.pulumi("stack", "output", "--json").stdout)
     print(f"pulumi up --stack local converged in {time.monotonic() - started:.0f}s\n")
     print(f"OpenBao:     {bao.address}  (audit log .local/openbao/audit.log)")

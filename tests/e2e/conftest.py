@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from infra.audit_config import render_audit_hcl
-from kernel.spec import parse_spec
+from kernel.spec import EnvironmentSpec, parse_spec
 from kernel.spec.stackfile import parse_yaml
 from tests.servers import start_openbao
 from tools.localenv import (
@@ -74,6 +74,11 @@ def git_init(root: Path) -> None:
 LOCAL = "Pulumi.local.yaml"
 
 
+def local_spec(text: str) -> EnvironmentSpec:
+    """The spec of a text of the local stack file (validated, as the program reads it)."""
+    return parse_spec(parse_yaml(text).data["config"][SPEC_KEY], source=LOCAL, stack="local")
+
+
 @contextmanager
 def local_stack(tmp: Path, postgres: Any, *, spec_text: str | None = None,
                 cluster: Any = None,
@@ -88,7 +93,7 @@ def local_stack(tmp: Path, postgres: Any, *, spec_text: str | None = None,
     stops the server afterwards. Nothing is applied: the test runs ``pulumi up``.
     """
     text = spec_text if spec_text is not None else (REPO_ROOT / LOCAL).read_text()
-    spec = parse_spec(parse_yaml(text).data["config"][SPEC_KEY], source=LOCAL, stack="local")
+    spec = local_spec(text)
     workdir = tmp / "openbao"
     (workdir / ".local" / "openbao").mkdir(parents=True)
     server = start_openbao(workdir, extra_config=render_audit_hcl(spec.audit.devices))

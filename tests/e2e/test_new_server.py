@@ -19,11 +19,9 @@ from typing import Any
 import hvac
 import pytest
 
-from kernel.spec import parse_spec
-from kernel.spec.stackfile import parse_yaml
 from rotation.stackedit import bump_version_text
-from tests.e2e.conftest import local_stack
-from tools.localenv import HISTORY_PLACEHOLDER, REPO_ROOT, SPEC_KEY, Workspace, apply_to_new_server
+from tests.e2e.conftest import local_spec, local_stack
+from tools.localenv import HISTORY_PLACEHOLDER, REPO_ROOT, Workspace, apply_to_new_server
 
 pytestmark = pytest.mark.e2e
 
@@ -66,7 +64,7 @@ def test_a_rotated_stack_file_converges_on_a_new_server(
     ws, server, edit = new_server
     client: hvac.Client = server.client()
     text = rotated_text()
-    spec = parse_spec(parse_yaml(text).data["config"][SPEC_KEY], source=SOURCE, stack="local")
+    spec = local_spec(text)
 
     proc = apply_to_new_server(ws, spec, text, edit, client)
 

@@ -19,12 +19,10 @@ from typing import Any
 import hvac
 import pytest
 
-from kernel.spec import parse_spec
 from kernel.spec.credentials import credentials
-from kernel.spec.stackfile import parse_yaml
 from kernel.targets import rotation_urns
 from rotation.stackedit import bump_credential_text, bump_version_text
-from tests.e2e.conftest import local_stack
+from tests.e2e.conftest import local_spec, local_stack
 from tools import targeted_apply
 from tools.localenv import REPO_ROOT, Workspace
 from tools.localenv import sync_stack_file as sync
@@ -51,8 +49,7 @@ def bump_kv(text: str, secret_id: str) -> str:
 
 
 def bump_credential(text: str, credential_id: str) -> str:
-    spec = parse_spec(parse_yaml(text).data["config"]["tradepulse-vault:spec"], source=SOURCE,
-                      stack="local")
+    spec = local_spec(text)
     [cred] = [c for c in credentials(spec) if c.id == credential_id]
     return bump_credential_text(text, cred, SOURCE)[0]
 
@@ -84,8 +81,7 @@ def test_a_rotation_applies_only_its_resources_and_leaves_the_stack_clean(
     result = targeted_apply.apply(ws, "local", old, new, REPO_ROOT)
 
     assert result.ok and result.targeted, result.message + result.output[-3000:]
-    spec = parse_spec(parse_yaml(new).data["config"]["tradepulse-vault:spec"], source=SOURCE,
-                      stack="local")
+    spec = local_spec(new)
     assert set(result.targets) == {*rotation_urns(spec, "local", "kv", HMAC),
                                    *rotation_urns(spec, "local", "jwt-key", JWT_KEY)}
     assert len(result.targets) == 3  # RandomPassword, SecretV2, the key's rotate Endpoint

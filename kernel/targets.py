@@ -78,18 +78,17 @@ def mirror_urns(stack: str, mount: str, path: str) -> list[str]:
 
 def kv_urns(spec: EnvironmentSpec, stack: str, secret_id: str) -> list[str]:
     """Return the URNs a new version of static secret ``secret_id`` changes."""
-    for secret in spec.static_secrets:
-        if secret.id != secret_id:
-            continue
-        parts = secret.path.split("/")
-        out: list[str] = []
-        if secret.source == "generated":
-            out = [urn(stack, STATIC_SECRETS_TYPE, RANDOM_PASSWORD_TYPE,
-                       resource_name("value", secret.mount, *parts, key.lower()))
-                   for key in secret.keys]
-        out.append(secret_v2_urn(stack, secret.mount, secret.path))
-        return out
-    raise UnknownCredential(f"{spec.source}: no static secret {secret_id}")
+    secret = spec.secret(secret_id)
+    if secret is None:
+        raise UnknownCredential(f"{spec.source}: no static secret {secret_id}")
+    parts = secret.path.split("/")
+    out: list[str] = []
+    if secret.source == "generated":
+        out = [urn(stack, STATIC_SECRETS_TYPE, RANDOM_PASSWORD_TYPE,
+                   resource_name("value", secret.mount, *parts, key.lower()))
+               for key in secret.keys]
+    out.append(secret_v2_urn(stack, secret.mount, secret.path))
+    return out
 
 
 def action_urn(stack: str, kind: str, credential_id: str) -> str:

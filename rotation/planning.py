@@ -33,7 +33,7 @@ from kernel.redact import describe
 from kernel.spec import EnvironmentSpec, SpecError, parse_spec
 from kernel.spec.credentials import Credential, credentials, raw_versions
 from kernel.spec.loader import refuse_duplicate_keys
-from kernel.spec.stackfile import YamlDocument, parse_yaml
+from kernel.spec.stackfile import YamlDocument, collector_paused, parse_yaml
 from kernel.spec.versions import version_literal_problems
 from rotation import gitutil
 from rotation.errors import BadInput
@@ -176,9 +176,7 @@ def _strip_credential_versions(spec: dict[Any, Any]) -> None:
 def workloads(spec: EnvironmentSpec, consumers: list[str]) -> list[str]:
     """Return what restarts when the consumers' secret changes (the blast radius)."""
     out = []
-    for service in spec.services:
-        if service.name not in consumers:
-            continue
+    for service in spec.services_named(consumers):
         if service.kubernetes is not None:
             w = service.kubernetes.workload
             out.append(f"{service.kubernetes.namespace}/{w.kind}/{w.name}")
@@ -304,7 +302,8 @@ def plan_stack(  # noqa: PLR0912, PLR0915 - the rotation rules, one after anothe
     if new_text is None:
         plan.changes.extend(classify_stack(stack, diff.old_doc, None))
         return
-    problems = version_literal_problems(new_text, source)
+    problems = version_literal_problems(
+        new_text, source, root=None if diff.new_tree is None else diff.new_tree.root)
     if problems:
         plan.findings.extend(Finding(stack, "error", p) for p in problems)
         return
@@ -522,6 +521,7 @@ def _policy_texts(root: Path, rev: str | None) -> dict[str, str]:
     return out
 
 
+@collector_paused()  # two large trees stay alive throughout: collections would rescan them
 def build_plan(
     root: Path, base: str, head: str | None, *,
     acknowledge: frozenset[str] = frozenset(), with_privilege: bool = False,

@@ -12,6 +12,7 @@ validated as a spec before the file is written atomically.
 from __future__ import annotations
 
 import re
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -70,17 +71,34 @@ def _scalar(node: yaml.Node | None) -> str | None:
     return node.value if isinstance(node, yaml.ScalarNode) else None
 
 
-def _secret_node(root: yaml.Node, secret_id: str, source: str) -> tuple[yaml.MappingNode, int]:
+# The static secrets' nodes by id, per parsed tree: a plan reads one comment per
+# rotation, and a scan of every secret each time made it rotations x secrets.
+_SECRET_NODES: weakref.WeakKeyDictionary[yaml.Node, dict[str, tuple[yaml.MappingNode, int]]] = (
+    weakref.WeakKeyDictionary())
+
+
+def _secret_nodes(root: yaml.Node, source: str) -> dict[str, tuple[yaml.MappingNode, int]]:
+    index = _SECRET_NODES.get(root)
+    if index is not None:
+        return index
     secrets = _get(_get(_get(root, "config"), paths.SPEC_CONFIG_KEY), "static_secrets")
     if not isinstance(secrets, yaml.SequenceNode):
         raise BadInput(f"{source}: no static_secrets in {paths.SPEC_CONFIG_KEY}")
-    items = [n for n in secrets.value if isinstance(n, yaml.MappingNode)]
-    for index, node in enumerate(secrets.value):
-        if (isinstance(node, yaml.MappingNode)
-                and f"{_scalar(_get(node, 'mount'))}/{_scalar(_get(node, 'path'))}" == secret_id):
-            return node, index
-    known = ", ".join(f"{_scalar(_get(n, 'mount'))}/{_scalar(_get(n, 'path'))}" for n in items)
-    raise BadInput(f"{source}: unknown secret {describe(secret_id)} (declared: {known})")
+    index = {}
+    for position, node in enumerate(secrets.value):
+        if isinstance(node, yaml.MappingNode):
+            secret_id = f"{_scalar(_get(node, 'mount'))}/{_scalar(_get(node, 'path'))}"
+            index.setdefault(secret_id, (node, position))  # the first, as the loader reads
+    _SECRET_NODES[root] = index
+    return index
+
+
+def _secret_node(root: yaml.Node, secret_id: str, source: str) -> tuple[yaml.MappingNode, int]:
+    found = _secret_nodes(root, source).get(secret_id)
+    if found is None:
+        known = ", ".join(_secret_nodes(root, source))
+        raise BadInput(f"{source}: unknown secret {describe(secret_id)} (declared: {known})")
+    return found
 
 
 def clean_reason(reason: str) -> str:

@@ -17,6 +17,7 @@ are :mod:`kernel.spec.references`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cached_property
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
@@ -546,9 +547,35 @@ class EnvironmentSpec(Spec):
         """Where the delivery objects go (``delivery.kubernetes``), or None."""
         return None if self.delivery_config is None else self.delivery_config.kubernetes
 
+    @cached_property
+    def _secrets_by_id(self) -> dict[str, StaticSecret]:
+        """Every static secret by id, built once: a plan looks up one per rotation."""
+        index: dict[str, StaticSecret] = {}
+        for secret in self.static_secrets:
+            index.setdefault(secret.id, secret)  # the first, as a scan would find
+        return index
+
+    @cached_property
+    def _services_by_name(self) -> dict[str, tuple[int, Service]]:
+        index: dict[str, tuple[int, Service]] = {}
+        for position, service in enumerate(self.services):
+            index.setdefault(service.name, (position, service))
+        return index
+
     def secret(self, secret_id: str) -> StaticSecret | None:
         """Return the static secret ``<mount>/<path>``, or None."""
-        return next((s for s in self.static_secrets if s.id == secret_id), None)
+        return self._secrets_by_id.get(secret_id)
+
+    def service(self, name: str) -> Service | None:
+        """Return the service called ``name``, or None."""
+        found = self._services_by_name.get(name)
+        return None if found is None else found[1]
+
+    def services_named(self, names: Sequence[str]) -> list[Service]:
+        """Return the services called any of ``names``, in declaration order (unknown left out)."""
+        found = (self._services_by_name.get(name) for name in set(names))
+        return [service for _, service in sorted((f for f in found if f is not None),
+                                                 key=lambda f: f[0])]
 
 
 KubernetesDelivery = DeliveryTarget  # the name components and the CLI know

@@ -246,9 +246,11 @@ def test_no_command_leaks_a_canary(openbao: Any, postgres: Any, stack_repo: Path
         for name, text in artifacts.items():
             assert canary not in text, f"{what} leaked into {name}"
             checks += 1
-        grep = subprocess.run(["git", "-C", str(stack_repo), "grep", "-F", "-l", canary],
+        # -e: a generated password may begin with "-" and would be read as an option.
+        grep = subprocess.run(["git", "-C", str(stack_repo), "grep", "-F", "-l", "-e", canary],
                               capture_output=True, text=True, check=False)
-        assert grep.returncode == 1 and not grep.stdout, f"{what} is in a tracked file"
+        assert grep.returncode == 1 and not grep.stdout, \
+            f"{what} is in a tracked file (git grep exit {grep.returncode})"
         checks += 1
     # The intended file does hold its credentials (the check above is not vacuous).
     assert creds["text"]["password"] in (out_dir / "text" / "creds.json").read_text()

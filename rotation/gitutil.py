@@ -63,24 +63,47 @@ def show_many(root: Path, rev: str, paths: list[str]) -> dict[str, bytes | None]
                                   capture_output=True, check=False, timeout=30)
         except FileNotFoundError:
             raise BadInput("git is not installed") from None
+        except subprocess.TimeoutExpired:
+            raise BadInput(f"git cat-file --batch at {rev[:12]} took over 30 s") from None
         if proc.returncode != 0:
             raise BadInput(f"git cat-file --batch at {rev[:12]} failed: "
                            f"{proc.stderr.decode('utf-8', 'replace').strip()[:200]}")
-        data, at = proc.stdout, 0
-        for path in batch:  # "<oid> <type> <size>\n<content>\n", or "<name> missing\n"
-            end = data.index(b"\n", at)
-            header = data[at:end].split()
-            at = end + 1
-            if len(header) == 3 and header[1] == b"blob":
-                size = int(header[2])
-                out[path] = data[at:at + size]
-                at += size + 1
-            else:
-                out[path] = None  # missing, or not a file at that path
+        out.update(_batch_objects(proc.stdout, batch, rev))
     for path in paths:
         if path not in out:
             text = show(root, rev, path)
             out[path] = None if text is None else text.encode("utf-8")
+    return out
+
+
+def _batch_objects(data: bytes, paths: list[str], rev: str) -> dict[str, bytes | None]:
+    """Split ``git cat-file --batch`` output into each path's content (None: not a file).
+
+    Per path git writes a header ``<oid> <type> <size>``, a newline, the content and a
+    newline; or ``<name> missing`` (or ``ambiguous``). Only a blob is a file's content:
+    a tree at that path is None and its content skipped. Output that ends early or does
+    not follow the protocol is :class:`BadInput`, never a misread file.
+    """
+    out: dict[str, bytes | None] = {}
+    at = 0
+    for path in paths:
+        end = data.find(b"\n", at)
+        if end == -1:
+            raise BadInput(f"git cat-file --batch at {rev[:12]} ended before {describe(path)}")
+        header = data[at:end].split()
+        at = end + 1
+        if len(header) == 3 and header[2].isdigit():
+            size = int(header[2])
+            if at + size > len(data):
+                raise BadInput(f"git cat-file --batch at {rev[:12]} ended inside "
+                               f"{describe(path)}")
+            out[path] = data[at:at + size] if header[1] == b"blob" else None
+            at += size + 1
+        elif len(header) == 2 and header[1] in (b"missing", b"ambiguous"):
+            out[path] = None
+        else:
+            raise BadInput(f"git cat-file --batch at {rev[:12]}: unexpected header for "
+                           f"{describe(path)}")
     return out
 
 

@@ -271,21 +271,26 @@ class StackDiff:
         return None if self.new_tree is None else self.new_tree.data
 
     @cached_property
-    def comment_trees(self) -> tuple[YamlDocument | None, YamlDocument | None]:
-        """Both trees, as the version-line comments are read from them.
-
-        A tree with a key given twice is left out
-        (:func:`kernel.spec.loader.refuse_duplicate_keys`).
-        """
-        def checked(tree: YamlDocument | None) -> YamlDocument | None:
+    def duplicate_keys(self) -> tuple[SpecError | None, SpecError | None]:
+        """Each side's keys given twice, as the loader refuses them (None: none, or no tree)."""
+        def refused(tree: YamlDocument | None) -> SpecError | None:
             if tree is None:
                 return None
             try:
                 refuse_duplicate_keys(tree, f"Pulumi.{self.stack}.yaml")
-            except SpecError:
-                return None
-            return tree
-        return checked(self.old_tree), checked(self.new_tree)
+            except SpecError as exc:
+                return exc
+            return None
+        return refused(self.old_tree), refused(self.new_tree)
+
+    @property
+    def comment_trees(self) -> tuple[YamlDocument | None, YamlDocument | None]:
+        """Both trees, as the version-line comments are read from them.
+
+        A tree with a key given twice is left out (which value bump edited is unknowable).
+        """
+        old, new = self.duplicate_keys
+        return (self.old_tree if old is None else None, self.new_tree if new is None else None)
 
 
 def plan_stack(  # noqa: PLR0912, PLR0915 - the rotation rules, one after another
@@ -306,6 +311,10 @@ def plan_stack(  # noqa: PLR0912, PLR0915 - the rotation rules, one after anothe
         new_text, source, root=None if diff.new_tree is None else diff.new_tree.root)
     if problems:
         plan.findings.extend(Finding(stack, "error", p) for p in problems)
+        return
+    duplicates = diff.duplicate_keys[1]
+    if duplicates is not None:  # the loader, bump and the gate refuse the file: so does plan
+        plan.findings.append(Finding(stack, "error", f"invalid stack file: {duplicates}"))
         return
     try:
         new_doc = diff.new_doc if diff.new_doc is not None else _load(new_text)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from rotation.gitutil import show, show_many
+import pytest
+
+from rotation.errors import BadInput
+from rotation.gitutil import _batch_objects, show, show_many
 
 
 def git(root: Path, *args: str) -> None:
@@ -33,3 +36,25 @@ def test_show_many_reads_each_file_at_the_revision_as_show_does(tmp_path: Path) 
 
     assert got == {**files, "policies/gone.hcl": None, "policies": None}
     assert got["policies/a.hcl"] == (show(root, "HEAD", "policies/a.hcl") or "").encode()
+
+
+def test_a_tree_among_the_paths_does_not_shift_the_files_after_it(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    (root / "policies" / "dir.hcl").mkdir(parents=True)
+    (root / "policies" / "dir.hcl" / "inner").write_bytes(b"inside a directory\n")
+    (root / "policies" / "after.hcl").write_bytes(b"the file after the tree\n")
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "files")
+    got = show_many(root, "HEAD", ["policies/dir.hcl", "policies/after.hcl"])
+    assert got == {"policies/dir.hcl": None, "policies/after.hcl": b"the file after the tree\n"}
+
+
+@pytest.mark.parametrize("output", [
+    b"",  # ended before the first header
+    b"0123abcd blob 40\nshort\n",  # ended inside the content
+    b"not a header at all\n",
+])
+def test_batch_output_that_breaks_the_protocol_is_bad_input(output: bytes) -> None:
+    with pytest.raises(BadInput, match="git cat-file --batch at 0123456789ab"):
+        _batch_objects(output, ["policies/a.hcl"], "0123456789abcdef")

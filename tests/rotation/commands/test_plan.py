@@ -363,6 +363,20 @@ def test_a_non_canonical_version_fails_plan_gate_and_bump_alike(
     assert "(line " in err
 
 
+
+def test_a_key_given_twice_fails_plan_as_it_fails_the_loader(
+    stack_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A second `version:` under the secret: YAML keeps the last, so without this the plan
+    # would report a rotation to whichever copy won.
+    edit(stack_repo, "prod", "        version: 9\n", "        version: 9\n        version: 10\n")
+    code, plan = run_plan(capsys, stack_repo)
+    assert code == 1 and plan["rotations"] == []
+    [finding] = plan["findings"]
+    assert finding["message"].startswith("invalid stack file: Pulumi.prod.yaml: "
+                                         "tradepulse-vault:spec.static_secrets[1].version")
+    assert "duplicate key (first at line " in finding["message"]
+
 # --- provided secrets: no replay ----------------------------------------------------------
 
 

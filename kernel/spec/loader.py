@@ -27,13 +27,14 @@ from kernel.spec.marks import duplicate_keys, line_of
 from kernel.spec.messages import KeyPath, Problem, SpecError, format_key_path, problems_of
 from kernel.spec.model import EnvironmentSpec
 from kernel.spec.references import reference_problems
-from kernel.spec.stackfile import YamlDocument, parse_yaml
+from kernel.spec.stackfile import YamlDocument, collector_paused, parse_yaml
 from kernel.spec.versions import version_literal_marks
 
 __all__ = ["KeyPath", "Problem", "SpecError", "format_key_path", "load_stack_file",
            "parse_spec", "read_stack_document", "read_stack_file", "refuse_duplicate_keys"]
 
 
+@collector_paused()  # a large spec is many objects kept: collections would only rescan them
 def parse_spec(
     data: object, *, source: str, stack: str | None = None,
     policy_dir: Path = paths.POLICY_DIR,
@@ -119,6 +120,7 @@ def read_stack_file(path: Path) -> Mapping[str, Any]:
     return cast(Mapping[str, Any], read_stack_document(path).data)
 
 
+@collector_paused()
 def load_stack_file(
     path: Path, *, policy_dir: Path = paths.POLICY_DIR, document: YamlDocument | None = None,
 ) -> EnvironmentSpec:

@@ -137,6 +137,20 @@ def raft_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         cluster.stop()
 
 
+@pytest.fixture
+def cluster(raft_cluster: Any) -> Iterator[Any]:
+    """The session's raft cluster with an active node, healed after the test.
+
+    Healed: every node the test killed, sealed or stopped is restarted and
+    unsealed, so the next test finds three voters again.
+    """
+    raft_cluster.active()
+    try:
+        yield raft_cluster
+    finally:
+        raft_cluster.heal()
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Any]:
     """One PostgreSQL cluster for the session (tests create their own roles/databases)."""

@@ -36,15 +36,6 @@ from tests.e2e.apply_faults import (
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def cluster(raft_cluster: RaftCluster) -> Iterator[RaftCluster]:
-    """The session's cluster, healed after the test."""
-    raft_cluster.active()
-    try:
-        yield raft_cluster
-    finally:
-        raft_cluster.heal()
-
 
 @pytest.fixture
 def moto(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[tuple[str, int], dict[str, str]]]:

@@ -33,15 +33,6 @@ pytestmark = pytest.mark.integration
 SIGNING = "secret/services/execution/session-signing-key"
 
 
-@pytest.fixture
-def cluster(raft_cluster: RaftCluster) -> Iterator[RaftCluster]:
-    """The session's cluster, healed after the test (nodes restarted and unsealed)."""
-    raft_cluster.active()
-    try:
-        yield raft_cluster
-    finally:
-        raft_cluster.heal()
-
 
 @pytest.fixture
 def local_stack(cluster: RaftCluster, stack_repo: Path,

@@ -16,7 +16,6 @@ Scenarios (tests/reliability/leader_loss.py, also run by bench/faults.py):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +29,6 @@ pytestmark = pytest.mark.integration
 
 ROLE = "tradepulse-leader-loss"
 
-
-@pytest.fixture
-def cluster(raft_cluster: RaftCluster) -> Iterator[RaftCluster]:
-    """The session's cluster, healed after the test (the killed node restarted, unsealed)."""
-    raft_cluster.active()
-    try:
-        yield raft_cluster
-    finally:
-        raft_cluster.heal()
 
 
 def test_leader_killed_during_concurrent_kv_put_merge_retries(

@@ -333,6 +333,20 @@ def test_drift_reports_whether_each_credential_exists_without_claiming_a_version
     configure_like_the_program(local["client"], local["spec"], postgres)
     code, report, _ = cli(capsys, *base)
     assert code == 0
-    assert {r["id"]: r["state"] for r in report["credentials"]} == {
-        c.id: "present" for c in credentials(local["spec"]) if c.kind != "kv"}
+    declared = [c.id for c in credentials(local["spec"]) if c.kind != "kv"]
+    # Read on several threads, reported in declaration order.
+    assert [(r["id"], r["state"]) for r in report["credentials"]] == [
+        (cid, "present") for cid in declared]
     assert all("keeps no version" in r["note"] for r in report["credentials"])
+    # A token that may read the KV metadata but no credential: each one is "unreadable",
+    # said as not observed, never present.
+    local["client"].sys.create_or_update_policy(
+        "kv-metadata-only", 'path "secret/metadata/*" { capabilities = ["read"] }')
+    token = local["client"].auth.token.create(policies=["kv-metadata-only"], ttl="10m")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("VAULT_TOKEN", token["auth"]["client_token"])
+        code, report, _ = cli(capsys, *base)
+    assert [(r["id"], r["state"]) for r in report["credentials"]] == [
+        (cid, "unreadable") for cid in declared]
+    assert all(r["note"].startswith("not observed: the token may not read ")
+               for r in report["credentials"])

@@ -57,6 +57,18 @@ def test_gate_scale_times_the_gate_on_a_generated_repository() -> None:
     assert result["exit_codes"] and all(code in (0, 1) for code in result["exit_codes"])
 
 
+
+def test_load_stack_compares_two_checkouts() -> None:
+    # The checkout against itself: the structure, both sides measured, the ratio theirs.
+    report = run_bench("load_stack.py", "--against", str(REPO_ROOT), "--services", "2,3",
+                       "--runs", "1")
+    assert [r[0] for r in report["rows"]] == [2, 3]
+    for size in report["sizes"]:
+        mine, theirs = size["this"], size["other"]
+        assert mine["secrets"] == theirs["secrets"] > 5 * size["services"]
+        assert mine["median"] > 0 and theirs["median"] > 0
+    assert all(row[-1].endswith("x") for row in report["rows"])
+
 @pytest.mark.integration
 def test_live_scan_against_a_real_openbao() -> None:
     assert shutil.which("wrk"), "wrk is not installed: run bash tools/system-deps.sh (as root)"

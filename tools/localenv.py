@@ -272,7 +272,7 @@ def up() -> int:  # noqa: PLR0915 - one start-up sequence, step after step
     """Start OpenBao (with the local audit stanzas) and PostgreSQL, then ``pulumi up``."""
     sys.path.insert(0, str(REPO_ROOT))
     from infra.audit_config import render_audit_hcl
-    from kernel.spec import load_stack_file
+    from kernel.spec.loader import load_stack_file, read_stack_document
     from tests.servers import start_openbao, start_postgres
 
     if shutil.which("pulumi") is None:
@@ -285,10 +285,11 @@ def up() -> int:  # noqa: PLR0915 - one start-up sequence, step after step
     if state.get("openbao_pid") and _alive(state["openbao_pid"]):
         print("local environment already running; `make down` first", file=sys.stderr)
         return 1
-    spec = load_stack_file(REPO_ROOT / "Pulumi.local.yaml")
-    # The text applied, read once: the workspace gets it, and the record of the last apply
-    # is this text, not the file as it may be after an edit made while pulumi ran.
-    spec_text = (REPO_ROOT / "Pulumi.local.yaml").read_text()
+    # The file read once: the spec is validated from this text, the workspace gets it, and
+    # the record of the last apply is this text, not the file as it may be after an edit.
+    document = read_stack_document(REPO_ROOT / "Pulumi.local.yaml")
+    spec = load_stack_file(REPO_ROOT / "Pulumi.local.yaml", document=document)
+    spec_text = document.text
     LOCAL_DIR.mkdir(exist_ok=True)
     (LOCAL_DIR / "openbao").mkdir(exist_ok=True)
     pg_dir = LOCAL_DIR / "postgres"

@@ -363,7 +363,6 @@ def test_a_non_canonical_version_fails_plan_gate_and_bump_alike(
     assert "(line " in err
 
 
-
 def test_a_key_given_twice_fails_plan_as_it_fails_the_loader(
     stack_repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -376,6 +375,7 @@ def test_a_key_given_twice_fails_plan_as_it_fails_the_loader(
     assert finding["message"].startswith("invalid stack file: Pulumi.prod.yaml: "
                                          "tradepulse-vault:spec.static_secrets[1].version")
     assert "duplicate key (first at line " in finding["message"]
+
 
 # --- provided secrets: no replay ----------------------------------------------------------
 

@@ -4,13 +4,13 @@ secret; then its shape, through kernel.redact.describe, or nothing."""
 from __future__ import annotations
 
 import json
-import secrets
 
 import pytest
 
 from rotation.cli import main
+from tests.planted import word_initial_token
 
-CANARY = secrets.token_urlsafe(30)
+CANARY = word_initial_token(30)
 
 
 @pytest.mark.parametrize(("argv", "says"), [

@@ -10,13 +10,13 @@ one entry.
 from __future__ import annotations
 
 import json
-import secrets
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from rotation.cli import main
+from tests.planted import word_initial_token
 from tests.reliability.support import repo_files
 from tests.rotation.commands.test_preflight_verify import (
     SIGNING,
@@ -30,7 +30,7 @@ from tests.rotation.commands.test_preflight_verify import (
 
 pytestmark = pytest.mark.integration
 
-CANARY = secrets.token_urlsafe(30)
+CANARY = word_initial_token(30)
 RECORDS = Path("reports/security/secret-rotations")
 __all__ = ["vault"]  # the fixture, shared with test_preflight_verify
 

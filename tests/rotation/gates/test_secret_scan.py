@@ -31,6 +31,7 @@ from rotation.gates.secret_scan import (
     scan_tree,
 )
 from tests.planted import high_entropy_base64 as entropy
+from tests.planted import word_initial_token
 
 
 def git(root: Path, *args: str) -> None:
@@ -148,7 +149,7 @@ def test_the_process_pool_finds_what_one_process_finds(tmp_path: Path) -> None:
         track(root, names[-1], f'# module {i}\nTOKEN = "{vault_token()}"\nblob = "{entropy()}"\n')
         names.append(f"deploy/v{i}.yaml")
         track(root, names[-1], f"env:\n  - {vault_token()}\nextra: |\n  {entropy()}\n"
-                               f"db:\n  password: {secrets.token_urlsafe(12)}\n")
+                               f"db:\n  password: {word_initial_token(12)}\n")
     names.append("logo.svg")
     track(root, "logo.svg", f'<svg data="{vault_token()}"/>\n')
     one = secret_scan.detect(root, names, processes=1)

@@ -8,6 +8,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEPS_STAMP := $(VENV)/.deps-$(shell sha1sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
+# pytest-xdist workers for `make test`, one test file per worker at a time (--dist loadfile: a
+# module's tests keep their order and share its module-scoped servers). The suite mostly waits
+# on servers and the engine, so more workers than cores pay (docs/benchmarks-setup.md).
+# TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 3
 
 .PHONY: help setup system-deps toolchain kube lint unit integration e2e test up up-apply down \
 	fresh-check up-cluster down-cluster
@@ -68,7 +73,7 @@ e2e: setup system-deps toolchain ## end-to-end tests with the real Pulumi engine
 test: setup system-deps toolchain lint ## everything CI runs: lint, unit, integration, e2e
 	$(phase_start)
 	source tools/toolchain/env.sh
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 	$(phase_end)
 
 up: setup system-deps ## start local OpenBao, PostgreSQL, kube-apiserver and `pulumi up --stack local`

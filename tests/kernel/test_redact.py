@@ -31,9 +31,10 @@ def test_names_numbers_dates_and_paths_are_shown(value: str) -> None:
 
 
 @pytest.mark.parametrize("value", [
-    TOKEN_48,                               # a random token
-    secrets.token_urlsafe(16),              # a shorter one, 22 characters
-    secrets.token_hex(16),                  # hex key
+    # Random values get fixed ids: pytest-xdist's workers must collect the same test ids.
+    pytest.param(TOKEN_48, id="random-token-48"),
+    pytest.param(secrets.token_urlsafe(16), id="random-token-22"),  # a shorter one
+    pytest.param(secrets.token_hex(16), id="random-hex-32"),        # hex key
     "ac72f038" + "b932a978",                # 16 hex digits
     "hvs.short", "s.abc", "pul-abc", "ghp_x", "glpat-x", "xoxb-1", "AKIAABC", "eyJhbGci",
     "-----BEGIN " + "PRIVATE KEY-----",
@@ -63,7 +64,8 @@ def test_other_types() -> None:
 
 
 @pytest.mark.parametrize(("url", "shown"), [
-    (f"http://user:{TOKEN_48}@host:8200", "http://host:8200"),
+    pytest.param(f"http://user:{TOKEN_48}@host:8200", "http://host:8200",
+                 id="userinfo-random-token"),
     ("https://TOKEN@vault.example:8200/", "https://vault.example:8200/"),
     ("http://h:1/v1/x?token=abc#frag", "http://h:1/v1/x?…"),
     ("https://vault.tradepulse.internal:8200", "https://vault.tradepulse.internal:8200"),

@@ -148,7 +148,8 @@ def test_dynamic_output_keeps_lease_identifiers_only(tmp_path: Path) -> None:
     ("lease_id", CANARY), ("lease_id", f"database/creds/tradepulse-execution/{CANARY}_x"),
     ("role", CANARY), ("mount", CANARY), ("lease_duration", CANARY), ("renewable", CANARY),
     ("issued_at", CANARY),
-])
+], ids=["lease_id", "lease_id-path", "role", "mount", "lease_duration", "renewable",
+        "issued_at"])  # fixed: pytest-xdist's workers must collect the same test ids
 def test_dynamic_output_with_a_bad_field_is_refused(field: str, value: str,
                                                     tmp_path: Path) -> None:
     path = write(tmp_path, {**DYNAMIC, field: value})

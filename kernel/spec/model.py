@@ -79,6 +79,16 @@ def alternatives(message: str) -> PydanticCustomError:
     return PydanticCustomError("alternatives", message)
 
 
+def exactly_one_of(spec: BaseModel, *names: str) -> None:
+    """Raise unless exactly one of ``names`` is given: set in the file and not null.
+
+    An explicit null is an absent key, as everywhere in the spec.
+    """
+    given = [n for n in names if n in spec.model_fields_set and getattr(spec, n) is not None]
+    if len(given) != 1:
+        raise alternatives(f"set exactly one of {', '.join(names)}")
+
+
 def refuse_together(present: Sequence[str], trigger: str, reason: str) -> None:
     """Raise when keys that cannot go with ``trigger`` are declared beside it.
 
@@ -189,8 +199,7 @@ class DatabaseStaticRole(Spec):
 
     @model_validator(mode="after")
     def _period_or_schedule(self) -> DatabaseStaticRole:
-        if (self.rotation_period_seconds is None) == (self.rotation_schedule is None):
-            raise alternatives("set exactly one of rotation_period_seconds, rotation_schedule")
+        exactly_one_of(self, "rotation_period_seconds", "rotation_schedule")
         return self
 
 
@@ -336,10 +345,7 @@ class JwtAuth(Spec):
 
     @model_validator(mode="after")
     def _one_key_source(self) -> JwtAuth:
-        sources = {"oidc_discovery_url", "jwks_url", "validation_pubkeys"} & self.model_fields_set
-        if len(sources) != 1:
-            raise alternatives("set exactly one of oidc_discovery_url, jwks_url, "
-                               "validation_pubkeys")
+        exactly_one_of(self, "oidc_discovery_url", "jwks_url", "validation_pubkeys")
         return self
 
 
@@ -488,8 +494,7 @@ class DeliveryTarget(Spec):
 
     @model_validator(mode="after")
     def _context_or_render_dir(self) -> DeliveryTarget:
-        if (self.context is None) == (self.render_dir is None):
-            raise alternatives("set exactly one of context, render_dir")
+        exactly_one_of(self, "context", "render_dir")
         return self
 
 

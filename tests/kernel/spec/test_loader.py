@@ -248,6 +248,24 @@ def test_parse_spec_is_usable_without_a_file() -> None:
     assert [m.path for m in spec.kv_mounts] == ["secret"]
 
 
+def test_an_explicit_null_is_not_one_of_the_alternatives() -> None:
+    """``jwks_url: null`` beside the key source in use is an absent key, not a second source."""
+    data = prod_spec()
+    jwt = data["auth"]["jwt"]
+    unused = [k for k in ("oidc_discovery_url", "jwks_url") if k not in jwt]
+    assert unused, "prod's JWT auth uses every URL key source"
+    for key in unused:
+        jwt[key] = None
+    spec = parse_spec(data, source="inline")
+    assert spec.auth.jwt is not None
+    assert all(getattr(spec.auth.jwt, key) is None for key in unused)
+    data["delivery"]["kubernetes"]["render_dir"] = None
+    data["delivery"]["kubernetes"].pop("context")
+    with pytest.raises(SpecError, match=r"delivery\.kubernetes: set exactly one of context, "
+                                        r"render_dir"):
+        parse_spec(data, source="inline")
+
+
 
 # A token pasted into the wrong line of a stack file: every schema rule that can catch it
 # names the file and key path and says what the value looks like, never what it is.

@@ -144,7 +144,7 @@ class RaftCluster:
     nodes: list[RaftNode]
     extra_config: str = ""
     detach: bool = False
-    root_token: str = ""
+    root_token: str = field(default="", repr=False)
     unseal_key: str = field(default="", repr=False)
 
     # -- lifecycle -----------------------------------------------------------------------

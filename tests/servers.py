@@ -63,7 +63,7 @@ class OpenBaoServer:
     """A running ``bao server -dev`` on loopback with a random root token."""
 
     address: str
-    root_token: str
+    root_token: str = field(repr=False)  # pytest prints a fixture's repr with a failure
     workdir: Path
     process: subprocess.Popen[bytes]
     log_path: Path
@@ -147,7 +147,7 @@ class PostgresServer:
     host: str
     port: int
     superuser: str
-    password: str
+    password: str = field(repr=False)  # pytest prints a fixture's repr with a failure
     datadir: Path
     pg_bin: Path
     run_as: str | None

@@ -30,6 +30,7 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SPEC_KEY = "tradepulse-vault:spec"
 LOCAL_DIR = REPO_ROOT / ".local"
+STACK_FILE = REPO_ROOT / "Pulumi.local.yaml"
 # The committed stack file as last applied: what `make up-apply` plans its change against.
 APPLIED_STACK_FILE = LOCAL_DIR / "applied-Pulumi.local.yaml"
 
@@ -287,8 +288,8 @@ def up() -> int:  # noqa: PLR0915 - one start-up sequence, step after step
         return 1
     # The file read once: the spec is validated from this text, the workspace gets it, and
     # the record of the last apply is this text, not the file as it may be after an edit.
-    document = read_stack_document(REPO_ROOT / "Pulumi.local.yaml")
-    spec = load_stack_file(REPO_ROOT / "Pulumi.local.yaml", document=document)
+    document = read_stack_document(STACK_FILE)
+    spec = load_stack_file(STACK_FILE, document=document)
     spec_text = document.text
     LOCAL_DIR.mkdir(exist_ok=True)
     (LOCAL_DIR / "openbao").mkdir(exist_ok=True)
@@ -463,7 +464,7 @@ def apply(*, whole_stack: bool = False) -> int:
     ws = Workspace(LOCAL_DIR / "workspace", "local", LOCAL_DIR / "state",
                    (LOCAL_DIR / "pulumi-passphrase").read_text().strip(),
                    state["openbao_addr"], token, base_env={"KUBECONFIG": state["kubeconfig"]})
-    committed = (REPO_ROOT / "Pulumi.local.yaml").read_text()
+    committed = STACK_FILE.read_text()
     applied = APPLIED_STACK_FILE.read_text() if APPLIED_STACK_FILE.exists() else None
     sync_stack_file(ws, committed, _cluster_edit(state))
     started = time.monotonic()

@@ -126,6 +126,7 @@ build_language-python() {
   local sdk
   sdk="$(module_dir "$HERE/language-python" github.com/pulumi/pulumi/sdk/v3)"
   install -m 0755 "$sdk/python/cmd/pulumi-language-python-exec" "$BIN/pulumi-language-python-exec"
+  install -m 0644 "$HERE/language-python/config_pipe.py" "$BIN/config_pipe.py"
 }
 
 build_kubernetes() {

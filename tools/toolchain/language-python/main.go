@@ -9,7 +9,9 @@
 //
 //   - GetPluginInfo, GetRequiredPlugins/GetRequiredPackages (empty: providers are
 //     pre-installed into PULUMI_HOME by build.sh, and loaded on demand by the engine),
-//   - Run: starts `python -u pulumi-language-python-exec ...` (the upstream exec shim,
+//   - Run: starts `python -u config_pipe.py pulumi-language-python-exec ...` (config_pipe.py
+//     beside this file reads the stack's config from a pipe: see it for why; then the
+//     upstream exec shim runs,
 //     copied by build.sh from github.com/pulumi/pulumi/sdk/v3 next to this binary),
 //     with the python interpreter chosen exactly like upstream via the sdk's
 //     python/toolchain package (honours the `virtualenv` and `toolchain` runtime
@@ -71,6 +73,12 @@ func main() {
 		}
 	}
 
+	// config_pipe.py is installed beside the exec shim (build.sh).
+	configPipe := filepath.Join(filepath.Dir(execShim), "config_pipe.py")
+	if _, err := os.Stat(configPipe); err != nil {
+		cmdutil.Exit(fmt.Errorf("could not find config_pipe.py beside %s", execShim))
+	}
+
 	var engineAddress string
 	if len(args) > 0 {
 		engineAddress = args[0]
@@ -78,7 +86,8 @@ func main() {
 
 	handle, err := rpcutil.ServeWithOptions(rpcutil.ServeOptions{
 		Init: func(srv *grpc.Server) error {
-			pulumirpc.RegisterLanguageRuntimeServer(srv, &host{exec: execShim, engineAddress: engineAddress, tracing: tracing})
+			pulumirpc.RegisterLanguageRuntimeServer(srv, &host{exec: execShim, configPipe: configPipe,
+				engineAddress: engineAddress, tracing: tracing})
 			return nil
 		},
 	})
@@ -94,6 +103,7 @@ func main() {
 type host struct {
 	pulumirpc.UnimplementedLanguageRuntimeServer
 	exec          string
+	configPipe    string
 	engineAddress string
 	tracing       string
 }
@@ -194,7 +204,10 @@ func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.R
 	args = append(args, program)
 	args = append(args, req.GetArgs()...)
 
-	cmd, err := tc.Command(ctx, append([]string{"-u", h.exec}, args...)...)
+	// config_pipe.py (beside the exec shim) reads the config from a pipe and runs the shim:
+	// in PULUMI_CONFIG, as upstream passes it, a config over 128 KiB (a stack spec of about
+	// 65 services) makes exec fail with "argument list too long" (pulumi/pulumi#8680).
+	cmd, err := tc.Command(ctx, append([]string{"-u", h.configPipe, h.exec}, args...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -203,12 +216,27 @@ func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.R
 	if env == nil {
 		env = os.Environ()
 	}
+	var config []byte
 	if cfg := req.GetConfig(); cfg != nil {
-		b, err := json.Marshal(cfg)
+		if config, err = json.Marshal(cfg); err != nil {
+			return nil, err
+		}
+	}
+	if config != nil { // no config (a stack without any): no PULUMI_CONFIG, as upstream
+		reader, writer, err := os.Pipe()
 		if err != nil {
 			return nil, err
 		}
-		env = append(env, "PULUMI_CONFIG="+string(b))
+		defer reader.Close()
+		cmd.ExtraFiles = []*os.File{reader} // fd 3 in the child
+		env = append(env, "TRADEPULSE_PULUMI_CONFIG_FD=3")
+		go func() {
+			// A pipe holds 64 KiB: written while the child reads, then closed (its EOF).
+			defer writer.Close()
+			if _, err := writer.Write(config); err != nil {
+				logging.V(5).Infof("language host: writing the config pipe: %v", err)
+			}
+		}()
 	}
 	if keys := req.GetConfigSecretKeys(); len(keys) > 0 {
 		b, err := json.Marshal(keys)

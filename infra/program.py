@@ -13,6 +13,7 @@ from typing import Any
 
 import pulumi
 
+from infra.audit_config import render_audit_hcl
 from infra.components import (
     AclPolicies,
     AuditDevices,
@@ -24,9 +25,14 @@ from infra.components import (
     KvEngines,
     vault_provider,
 )
-from infra.components.secret_delivery import SecretDelivery, kubernetes_provider
+from infra.components.secret_delivery import (
+    SecretDelivery,
+    delivery_manifests,
+    kubernetes_provider,
+)
 from infra.components.static_secrets import StaticSecrets
 from kernel import paths
+from kernel.naming import kubernetes_role_name
 from kernel.policy_files import read_policies
 from kernel.spec.credentials import credentials
 from kernel.spec.model import EnvironmentSpec
@@ -141,31 +147,62 @@ def build(
     )
 
 
-def export(spec: EnvironmentSpec, deployment: Deployment) -> None:
-    """Export identifiers only: mount paths, role names, policy names, audit paths."""
+def build_rotation_only(
+    spec: EnvironmentSpec,
+    secret_ids: list[str],
+    provided: Mapping[str, pulumi.Output[str]] | None = None,
+    mirrors: pulumi.Output[Any] | None = None,
+) -> StaticSecrets:
+    """Register only the static secrets ``secret_ids`` (a rotation-only targeted apply).
+
+    What :func:`kernel.targets.rotation_only_secrets` chose for the URNs of a
+    ``pulumi up --target``: the engine keeps every resource this does not
+    register. The provider and the component are registered under the names
+    :func:`build` gives them, so the URNs are the same.
+    """
+    provider = vault_provider(spec.vault)
+    return StaticSecrets(
+        "static-secrets", spec.static_secrets, provided=provided or {}, source=spec.source,
+        mirrors=mirrors, only=set(secret_ids),
+        opts=pulumi.ResourceOptions(providers=[provider]),
+    )
+
+
+def export(spec: EnvironmentSpec, static: StaticSecrets,
+           audit_paths: pulumi.Input[list[str]] | None = None) -> None:
+    """Export identifiers only: mount paths, role names, policy names, audit paths.
+
+    Every name is read from the spec (the resources are registered with these
+    very names), so a rotation-only program, which registers almost nothing,
+    exports what the whole program exports. ``audit_paths`` is the whole
+    program's audit device list (on OpenBao it is what the server has, checked
+    against the spec); None: the declared list.
+    """
     pulumi.export("environment", spec.environment)
     pulumi.export("vault_address", spec.vault.address)
     pulumi.export("flavour", spec.vault.flavour)
-    pulumi.export("kv_mounts", deployment.kv.paths)
-    pulumi.export("policies", deployment.policies.names)
-    pulumi.export("audit_devices", deployment.audit.paths)
-    pulumi.export("audit_server_config_hcl", deployment.audit.server_config_hcl)
-    pulumi.export("jwt_issuer_keys", deployment.issuer_keys.names)
+    pulumi.export("kv_mounts", [m.path for m in spec.kv_mounts])
+    pulumi.export("policies", list(spec.policies))
+    pulumi.export("audit_devices", [d.path for d in spec.audit.devices]
+                  if audit_paths is None else audit_paths)
+    pulumi.export("audit_server_config_hcl", render_audit_hcl(spec.audit.devices))
+    pulumi.export("jwt_issuer_keys", [k.name for k in spec.jwt_issuer_keys])
     pulumi.export("credential_versions", {c.id: c.version for c in credentials(spec)
                                           if c.kind != "kv"})
-    if deployment.database is not None:
-        pulumi.export("database_mount", deployment.database.mount.path)
-        pulumi.export("database_roles", deployment.database.role_names)
-        pulumi.export("database_static_roles", list(deployment.database.static_roles))
-    if deployment.kubernetes_auth is not None:
-        pulumi.export("kubernetes_auth_path", deployment.kubernetes_auth.backend.path)
-        pulumi.export("kubernetes_roles", deployment.kubernetes_auth.role_names)
-    if deployment.jwt_auth is not None:
-        pulumi.export("jwt_auth_path", deployment.jwt_auth.backend.path)
-        pulumi.export("jwt_roles", deployment.jwt_auth.role_names)
-    pulumi.export("static_secret_versions", deployment.static_secrets.versions)
-    if deployment.delivery is not None:
-        pulumi.export("delivery_resources", deployment.delivery.manifests)
+    if spec.database is not None:
+        pulumi.export("database_mount", spec.database.mount)
+        pulumi.export("database_roles", [r.name for r in spec.database.roles])
+        pulumi.export("database_static_roles", [r.name for r in spec.database.static_roles])
+    if (k8s := spec.auth.kubernetes) is not None:
+        pulumi.export("kubernetes_auth_path", k8s.path)
+        pulumi.export("kubernetes_roles", [kubernetes_role_name(s.name) for s in spec.services
+                                           if s.kubernetes is not None])
+    if (jwt := spec.auth.jwt) is not None:
+        pulumi.export("jwt_auth_path", jwt.path)
+        pulumi.export("jwt_roles", [r.name for r in jwt.roles])
+    pulumi.export("static_secret_versions", static.versions)
+    if spec.delivery is not None:
+        pulumi.export("delivery_resources", sorted(delivery_manifests(spec)))
     if any(s.mirror_to_dr for s in spec.static_secrets):
         # Secret output: the dr stack reads it through a StackReference.
-        pulumi.export("dr_mirror", deployment.static_secrets.dr_mirror)
+        pulumi.export("dr_mirror", static.dr_mirror)

@@ -104,3 +104,38 @@ def rotation_urns(spec: EnvironmentSpec, stack: str, kind: str, credential_id: s
     if kind == "kv":
         return kv_urns(spec, stack, credential_id)
     return [action_urn(stack, kind, credential_id)]
+
+
+# Set (to the space-separated URNs of a targeted apply) only by the tools that also pass
+# those URNs as ``--target``: tools/targeted_apply.py and the deploy workflow.
+ROTATION_ONLY_ENV = "TRADEPULSE_ROTATION_ONLY"
+# The static secrets whose resources have no dependents outside the secret.
+ROTATION_ONLY_SOURCES = ("generated", "provided")
+
+
+def rotation_only_secrets(spec: EnvironmentSpec, stack: str, urns: list[str]) -> list[str] | None:
+    """Return the static secrets a rotation-only program registers for ``urns``, or None.
+
+    A targeted apply of a KV rotation touches a few resources, but the whole
+    program still evaluates and registers every resource of the stack (19,000
+    on a 1,000-service fleet), and the engine walks each one. The program can
+    instead register only the secrets whose resources ``urns`` names: under
+    ``--target`` the engine keeps every resource the program did not register.
+    That is safe only when every URN is a generated or provided secret's (their
+    resources have no dependents outside the secret) and ``--target-dependents``
+    is not passed (it would name resources the program did not register, and
+    the engine would delete them). Anything else (a mirror's StackReference, a
+    rotation action, an unknown URN) returns None: the whole program runs.
+
+    Prod's ``dr_mirror`` output carries every mirrored secret's value, so the
+    secrets mirrored to dr are registered too (unchanged: the engine steps
+    over them).
+    """
+    owner: dict[str, str] = {}
+    for secret in spec.static_secrets:
+        if secret.source in ROTATION_ONLY_SOURCES:
+            owner.update(dict.fromkeys(kv_urns(spec, stack, secret.id), secret.id))
+    if not urns or any(u not in owner for u in urns):
+        return None
+    chosen = {owner[u] for u in urns}
+    return [s.id for s in spec.static_secrets if s.id in chosen or s.mirror_to_dr]

@@ -108,6 +108,24 @@ class Plan:
         """Findings that fail the plan."""
         return [f for f in self.findings if f.severity == "error"]
 
+    def targeted_applies(self) -> dict[str, dict[str, Any]]:
+        """Per stack that rotates: the URNs its targeted apply names, and how it applies them.
+
+        ``rotation_only``: every rotation is a generated or provided KV secret's,
+        so the program may register only those secrets
+        (:func:`kernel.targets.rotation_only_secrets`, which the program itself
+        applies to the same URNs) and ``--target-dependents`` must not be passed.
+        """
+        out: dict[str, dict[str, Any]] = {}
+        for stack in dict.fromkeys(r.stack for r in self.rotations):
+            mine = [r for r in self.rotations if r.stack == stack]
+            out[stack] = {
+                "targets": sorted({u for r in mine for u in r.resources}),
+                "rotation_only": all(r.kind == "kv" and r.source in targets.ROTATION_ONLY_SOURCES
+                                     for r in mine),
+            }
+        return out
+
     def to_json(self) -> dict[str, Any]:
         """JSON-able form for ``--json``."""
         return {"base": self.base, "head": self.head, "merge_base": self.merge_base,
@@ -116,6 +134,7 @@ class Plan:
                 "privilege": self.privilege.to_json(),
                 "findings": [dict(vars(f)) for f in self.findings],
                 "restarts": restart_plan(self.rotations),
+                "targeted_apply": self.targeted_applies(),
                 "other_files": self.other_files, "acknowledged": self.acknowledged,
                 "strict_stacks": sorted(s for s, v in self.strict.items() if v),
                 "ok": not self.errors}

@@ -25,6 +25,7 @@ from ruamel.yaml import YAML
 
 from kernel import paths
 from kernel.spec import load_stack_file
+from kernel.targets import ROTATION_ONLY_ENV
 from rotation.cli import build_parser
 from rotation.errors import BadInput
 from tests.conftest import REPO_ROOT, STACKS
@@ -188,14 +189,23 @@ def test_each_stack_is_previewed_preflighted_applied_verified_and_recorded() -> 
 def test_a_rotation_only_push_applies_the_plans_urns_then_checks_the_whole_stack() -> None:
     job = workflow("deploy-stack.yml")["jobs"]["up"]
     plan = job["steps"][step_index(job, lambda s: "rotation plan" in s.get("run", ""))]
-    assert ".resources[]" in plan["run"] and "targets<<" in plan["run"]
+    assert ".targeted_apply[$s].targets" in plan["run"] and "targets<<" in plan["run"]
+    # The rotation-only program is asked for with the same URNs, only when the plan allows
+    # it, and then without --target-dependents (kernel.targets.rotation_only_secrets).
+    assert ".targeted_apply[$s].rotation_only" in plan["run"]
+    assert 'if [ "$only" = "true" ]; then' in plan["run"]
+    assert "echo \"rotation_only_targets=$(jq" in plan["run"]
+    assert "GITHUB_ENV" not in json.dumps(job), "the apply step alone may see it"
     [up] = steps_using(job, "pulumi/actions")
+    assert up["env"] == {ROTATION_ONLY_ENV: "${{ steps.plan.outputs.rotation_only_targets }}"}
     assert up["with"]["target"] == "${{ steps.plan.outputs.targets }}"
-    assert up["with"]["target-dependents"] == "${{ steps.plan.outputs.targets != '' }}"
+    assert up["with"]["target-dependents"] == ("${{ steps.plan.outputs.targets != '' && "
+                                               "steps.plan.outputs.rotation_only != 'true' }}")
     at = step_index(job, lambda s: "--expect-no-changes" in s.get("run", ""))
     check = job["steps"][at]
     assert check["if"] == "steps.plan.outputs.targets != ''"
     assert 'pulumi preview --stack "$STACK" --expect-no-changes' in check["run"]
+    assert ROTATION_ONLY_ENV not in json.dumps(check), "the check runs the whole program"
     assert step_index(job, lambda s: s is up) < at < step_index(
         job, lambda s: "rotation verify" in s.get("run", ""))
 

@@ -14,6 +14,7 @@ has); ``python -m rotation plan`` lists them from the same spec.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,101 @@ def kubernetes_provider(delivery: KubernetesDelivery) -> k8s.Provider:
     return k8s.Provider("kubernetes", context=delivery.context)
 
 
+@dataclass(frozen=True)
+class Manifest:
+    """One Kubernetes object of the delivery: a ServiceAccount or a VSO custom resource."""
+
+    kind: str
+    namespace: str
+    name: str
+    body: dict[str, Any] | None = None  # a VSO resource's spec (None: the ServiceAccount)
+
+
+def delivery_manifests(spec: EnvironmentSpec) -> dict[str, Manifest]:
+    """Return every delivery object of the spec by resource name, without registering any.
+
+    Pure, so a rotation-only program (which registers none of them) exports the
+    same ``delivery_resources`` as the whole program.
+    """
+    delivery = spec.delivery
+    assert delivery is not None
+    # One pass over the secrets: asking each service for its secrets would be
+    # services x secrets (5 million checks for a 1000-service fleet).
+    by_consumer: dict[str, list[StaticSecret]] = {}
+    for secret in spec.static_secrets:
+        for consumer in dict.fromkeys(secret.consumers):
+            by_consumer.setdefault(consumer, []).append(secret)
+    out: dict[str, Manifest] = {}
+    for service in spec.services:
+        if service.kubernetes is not None:
+            _service(out, spec, service, delivery, by_consumer.get(service.name, []))
+    return out
+
+
+def _service(out: dict[str, Manifest], spec: EnvironmentSpec, service: Service,
+             delivery: KubernetesDelivery, consumed: Sequence[StaticSecret]) -> None:
+    binding, auth = service.kubernetes, spec.auth.kubernetes
+    assert binding is not None and auth is not None
+    ns = binding.namespace
+    base = f"{service.name}"
+    out[f"{base}-sa"] = Manifest("ServiceAccount", ns, binding.service_account)
+    out[f"{base}-vault-connection"] = Manifest(
+        "VaultConnection", ns, VAULT_CONNECTION,
+        {"address": spec.vault.address, "skipTLSVerify": False})
+    auth_name = f"{service.name}-vault-auth"
+    out[f"{base}-vault-auth"] = Manifest("VaultAuth", ns, auth_name, {
+        "vaultConnectionRef": VAULT_CONNECTION,
+        "method": "kubernetes",
+        "mount": auth.path,
+        "kubernetes": {
+            "role": kubernetes_role_name(service.name),
+            "serviceAccount": binding.service_account,
+            "audiences": [auth.audience] if auth.audience else ["vault"],
+        },
+    })
+    for secret in consumed:
+        out[f"{base}-static-{static_secret_name(secret)}"] = Manifest(
+            "VaultStaticSecret", ns, static_secret_name(secret), {
+                "vaultAuthRef": auth_name,
+                "mount": secret.mount,
+                "type": "kv-v2",
+                "path": secret.path,
+                "refreshAfter": f"{delivery.refresh_after_seconds}s",
+                "hmacSecretData": True,
+                "destination": {"name": static_secret_name(secret), "create": True},
+                **_restarts(service),
+            })
+    database = spec.database
+    for role in service.database_roles:
+        assert database is not None
+        out[f"{base}-dynamic-{role}"] = Manifest(
+            "VaultDynamicSecret", ns, dynamic_secret_name(role), {
+                "vaultAuthRef": auth_name,
+                "mount": database.mount,
+                "path": f"creds/{role}",
+                "renewalPercent": delivery.renewal_percent,
+                "revoke": True,
+                "destination": {"name": dynamic_secret_name(role), "create": True},
+                **_restarts(service),
+            })
+    for static in database.static_roles if database is not None else ():
+        if service.name not in static.consumers:
+            continue
+        assert database is not None
+        # A static role's password is rotated by Vault (and by reviewed bumps): VSO
+        # re-reads static-creds when the rotation TTL runs out and restarts the workload.
+        out[f"{base}-static-role-{static.name}"] = Manifest(
+            "VaultDynamicSecret", ns, static_role_secret_name(static.name), {
+                "vaultAuthRef": auth_name,
+                "mount": database.mount,
+                "path": f"static-creds/{static.name}",
+                "allowStaticCreds": True,
+                "destination": {"name": static_role_secret_name(static.name),
+                                "create": True},
+                **_restarts(service),
+            })
+
+
 class SecretDelivery(pulumi.ComponentResource):
     """Declares every Kubernetes service's account and Vault Secrets Operator resources."""
 
@@ -88,102 +184,26 @@ class SecretDelivery(pulumi.ComponentResource):
         self, name: str, spec: EnvironmentSpec, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("tradepulse:vault:SecretDelivery", name, None, opts)
-        assert spec.delivery is not None
+        child = pulumi.ResourceOptions(parent=self)
         self.resources = {}
-        self._spec = spec
-        # One pass over the secrets: asking each service for its secrets would be
-        # services x secrets (5 million checks for a 1000-service fleet).
-        self._by_consumer: dict[str, list[StaticSecret]] = {}
-        for secret in spec.static_secrets:
-            for consumer in dict.fromkeys(secret.consumers):
-                self._by_consumer.setdefault(consumer, []).append(secret)
-        for service in spec.services:
-            if service.kubernetes is not None:
-                self._service(service, spec.delivery)
+        for key, m in delivery_manifests(spec).items():
+            if m.body is None:
+                self.resources[key] = k8s.core.v1.ServiceAccount(
+                    key,
+                    metadata=k8s.meta.v1.ObjectMetaArgs(name=m.name, namespace=m.namespace,
+                                                        annotations=DELETION),
+                    opts=child,
+                )
+                continue
+            self.resources[key] = k8s.apiextensions.CustomResource(
+                key,
+                api_version=VSO_API_VERSION,
+                kind=m.kind,
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=m.name, namespace=m.namespace, annotations=DELETION,
+                    labels={"app.kubernetes.io/managed-by": "tradepulse-vault"}),
+                spec=m.body,
+                opts=child,
+            )
         self.manifests = sorted(self.resources)
         self.register_outputs({"resources": self.manifests})
-
-    def _custom(self, key: str, kind: str, namespace: str, name: str,
-                body: dict[str, Any]) -> None:
-        self.resources[key] = k8s.apiextensions.CustomResource(
-            key,
-            api_version=VSO_API_VERSION,
-            kind=kind,
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=name, namespace=namespace, annotations=DELETION,
-                labels={"app.kubernetes.io/managed-by": "tradepulse-vault"}),
-            spec=body,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-
-    def _service(self, service: Service, delivery: KubernetesDelivery) -> None:
-        binding = service.kubernetes
-        assert binding is not None
-        auth = self._spec.auth.kubernetes
-        assert auth is not None
-        ns = binding.namespace
-        base = f"{service.name}"
-        self.resources[f"{base}-sa"] = k8s.core.v1.ServiceAccount(
-            f"{base}-sa",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=binding.service_account, namespace=ns,
-                                                annotations=DELETION),
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        self._custom(f"{base}-vault-connection", "VaultConnection", ns, VAULT_CONNECTION,
-                     {"address": self._spec.vault.address, "skipTLSVerify": False})
-        auth_name = f"{service.name}-vault-auth"
-        self._custom(f"{base}-vault-auth", "VaultAuth", ns, auth_name, {
-            "vaultConnectionRef": VAULT_CONNECTION,
-            "method": "kubernetes",
-            "mount": auth.path,
-            "kubernetes": {
-                "role": kubernetes_role_name(service.name),
-                "serviceAccount": binding.service_account,
-                "audiences": [auth.audience] if auth.audience else ["vault"],
-            },
-        })
-        for secret in self._consumed(service):
-            self._custom(f"{base}-static-{static_secret_name(secret)}", "VaultStaticSecret", ns,
-                         static_secret_name(secret), {
-                             "vaultAuthRef": auth_name,
-                             "mount": secret.mount,
-                             "type": "kv-v2",
-                             "path": secret.path,
-                             "refreshAfter": f"{delivery.refresh_after_seconds}s",
-                             "hmacSecretData": True,
-                             "destination": {"name": static_secret_name(secret), "create": True},
-                             **_restarts(service),
-                         })
-        database = self._spec.database
-        for role in service.database_roles:
-            assert database is not None
-            self._custom(f"{base}-dynamic-{role}", "VaultDynamicSecret", ns,
-                         dynamic_secret_name(role), {
-                             "vaultAuthRef": auth_name,
-                             "mount": database.mount,
-                             "path": f"creds/{role}",
-                             "renewalPercent": delivery.renewal_percent,
-                             "revoke": True,
-                             "destination": {"name": dynamic_secret_name(role), "create": True},
-                             **_restarts(service),
-                         })
-
-        for static in database.static_roles if database is not None else ():
-            if service.name not in static.consumers:
-                continue
-            assert database is not None
-            # A static role's password is rotated by Vault (and by reviewed bumps): VSO
-            # re-reads static-creds when the rotation TTL runs out and restarts the workload.
-            self._custom(f"{base}-static-role-{static.name}", "VaultDynamicSecret", ns,
-                         static_role_secret_name(static.name), {
-                             "vaultAuthRef": auth_name,
-                             "mount": database.mount,
-                             "path": f"static-creds/{static.name}",
-                             "allowStaticCreds": True,
-                             "destination": {"name": static_role_secret_name(static.name),
-                                             "create": True},
-                             **_restarts(service),
-                         })
-
-    def _consumed(self, service: Service) -> Sequence[StaticSecret]:
-        return self._by_consumer.get(service.name, [])

@@ -31,7 +31,7 @@ the previous value (the generated value keeps its state, as in a rollback).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, cast
 
 import pulumi
@@ -79,14 +79,24 @@ class StaticSecrets(pulumi.ComponentResource):
         provided: Mapping[str, pulumi.Output[str]],
         source: str,
         mirrors: pulumi.Output[Any] | None = None,
+        only: Collection[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """Register every secret, or with ``only`` just those (a rotation-only program).
+
+        :func:`kernel.targets.rotation_only_secrets` chooses ``only``; ``versions``
+        still holds every secret's version, as the stack's outputs must.
+        """
         super().__init__("tradepulse:vault:StaticSecrets", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.secrets = {}
         versions: dict[str, int | pulumi.Output[int]] = {}
         mirror_out: dict[str, pulumi.Output[Any]] = {}
         for secret in secrets:
+            if only is not None and secret.id not in only:
+                versions[secret.id] = (secret.version if secret.version is not None
+                                       else self._mirror(secret, source, mirrors)[1])
+                continue
             data, version = self._value(secret, provided, source, mirrors, child)
             versions[secret.id] = version
             # A declared version is a plain int: no Output (and no task) per secret for it.
@@ -144,14 +154,20 @@ class StaticSecrets(pulumi.ComponentResource):
             raw = provided[secret.config_secret]
             value = raw.apply(lambda r: parse_provided(secret.id, secret.keys, r, origin))
             return self._with_previous(secret, source, value), secret.version
+        entry, version = self._mirror(secret, source, mirrors)
+        return (entry.apply(lambda e: check_keys(secret.id, _mirrored_keys(secret, e["data"]),
+                                                 e["data"], source)), version)
+
+    @staticmethod
+    def _mirror(secret: StaticSecret, source: str, mirrors: pulumi.Output[Any] | None,
+                ) -> tuple[pulumi.Output[Any], pulumi.Output[int]]:
+        """Return mirror ``secret``'s entry in prod's ``dr_mirror`` output and its version."""
         if mirrors is None:
             raise SecretValueError(f"{source}: {secret.id} is a mirror but no prod reference")
         entry = mirrors.apply(lambda m: mirror_entry(secret.id, m, source))
         # The version is not secret (reviewers must see the CAS value in diffs);
         # it only travels inside prod's secret output alongside the value.
-        version = pulumi.Output.unsecret(entry.apply(lambda e: int(e["version"])))
-        return (entry.apply(lambda e: check_keys(secret.id, _mirrored_keys(secret, e["data"]),
-                                                 e["data"], source)), version)
+        return entry, pulumi.Output.unsecret(entry.apply(lambda e: int(e["version"])))
 
     def _with_previous(
         self, secret: StaticSecret, source: str, current: pulumi.Output[Any]

@@ -4,7 +4,10 @@ The local stack against a fresh OpenBao: a bump of a generated KV secret and
 a JWT issuer key is applied with the URNs the plan lists and
 ``--target-dependents`` (:mod:`tools.targeted_apply`, what ``make up-apply``
 and the deploy workflow run); Vault holds the new versions and a whole-stack
-``pulumi preview --expect-no-changes`` is clean afterwards. When the record of
+``pulumi preview --expect-no-changes`` is clean afterwards. A KV-only
+rotation runs the rotation-only program (only the rotated secret registered,
+no ``--target-dependents``): the other resources and the stack's outputs are
+kept, and the whole-stack check is clean. When the record of
 the last apply is behind the stack (a rotation the plan does not see), the
 targeted apply is refused by that check and a whole-stack apply converges; a
 change that is not a rotation is applied whole.
@@ -12,9 +15,10 @@ change that is not a rotation is applied whole.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import hvac
 import pytest
@@ -93,6 +97,41 @@ def test_a_rotation_applies_only_its_resources_and_leaves_the_stack_clean(
     (Path(ws.root) / "applied.yaml").write_text(new)
 
 
+def outputs(ws: Workspace) -> dict[str, Any]:
+    return cast(dict[str, Any], json.loads(ws.pulumi("stack", "output", "--json").stdout))
+
+
+def test_a_kv_rotation_registers_only_its_secret_and_keeps_everything_else(
+    stack: tuple[Workspace, Any, Any],
+) -> None:
+    ws, server, edit = stack
+    client: hvac.Client = server.client()
+    applied = (Path(ws.root) / "applied.yaml").read_text()
+    before = outputs(ws)
+    resources = len(json.loads(ws.pulumi("stack", "export").stdout)["deployment"]["resources"])
+    new = bump_kv(applied, SIGNING)
+    sync(ws, new, edit)
+
+    result = targeted_apply.apply(ws, "local", applied, new, REPO_ROOT)
+
+    assert result.ok and result.targeted and result.rotation_only, \
+        result.message + result.output[-3000:]
+    assert set(result.targets) == set(rotation_urns(local_spec(new), "local", "kv", SIGNING))
+    assert "rotation-only program" in result.message
+    # What the program registered: the stack, its provider, the component and the secret's
+    # two resources, of the stack's dozens.
+    assert "rotation-only program: 1 of 4 static secret(s) registered" in result.output
+    assert kv_version(client, SIGNING) == 2 and kv_version(client, HMAC) == 2
+    after = outputs(ws)
+    assert after["static_secret_versions"] == {**before["static_secret_versions"], SIGNING: 2}
+    assert {k: v for k, v in after.items() if k != "static_secret_versions"} == \
+        {k: v for k, v in before.items() if k != "static_secret_versions"}
+    state = json.loads(ws.pulumi("stack", "export").stdout)["deployment"]["resources"]
+    assert len(state) == resources, "the engine keeps every resource the program did not register"
+    assert clean(ws)
+    (Path(ws.root) / "applied.yaml").write_text(new)
+
+
 def test_a_targeted_apply_that_misses_a_change_fails_its_check(
     stack: tuple[Workspace, Any, Any],
 ) -> None:
@@ -107,13 +146,13 @@ def test_a_targeted_apply_that_misses_a_change_fails_its_check(
 
     result = targeted_apply.apply(ws, "local", unseen, new, REPO_ROOT)
 
-    assert result.targeted and not result.ok
+    assert result.targeted and result.rotation_only and not result.ok
     assert "left changes in the whole stack" in result.message
-    assert kv_version(client, HMAC) == 3 and kv_version(client, SIGNING) == 1
+    assert kv_version(client, HMAC) == 3 and kv_version(client, SIGNING) == 2
     assert not clean(ws)
     whole = targeted_apply.apply(ws, "local", unseen, new, REPO_ROOT, whole_stack=True)
     assert whole.ok and not whole.targeted, whole.output[-3000:]
-    assert kv_version(client, SIGNING) == 2
+    assert kv_version(client, SIGNING) == 3
     assert clean(ws)
     (Path(ws.root) / "applied.yaml").write_text(new)
 

@@ -14,6 +14,7 @@ from infra.components import DatabaseSecrets
 from infra.components.audit_devices import AuditDeviceMissingError
 from kernel import paths
 from kernel.spec import EnvironmentSpec, load_stack_file
+from kernel.targets import ROTATION_ONLY_ENV, kv_urns, rotation_only_secrets
 from tests.conftest import CANARY_DB_PASSWORD, CANARY_PROVIDED, STACKS, MockRun, audit_answer
 
 MOUNT = "vault:index/mount:Mount"
@@ -356,3 +357,43 @@ def test_the_token_reviewer_jwt_reaches_vault_as_a_secret(
     assert isinstance(wrapped, dict) and SECRET_SIG in wrapped, wrapped
     assert wrapped["value"] == CANARY_REVIEWER_JWT
     assert config["disableLocalCaJwt"] is True
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_a_rotation_only_program_registers_only_the_rotated_secret_and_exports_the_same(
+    stack: str, pulumi_mocks: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What the engine keeps of every other resource, the exports must keep too.
+
+    Under ``--target`` the stack's outputs are what the program exports: a
+    rotation-only program that exported less would drop outputs (the dr stack
+    reads prod's ``dr_mirror``), and the whole-stack check would fail.
+    """
+    spec = spec_for(stack)
+    rotated = next(s for s in spec.static_secrets if s.source == "generated")
+    urns = kv_urns(spec, stack, rotated.id)
+    chosen = rotation_only_secrets(spec, stack, urns)
+    assert chosen is not None
+
+    def main(targets: list[str]) -> tuple[dict[str, Any], set[str]]:
+        monkeypatch.setenv(ROTATION_ONLY_ENV, " ".join(targets))
+        run: MockRun = pulumi_mocks(stack, stack_config(stack), SECRET_KEYS)
+        run.mocks.call_results["vault:generic/getSecret:getSecret"] = audit_answer(
+            {d.path: d.type for d in spec.audit.devices})
+        run.mocks.stack_outputs["organization/tradepulse-vault/prod"] = {
+            "dr_mirror": prod_mirror()}
+        return run_main(), set(run.urns)
+
+    whole, all_urns = main([])
+    only, only_urns = main(urns)
+    assert only == whole
+    expected = {u for sid in chosen for u in kv_urns(spec, stack, sid)}
+    kept = {u for u in only_urns if "::tradepulse:vault:StaticSecrets$" in u}
+    assert kept == expected
+    others = only_urns - kept
+    # (the mocks' URNs of the stack's direct children keep the Stack type in front)
+    assert all(u.split("::")[2].split("$")[-1] in ("pulumi:pulumi:Stack", "pulumi:providers:vault",
+                                    "tradepulse:vault:StaticSecrets",
+                                    "pulumi:pulumi:StackReference") for u in others), others
+    assert set(urns) <= only_urns <= all_urns
+    assert len(only_urns) < len(all_urns) / 2

@@ -20,7 +20,10 @@ from kernel.targets import (
     RANDOM_PASSWORD_TYPE,
     SECRET_V2_TYPE,
     UnknownCredential,
+    action_urn,
+    kv_urns,
     mirror_urns,
+    rotation_only_secrets,
     rotation_urns,
     secret_v2_urn,
     urn,
@@ -89,3 +92,34 @@ def test_an_undeclared_credential_is_refused() -> None:
 def test_urn_shape() -> None:
     assert urn("prod", None, "pulumi:providers:vault", "vault") == (
         "urn:pulumi:prod::tradepulse-vault::pulumi:providers:vault::vault")
+
+
+def test_a_rotation_only_program_registers_the_rotated_secrets_and_what_dr_mirrors() -> None:
+    spec = bumped_spec("prod")
+    rotated = next(s for s in spec.static_secrets if s.source == "generated"
+                   and not s.mirror_to_dr)
+    mirrored = [s.id for s in spec.static_secrets if s.mirror_to_dr]
+    assert mirrored, "prod mirrors secrets to dr (the dr_mirror output needs their values)"
+    chosen = rotation_only_secrets(spec, "prod", kv_urns(spec, "prod", rotated.id))
+    assert chosen is not None
+    assert set(chosen) == {rotated.id, *mirrored}
+    assert len(chosen) < len(spec.static_secrets)
+
+
+def test_anything_but_a_generated_or_provided_secret_runs_the_whole_program() -> None:
+    """A mirror's StackReference, a rotation action, an unknown URN: the whole program."""
+    dr = bumped_spec("dr")
+    mirror = next(s for s in dr.static_secrets if s.mirror_of is not None)
+    assert rotation_only_secrets(dr, "dr", mirror_urns(dr, mirror.mount, mirror.path)) is None
+    assert rotation_only_secrets(dr, "dr", [secret_v2_urn("dr", mirror.mount, mirror.path)]) \
+        is None
+    prod = bumped_spec("prod")
+    secret = next(s for s in prod.static_secrets if s.source == "provided")
+    urns = kv_urns(prod, "prod", secret.id)
+    assert rotation_only_secrets(prod, "prod", urns) is not None
+    action = next(c for c in credentials(prod) if c.kind == "jwt-key")
+    assert rotation_only_secrets(prod, "prod", [*urns, action_urn("prod", action.kind,
+                                                                  action.id)]) is None
+    assert rotation_only_secrets(prod, "prod", [*urns, urns[0] + "-typo"]) is None
+    assert rotation_only_secrets(prod, "staging", urns) is None, "another stack's URNs"
+    assert rotation_only_secrets(prod, "prod", []) is None

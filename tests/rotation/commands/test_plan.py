@@ -54,6 +54,28 @@ def test_bump_is_planned_with_cas_consumers_checks_and_dr_follow(
     mount, path = SIGNING.split("/", 1)
     assert prod["resources"][-1] == secret_v2_urn("prod", mount, path)
     assert dr["resources"] == mirror_urns("dr", mount, path)
+    # How each stack applies them: prod's generated secret by the rotation-only program,
+    # dr's mirror by the whole program (its StackReference has every mirror as dependent).
+    assert plan["targeted_apply"] == {
+        "prod": {"targets": sorted(prod["resources"]), "rotation_only": True},
+        "dr": {"targets": sorted(dr["resources"]), "rotation_only": False},
+    }
+
+
+def test_a_credential_that_is_not_a_kv_secret_is_applied_by_the_whole_program(
+    stack_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["bump", "--stack", "local", HMAC, "--repo", str(stack_repo)]) == 0
+    assert main(["bump", "--stack", "local", "identity/oidc/key/tradepulse-adapters",
+                 "--repo", str(stack_repo), "--allow-dirty"]) == 0
+    capsys.readouterr()
+    code, plan = run_plan(capsys, stack_repo)
+    assert code == 0, plan["findings"]
+    local = plan["targeted_apply"]["local"]
+    assert local["rotation_only"] is False
+    assert local["targets"] == sorted({u for r in plan["rotations"] if r["stack"] == "local"
+                                      for u in r["resources"]})
+    assert any("Endpoint" in u for u in local["targets"])
 
 
 def test_markdown_for_the_pull_request(stack_repo: Path,

@@ -7,7 +7,6 @@ current working directory (Pulumi runs ``infra/`` as the program directory).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -16,16 +15,6 @@ ENVIRONMENT_SCHEMA = SCHEMA_DIR / "environment.schema.json"
 POLICY_DIR = REPO_ROOT / "policies" / "acl"
 PROJECT_NAME = "tradepulse-vault"
 SPEC_CONFIG_KEY = f"{PROJECT_NAME}:spec"
-
-
-def user_cache_dir(name: str) -> Path:
-    """Return ``$XDG_CACHE_HOME/tradepulse-vault/<name>`` (``~/.cache`` when unset).
-
-    Where the built Pulumi toolchain, the gate's scan cache and the compiled
-    schema check live; not created here.
-    """
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / PROJECT_NAME / name
 
 
 def stack_file(stack: str, root: Path = REPO_ROOT) -> Path:

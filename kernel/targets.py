@@ -31,7 +31,6 @@ from kernel.naming import resource_name
 from kernel.paths import PROJECT_NAME
 from kernel.spec.model import EnvironmentSpec
 
-STACK_TYPE = "pulumi:pulumi:Stack"
 STACK_REFERENCE_TYPE = "pulumi:pulumi:StackReference"
 # What infra.program.mirror_source names: self-managed backends (file://, s3://) report
 # the organization "organization".

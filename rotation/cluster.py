@@ -25,7 +25,7 @@ from typing import Any
 import hvac
 
 from rotation.errors import VaultUnavailable
-from rotation.vault import DEFAULT_TIMEOUT_SECONDS, health, vault_errors
+from rotation.vault import DEFAULT_TIMEOUT_SECONDS, health, json_body, vault_errors
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def leader(client: hvac.Client, address: str) -> dict[str, Any]:
     """``sys/leader`` of the node ``client`` talks to (unauthenticated, answered locally)."""
     with vault_errors(address, "reading sys/leader"):
         answer = client.sys.read_leader_status()
-    return dict(answer) if isinstance(answer, dict) else dict(answer.json())
+    return json_body(answer)
 
 
 def follow_active(client: hvac.Client, address: str) -> tuple[ActiveNode, hvac.Client]:

@@ -32,10 +32,11 @@ from typing import Any
 import hvac
 import hvac.exceptions
 
+from kernel.naming import database_creds_path
 from kernel.spec.credentials import Credential
 from kernel.spec.model import EnvironmentSpec
 from rotation.audit_log import AuditEvent, rotation_evidence
-from rotation.vault import vault_errors
+from rotation.vault import json_body, response_data, vault_errors
 
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 
@@ -54,7 +55,7 @@ def _started(event: AuditEvent) -> datetime:
 def jwks_kids(client: hvac.Client) -> list[str]:
     """Return the key ids Vault publishes at ``identity/oidc/.well-known/keys``."""
     answer = client.adapter.get("/v1/identity/oidc/.well-known/keys")
-    body = answer if isinstance(answer, dict) else answer.json()
+    body = json_body(answer)
     return sorted(str(k.get("kid")) for k in body.get("keys", []) if isinstance(k, dict))
 
 
@@ -70,8 +71,7 @@ def last_vault_rotation(client: hvac.Client, cred: Credential) -> str | None:
         answer = client.adapter.get(f"/v1/{mount}/static-roles/{name}")
     except hvac.exceptions.InvalidPath:
         return None
-    data = (answer if isinstance(answer, dict) else answer.json()).get("data") or {}
-    value = data.get("last_vault_rotation")
+    value = response_data(answer).get("last_vault_rotation")
     return str(value) if value else None
 
 
@@ -83,19 +83,22 @@ def _lease_target(cred: Credential) -> tuple[str, str]:
 def lease_issue_times(client: hvac.Client, cred: Credential) -> dict[str, str]:
     """Return ``{lease_id: issue_time}`` for every live lease of a database role."""
     mount, role = _lease_target(cred)
-    prefix = f"{mount}/creds/{role}"
-    try:
-        answer = client.adapter.list(f"/v1/sys/leases/lookup/{prefix}")
-    except hvac.exceptions.InvalidPath:
-        return {}
-    data = (answer if isinstance(answer, dict) else answer.json()).get("data") or {}
+    prefix = database_creds_path(mount, role)
     out: dict[str, str] = {}
-    for key in data.get("keys", []):
+    for key in live_leases(client, mount, role):
         lease_id = f"{prefix}/{key}"
         looked = client.adapter.put("/v1/sys/leases/lookup", json={"lease_id": lease_id})
-        info = (looked if isinstance(looked, dict) else looked.json()).get("data") or {}
-        out[lease_id] = str(info.get("issue_time", ""))
+        out[lease_id] = str(response_data(looked).get("issue_time", ""))
     return out
+
+
+def live_leases(client: hvac.Client, mount: str, role: str) -> list[str]:
+    """Return the ids (after the role's prefix) listed under ``sys/leases/lookup/<creds path>``."""
+    try:
+        answer = client.adapter.list(f"/v1/sys/leases/lookup/{database_creds_path(mount, role)}")
+    except hvac.exceptions.InvalidPath:
+        return []
+    return [str(key) for key in response_data(answer).get("keys", [])]
 
 
 def observe(client: hvac.Client, address: str, creds: Iterable[Credential]) -> dict[str, Any]:

@@ -30,12 +30,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from kernel.naming import database_creds_path
 from kernel.redact import describe
 from kernel.spec import EnvironmentSpec
 from rotation.errors import BadInput
 
-# The checks an evidence file can be, and what each one's entries say.
-CHECKS = ("preflight", "verify")
+# What an evidence file's entries say.
 PREFLIGHT_STATES = frozenset({"in_sync", "pending", "drifted", "conflict", "missing"})
 AUDIT_DEVICE_STATES = frozenset({"logging", "failing", "not-observable"})
 WRITE_OPERATIONS = frozenset({"create", "update", "patch"})
@@ -338,7 +338,7 @@ def read_dynamic_output(path: Path, spec: EnvironmentSpec) -> DynamicLease:
     role = r.one_of(r.get(r.data, "role", "role"),
                     frozenset(x.name for x in spec.database.roles), "role")
     lease_id = r.get(r.data, "lease_id", "lease_id")
-    prefix = f"{mount}/creds/{role}/"
+    prefix = f"{database_creds_path(mount, role)}/"
     if not (isinstance(lease_id, str) and lease_id.startswith(prefix)
             and _LEASE_SUFFIX.fullmatch(lease_id[len(prefix):])):
         raise r.fail("lease_id", lease_id, f"a lease id {prefix}<id>")

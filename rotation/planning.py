@@ -172,26 +172,6 @@ def _ciphertext(value: Any) -> str | None:
     return None
 
 
-def _without(item: Any, key: str) -> Any:
-    return {k: v for k, v in item.items() if k != key} if isinstance(item, dict) else item
-
-
-def _strip_credential_versions(spec: dict[Any, Any]) -> None:
-    """Drop the non-KV version fields (copying only the containers on the way to them)."""
-    keys = spec.get("jwt_issuer_keys")
-    if isinstance(keys, list):
-        spec["jwt_issuer_keys"] = [_without(k, "version") for k in keys]
-    database = spec.get("database")
-    if not isinstance(database, dict):
-        return
-    database = spec["database"] = dict(database)
-    database["connection"] = _without(database.get("connection"), "root_rotation")
-    for name, key in (("static_roles", "version"), ("roles", "lease_generation")):
-        items = database.get(name)
-        if isinstance(items, list):
-            database[name] = [_without(i, key) for i in items]
-
-
 def workloads(spec: EnvironmentSpec, consumers: list[str]) -> list[str]:
     """Return what restarts when the consumers' secret changes (the blast radius)."""
     out = []

@@ -27,8 +27,6 @@ from rotation import address as vault_address
 from rotation.errors import BadInput
 from rotation.vault import VaultTarget, connect
 
-KNOWN_STACKS = ("prod", "staging", "dr", "local")
-
 
 def repo_root(explicit: Path | None = None) -> Path:
     """Return the repository holding the stack files (``--repo``, git top level, or cwd)."""

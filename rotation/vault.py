@@ -157,6 +157,21 @@ def health(client: hvac.Client) -> dict[str, Any]:
         method="GET", standby_ok=True, sealed_code=200, uninit_code=200, standby_code=200,
         performance_standby_code=200, dr_secondary_code=200,
     )
-    if isinstance(response, dict):
-        return response
-    return dict(response.json())
+    return json_body(response)
+
+
+def json_body(answer: Any) -> dict[str, Any]:
+    """Return the decoded body of an hvac answer.
+
+    hvac's JSON adapter decodes a body it recognises and hands back the raw
+    ``requests.Response`` otherwise (a ``sys/*`` answer without ``data``, say), so
+    every raw ``client.adapter`` call needs this one shape.
+    """
+    return dict(answer if isinstance(answer, dict) else answer.json())
+
+
+def response_data(answer: Any) -> dict[str, Any]:
+    """Return an answer's ``data`` (``{}`` when null; the body when a sys endpoint has none)."""
+    body = json_body(answer)
+    data = body.get("data", body)
+    return dict(data) if isinstance(data, dict) else {}

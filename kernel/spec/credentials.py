@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from kernel.naming import database_creds_path
 from kernel.spec.model import EnvironmentSpec
 
 Kind = Literal["kv", "jwt-key", "db-root", "db-static-role", "db-lease-generation"]
@@ -125,14 +126,14 @@ def credentials(spec: EnvironmentSpec) -> tuple[Credential, ...]:
             related=tuple(static_role_id(mount, p) for p in role.paired_with)))
     for i, dyn in enumerate(database.roles):
         users = tuple(s.name for s in spec.services if dyn.name in s.database_roles)
+        creds = database_creds_path(mount, dyn.name)
         out.append(Credential(
             kind="db-lease-generation", id=lease_generation_id(mount, dyn.name),
             version=dyn.lease_generation, field="lease_generation",
             where=("database", "roles", i),
-            action_path=f"sys/leases/revoke-prefix/{mount}/creds/{dyn.name}",
-            capabilities=("update", "sudo"),
-            action=f"revokes every lease issued under {mount}/creds/{dyn.name} "
-                   f"(sys/leases/revoke-prefix/{mount}/creds/{dyn.name}, needs sudo); "
+            action_path=f"sys/leases/revoke-prefix/{creds}", capabilities=("update", "sudo"),
+            action=f"revokes every lease issued under {creds} "
+                   f"(sys/leases/revoke-prefix/{creds}, needs sudo); "
                    "consumers must issue new credentials",
             consumers=users, reload="issue new credentials; running managers do it themselves",
             rotation_interval_seconds=None, related=()))

@@ -62,7 +62,7 @@ from rotation.progress import progress_bar
 from rotation.rollback import restorable_problem
 from rotation.stacks import add_stack_arguments, repo_root, targets
 from rotation.timefmt import rfc3339
-from rotation.vault import vault_errors
+from rotation.vault import response_data, vault_errors
 
 NAME = "preflight"
 # Rotations the rotation-operator policy may apply; the others need break-glass.
@@ -259,7 +259,7 @@ def credential_preflight(
     paths = sorted({c.action_path for c in creds})
     with vault_errors(address, "checking token capabilities on rotate endpoints"):
         answer = client.adapter.post("/v1/sys/capabilities-self", json={"paths": paths})
-    data = answer.get("data", answer) if isinstance(answer, dict) else answer.json()
+    data = response_data(answer)
     before = observe(client, address, creds)
     rows = []
     for cred in creds:
@@ -300,7 +300,7 @@ def run(args: argparse.Namespace) -> Result:
     if paths:
         with vault_errors(address, "checking token capabilities"):
             answer = client.adapter.post("/v1/sys/capabilities-self", json={"paths": paths})
-        data = answer.get("data", answer) if isinstance(answer, dict) else answer.json()
+        data = response_data(answer)
         for path in paths:
             caps = list(data.get(path, []))
             capabilities[path] = caps

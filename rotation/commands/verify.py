@@ -46,7 +46,7 @@ from kernel.spec.credentials import credential
 from rotation.audit_log import AuditEvent, events_from_file, write_evidence
 from rotation.cluster import follow_active
 from rotation.consumers import ConsumerCheck, check_consumers
-from rotation.credential_checks import verify_credential
+from rotation.credential_checks import live_leases, verify_credential
 from rotation.errors import BadInput
 from rotation.kube import Cluster, add_kube_arguments
 from rotation.live.declared import SecretState
@@ -141,16 +141,6 @@ def audit_log_path(args: argparse.Namespace, target: StackTarget) -> Path | None
         if device.type == "file" and Path(options.get("file_path", "")).is_file():
             return Path(options["file_path"])
     return None
-
-
-def live_leases(client: hvac.Client, mount: str, role: str) -> list[str]:
-    """Return the lease ids under ``sys/leases/lookup/<mount>/creds/<role>``."""
-    try:
-        answer = client.adapter.list(f"/v1/sys/leases/lookup/{mount}/creds/{role}")
-    except hvac.exceptions.InvalidPath:
-        return []
-    data = answer.get("data", {}) if isinstance(answer, dict) else answer.json()["data"]
-    return list(data.get("keys", []))
 
 
 def history_checks(

@@ -5,17 +5,8 @@ from __future__ import annotations
 import hvac
 import hvac.exceptions
 
-from rotation import address as vault_address
-from rotation.errors import (
-    CheckFailed,
-)
+from rotation.errors import CheckFailed
 from rotation.vault import vault_errors
-
-
-def resolve_address(address: str | None) -> str:
-    """Return ``--address``, else ``$VAULT_ADDR``/``$BAO_ADDR`` (the rule of rotation.address)."""
-    return vault_address.resolve(address).url
-
 
 # What the database plugins put in a 500 when the database, not Vault, failed. The
 # driver's text is never repeated (it names the database user); only the reason is.

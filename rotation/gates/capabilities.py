@@ -35,7 +35,7 @@ import jsonschema
 import yaml
 
 from kernel import paths
-from rotation.vault import vault_errors
+from rotation.vault import response_data, vault_errors
 
 EXPECTATIONS_FILE = paths.POLICY_DIR / "expectations.yaml"
 SCHEMA_NAME = "expectations.schema.json"
@@ -242,7 +242,7 @@ def evaluate(
 def capabilities_of(client: hvac.Client, token: str, probe: list[str]) -> dict[str, list[str]]:
     """Ask ``sys/capabilities`` what ``token`` may do on each path (one request)."""
     answer = client.adapter.post("/v1/sys/capabilities", json={"token": token, "paths": probe})
-    data = answer.get("data", answer) if isinstance(answer, dict) else answer.json()["data"]
+    data = response_data(answer)
     return {path: list(data.get(path, [NO_CAPABILITY])) for path in probe}
 
 

@@ -31,6 +31,7 @@ from typing import Any
 import hvac
 import requests
 
+from kernel.naming import database_creds_path
 from kernel.policy_files import PolicyParseError, parse_policy
 from rotation.errors import CheckFailed
 from rotation.gates.capabilities import NO_CAPABILITY, capabilities_of
@@ -136,7 +137,8 @@ def declared_paths(spec: Mapping[str, Any] | None) -> set[str]:  # noqa: PLR0912
                   f"{mount}/rotate-root/{connection}"}
         for role in database.get("roles") or []:
             if isinstance(role, Mapping):
-                found |= {f"{mount}/creds/{role.get('name')}", f"{mount}/roles/{role.get('name')}"}
+                found |= {database_creds_path(str(mount), str(role.get("name"))),
+                          f"{mount}/roles/{role.get('name')}"}
     auth = spec.get("auth") or {}
     kubernetes = auth.get("kubernetes")
     if isinstance(kubernetes, Mapping):

@@ -27,6 +27,7 @@ from kernel.naming import kubernetes_role_name
 from kernel.spec import EnvironmentSpec, load_stack_file
 from tests.conftest import REPO_ROOT
 from tests.kubeserver import KubeApiServer, path_with_toolchain, reviewer_token
+from tests.rotation.dynamic_support import live_leases
 
 pytestmark = pytest.mark.integration
 
@@ -112,14 +113,6 @@ def verify_consumers(kube: KubeApiServer, bao: Any, repo: Path,
         capture_output=True, text=True, cwd=repo, env=env, check=False, timeout=300)
 
 
-def live_leases(bao: Any, role: str) -> list[str]:
-    try:
-        answer = bao.client().adapter.list(f"/v1/sys/leases/lookup/database/creds/{role}")
-    except hvac.exceptions.InvalidPath:  # no leases: Vault answers 404
-        return []
-    return list(answer["data"]["keys"])
-
-
 def login(bao: Any, role: str, jwt: str) -> hvac.Client:
     client = hvac.Client(url=bao.address, timeout=10)
     client.auth.kubernetes.login(role, jwt, mount_point="kubernetes")
@@ -155,9 +148,9 @@ def test_every_service_logs_in_and_reaches_exactly_its_own_secrets(
     # The service tokens were revoked, and with them every lease they were issued.
     # (Vault may finish revoking a token's leases just after the revoke call returns.)
     deadline = time.monotonic() + 20
-    while live_leases(bao, "tradepulse-execution") and time.monotonic() < deadline:
+    while live_leases(bao.client(), "tradepulse-execution") and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert live_leases(bao, "tradepulse-execution") == []
+    assert live_leases(bao.client(), "tradepulse-execution") == []
 
 
 def test_a_token_is_refused_by_another_services_role(

@@ -39,6 +39,7 @@ from rotation.dynamic.manager import Credential, DynamicCredentialManager
 from rotation.errors import RotationError
 from tests.cluster import RaftCluster
 from tests.reliability.support import child_env, run_cli
+from tests.rotation.dynamic_support import live_leases
 
 
 @dataclass
@@ -365,7 +366,7 @@ def lease_holders(cluster: RaftCluster, role: str, *, leases: int = 8,
     lapsed = [(at, lease, due) for at, lease, due, _ in record.renewals if at >= due]
     after = [answered for _, _, _, answered in record.renewals if answered > kill_wall]
     issued_ids = {c.lease_id for c in record.issued}
-    still_live = _live_leases(root, role)
+    still_live = live_leases(root, role)  # whole lease ids, as issued_ids are
     leaked = len(issued_ids & set(still_live))
     not_revoked = [lease for rep in reports for lease in rep.not_revoked]
     logins = int(pg_roles([c.username for c in record.issued])) if pg_roles is not None else 0
@@ -392,11 +393,3 @@ def lease_holders(cluster: RaftCluster, role: str, *, leases: int = 8,
                  "unavailable_errors": sum(m.stats.unavailable_errors for m in group.managers),
                  "revoked_at_stop": sum(len(r.revoked) for r in reports),
                  "live_after_stop": still_live, "database_logins_left": logins})
-
-
-def _live_leases(client: hvac.Client, role: str, mount: str = "database") -> list[str]:
-    try:
-        answer = client.adapter.list(f"/v1/sys/leases/lookup/{mount}/creds/{role}")
-    except hvac.exceptions.InvalidPath:
-        return []
-    return list(answer["data"]["keys"])

@@ -163,9 +163,10 @@ def health(client: hvac.Client) -> dict[str, Any]:
 def json_body(answer: Any) -> dict[str, Any]:
     """Return the decoded body of an hvac answer.
 
-    hvac's JSON adapter decodes a body it recognises and hands back the raw
-    ``requests.Response`` otherwise (a ``sys/*`` answer without ``data``, say), so
-    every raw ``client.adapter`` call needs this one shape.
+    hvac's JSON adapter decodes only a 200 answer with a JSON body and hands back
+    the raw ``requests.Response`` for any other status (``sys/health``'s sealed or
+    standby codes, say), so every raw ``client.adapter`` call needs this one shape.
+    For callers of endpoints that answer with a body: an empty one still raises.
     """
     return dict(answer if isinstance(answer, dict) else answer.json())
 

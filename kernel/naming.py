@@ -20,3 +20,8 @@ def kubernetes_role_name(service: str) -> str:
 def database_creds_path(mount: str, role: str) -> str:
     """Return the path a workload reads dynamic credentials from."""
     return f"{mount}/creds/{role}"
+
+
+def static_creds_path(mount: str, role: str) -> str:
+    """Return the path a database static role's current password is read from."""
+    return f"{mount}/static-creds/{role}"

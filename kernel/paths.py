@@ -12,9 +12,21 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_DIR = Path(__file__).resolve().parent / "schema"
 ENVIRONMENT_SCHEMA = SCHEMA_DIR / "environment.schema.json"
-POLICY_DIR = REPO_ROOT / "policies" / "acl"
 PROJECT_NAME = "tradepulse-vault"
-SPEC_CONFIG_KEY = f"{PROJECT_NAME}:spec"
+
+
+def config_key(name: str) -> str:
+    """Return the stack-config key Pulumi stores ``name`` under (``tradepulse-vault:<name>``)."""
+    return f"{PROJECT_NAME}:{name}"
+
+
+def policy_dir(root: Path) -> Path:
+    """Return the ACL policy directory of the checkout at ``root`` (a test may use its own)."""
+    return root / "policies" / "acl"
+
+
+SPEC_CONFIG_KEY = config_key("spec")
+POLICY_DIR = policy_dir(REPO_ROOT)
 
 
 def stack_file(stack: str, root: Path = REPO_ROOT) -> Path:

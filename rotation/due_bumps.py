@@ -110,7 +110,7 @@ def bump_due(root: Path, targets: list[StackTarget], args: argparse.Namespace) -
                                                   ticket=args.ticket)
             result.bumped.append({"stack": target.name, "id": cred_id, "kind": cred.kind,
                                   "old_version": old, "new_version": new})
-        validate_text(text, source, target.name, root / "policies" / "acl")
+        validate_text(text, source, target.name, paths.policy_dir(root))
         edits[target.name] = (path, text)
     for path, text in edits.values():  # every edit validated before the first write
         write_stack_text(path, text)

@@ -33,6 +33,7 @@ from kernel.redact import describe
 from kernel.spec import EnvironmentSpec, SpecError, parse_spec
 from kernel.spec.credentials import Credential, credentials, raw_versions
 from kernel.spec.loader import refuse_duplicate_keys
+from kernel.spec.model import StaticSecret
 from kernel.spec.stackfile import YamlDocument, collector_paused, parse_yaml
 from kernel.spec.versions import version_literal_problems
 from rotation import gitutil
@@ -292,7 +293,7 @@ class StackDiff:
         return (self.old_tree if old is None else None, self.new_tree if new is None else None)
 
 
-def plan_stack(  # noqa: PLR0912, PLR0915 - the rotation rules, one after another
+def plan_stack(
     plan: Plan, diff: StackDiff, root: Path, *, history_rev: str | None = None,
     sudo_holders: frozenset[str] = frozenset(),
 ) -> None:
@@ -318,7 +319,7 @@ def plan_stack(  # noqa: PLR0912, PLR0915 - the rotation rules, one after anothe
     try:
         new_doc = diff.new_doc if diff.new_doc is not None else _load(new_text)
         new_spec = parse_spec(_spec_of(new_doc), source=source, stack=stack,
-                              policy_dir=root / "policies" / "acl")
+                              policy_dir=paths.policy_dir(root))
     except yaml.YAMLError as exc:
         plan.findings.append(Finding(stack, "error", f"invalid stack file: "
                                      f"{yaml_problem(source, exc)}"))
@@ -336,110 +337,113 @@ def plan_stack(  # noqa: PLR0912, PLR0915 - the rotation rules, one after anothe
                                          "secret is shown as new"))
         old_doc = {}
     old_spec_doc = old_doc if old_doc is not None else {}
-    old_secrets, new_secrets = _secrets(_spec_of(old_spec_doc)), _secrets(_spec_of(new_doc))
+    # The base may not be a valid spec (that is what some pull requests fix): it is read raw.
+    old_secrets = _secrets(_spec_of(old_spec_doc))
     old_config = old_spec_doc.get("config", {}) if isinstance(old_spec_doc, dict) else {}
     new_config = new_doc.get("config", {})
     config_keys: set[str] = set()
-    for secret_id, new in new_secrets.items():
-        old = old_secrets.get(secret_id)
+    for new in new_spec.static_secrets:
+        old = old_secrets.get(new.id)
         if old is None:
             continue  # classified with the other changes (a new secret)
-        key = new.get("config_secret")
-        cipher_changed = False
-        new_cipher = None
-        if key:
-            config_keys.add(key)
-            old_value = old_config.get(f"tradepulse-vault:{key}")
-            new_value = new_config.get(f"tradepulse-vault:{key}")
-            cipher_changed = old_value != new_value
-            new_cipher = _ciphertext(new_value)
-        old_v, new_v = old.get("version"), new.get("version")
-        restores, retired, kept = new.get("restores"), new.get("retired"), new.get("previous")
-        moved = [f for f in LIFECYCLE_FIELDS if new.get(f) != old.get(f)]
-        if (new_v is None or old_v == new_v) and moved:
-            plan.findings.append(Finding(
-                stack, "error", f"{secret_id}: {moved[0]} changed without a version bump (bump, "
-                "rollback and retire write it together with version +1)"))
-            continue
-        if new_v is None or old_v == new_v:
-            if cipher_changed:
-                plan.findings.append(Finding(
-                    stack, "error", f"{secret_id}: ciphertext of {key} changed without a "
-                    "version bump (the new value would never be written)"))
-            continue
-        if (not isinstance(old_v, int) or isinstance(old_v, bool) or not isinstance(new_v, int)
-                or new_v != old_v + 1):
-            plan.findings.append(Finding(
-                stack, "error", f"{secret_id}: version moved {describe(old_v)} -> "
-                f"{describe(new_v)}; a rotation moves it by exactly +1"))
-            continue
-        if old.get("previous") is not None and restores is None and retired is None:
-            plan.findings.append(Finding(
-                stack, "error", f"{secret_id}: a second rotation while version "
-                f"{old.get('previous')}'s value is still kept as <KEY>_PREVIOUS would drop the "
-                "value a consumer may still use; retire it first (python -m rotation retire)"))
-            continue
-        if retired is not None and (old.get("previous") is None or retired != old_v):
-            plan.findings.append(Finding(
-                stack, "error", f"{secret_id}: retired {describe(retired)}: a retire rewrites "
-                f"version {old_v} without the previous value it keeps (previous: beside it)"))
-            continue
-        if restores is not None or retired is not None:
-            if restores is not None and (not isinstance(restores, int)
-                                         or isinstance(restores, bool) or restores >= old_v):
-                plan.findings.append(Finding(
-                    stack, "error", f"{secret_id}: restores {describe(restores)}: a rollback "
-                    f"restores a version older than {old_v}, the one it replaces"))
-                continue
-            if cipher_changed:
-                plan.findings.append(Finding(
-                    stack, "error", f"{secret_id}: this version's data is read from Vault's "
-                    f"history (rollback or retire); the ciphertext of {key} must not change "
-                    "with it"))
-        elif new.get("source") == "provided" and not cipher_changed:
-            plan.findings.append(Finding(
-                stack, "error", f"{secret_id}: version bumped but {key} ciphertext unchanged "
-                "(bump a provided secret with python -m rotation bump --value-stdin)"))
-        elif new_cipher is not None and history_rev is not None:
-            seen = gitutil.log_contains(root, history_rev, source, new_cipher)
-            if seen:
-                plan.findings.append(Finding(
-                    stack, "error", f"{secret_id}: the new ciphertext of {key} is one "
-                    f"{source} already held (commit {seen[-1][:12]}): a replay of an old "
-                    "value, not a rotation; bump it again with a new value"))
-        data_path = f"{new['mount']}/data/{new['path']}"
-        restarts = workloads(new_spec, list(new.get("consumers", [])))
-        reason, ticket = _reason(diff.comment_trees, secret_id, source)
-        apply = f"writes version {new_v} of {data_path} with cas={new_v - 1}"
-        if restores is not None:
-            apply += f", with the data of version {restores} read from Vault's history"
-        elif retired is not None:
-            apply += (f", with version {retired}'s keys read from Vault's history and without "
-                      f"the previous value (<KEY>_PREVIOUS) it kept")
-        elif kept is not None:
-            apply += f", keeping version {kept}'s value as <KEY>_PREVIOUS until retire"
-        plan.rotations.append(Rotation(
-            stack=stack, secret=secret_id, data_path=data_path, source=str(new.get("source")),
-            old_version=old_v, new_version=new_v, cas=new_v - 1,
-            consumers=list(new.get("consumers", [])),
-            checks=_checks(stack, secret_id, data_path, new_v, restores), restarts=restarts,
-            apply=apply, reload="re-read the secret", reason=reason, ticket=ticket,
-            restores=restores, previous=kept, retired=retired,
-            resources=targets.rotation_urns(new_spec, stack, "kv", secret_id)))
-        if new.get("mirror_to_dr"):
-            # dr takes prod's (restored) data through the StackReference: not its own history.
-            # A rollback is dr's too: its version N+1 then holds what its version M holds.
-            plan.rotations.append(Rotation(
-                stack="dr", secret=secret_id, data_path=data_path, source="mirror",
-                old_version=old_v, new_version=new_v, cas=new_v - 1,
-                consumers=list(new.get("consumers", [])),
-                checks=_checks("dr", secret_id, data_path, new_v, restores, follows="prod"),
-                follows="prod", reason=reason, ticket=ticket, restores=restores,
-                resources=targets.mirror_urns("dr", new["mount"], new["path"])))
+        _plan_secret(plan, diff, root, new_spec, new, old, (old_config, new_config), config_keys,
+                     history_rev=history_rev)
     _plan_credentials(plan, stack, new_spec, raw_versions(_spec_of(old_spec_doc)),
                       diff.comment_trees)
     plan.changes.extend(classify_stack(stack, old_doc, new_doc, rotation_config_keys=config_keys,
                                        sudo_holders=sudo_holders))
+
+
+def _plan_secret(  # noqa: PLR0912, PLR0917 - the rotation rules of one secret, in order
+    plan: Plan, diff: StackDiff, root: Path, spec: EnvironmentSpec, new: StaticSecret,
+    old: Mapping[str, Any], configs: tuple[Mapping[str, Any], Mapping[str, Any]],
+    config_keys: set[str], *, history_rev: str | None,
+) -> None:
+    """Add the rotation of one KV secret declared at both ends of the diff, or why it fails.
+
+    ``new`` is the head's typed secret; ``old`` the base's raw mapping (the base
+    may not be a valid spec). ``config_keys`` collects the config secrets that
+    rotate, which the classification then leaves out.
+    """
+    stack, source, secret_id, key = diff.stack, f"Pulumi.{diff.stack}.yaml", new.id, None
+    cipher_changed, new_cipher = False, None
+    if new.config_secret is not None:
+        key = new.config_secret
+        config_keys.add(key)
+        old_value, new_value = (c.get(paths.config_key(key)) for c in configs)
+        cipher_changed = old_value != new_value
+        new_cipher = _ciphertext(new_value)
+    old_v, new_v = old.get("version"), new.version
+    restores, retired, kept = new.restores, new.retired, new.previous
+    moved = [f for f in LIFECYCLE_FIELDS if getattr(new, f) != old.get(f)]
+
+    def error(message: str) -> None:
+        plan.findings.append(Finding(stack, "error", f"{secret_id}: {message}"))
+
+    if new_v is None or old_v == new_v:
+        if moved:
+            error(f"{moved[0]} changed without a version bump (bump, rollback and retire write "
+                  "it together with version +1)")
+        elif cipher_changed:
+            error(f"ciphertext of {key} changed without a version bump (the new value would "
+                  "never be written)")
+        return
+    if not isinstance(old_v, int) or isinstance(old_v, bool) or new_v != old_v + 1:
+        error(f"version moved {describe(old_v)} -> {describe(new_v)}; a rotation moves it by "
+              "exactly +1")
+        return
+    if old.get("previous") is not None and restores is None and retired is None:
+        error(f"a second rotation while version {old.get('previous')}'s value is still kept as "
+              "<KEY>_PREVIOUS would drop the value a consumer may still use; retire it first "
+              "(python -m rotation retire)")
+        return
+    if retired is not None and (old.get("previous") is None or retired != old_v):
+        error(f"retired {describe(retired)}: a retire rewrites version {old_v} without the "
+              "previous value it keeps (previous: beside it)")
+        return
+    if restores is not None and restores >= old_v:
+        error(f"restores {describe(restores)}: a rollback restores a version older than "
+              f"{old_v}, the one it replaces")
+        return
+    if new.from_history is not None:
+        if cipher_changed:
+            error(f"this version's data is read from Vault's history (rollback or retire); the "
+                  f"ciphertext of {key} must not change with it")
+    elif new.source == "provided" and not cipher_changed:
+        error(f"version bumped but {key} ciphertext unchanged (bump a provided secret with "
+              "python -m rotation bump --value-stdin)")
+    elif new_cipher is not None and history_rev is not None:
+        seen = gitutil.log_contains(root, history_rev, source, new_cipher)
+        if seen:
+            error(f"the new ciphertext of {key} is one {source} already held (commit "
+                  f"{seen[-1][:12]}): a replay of an old value, not a rotation; bump it again "
+                  "with a new value")
+    reason, ticket = _reason(diff.comment_trees, secret_id, source)
+    apply = f"writes version {new_v} of {new.data_path} with cas={new.cas}"
+    if restores is not None:
+        apply += f", with the data of version {restores} read from Vault's history"
+    elif retired is not None:
+        apply += (f", with version {retired}'s keys read from Vault's history and without "
+                  f"the previous value (<KEY>_PREVIOUS) it kept")
+    elif kept is not None:
+        apply += f", keeping version {kept}'s value as <KEY>_PREVIOUS until retire"
+    plan.rotations.append(Rotation(
+        stack=stack, secret=secret_id, data_path=new.data_path, source=new.source,
+        old_version=old_v, new_version=new_v, cas=new.cas, consumers=list(new.consumers),
+        checks=_checks(stack, secret_id, new.data_path, new_v, restores),
+        restarts=workloads(spec, list(new.consumers)), apply=apply,
+        reload="re-read the secret", reason=reason, ticket=ticket, restores=restores,
+        previous=kept, retired=retired,
+        resources=targets.rotation_urns(spec, stack, "kv", secret_id)))
+    if new.mirror_to_dr:
+        # dr takes prod's (restored) data through the StackReference: not its own history.
+        # A rollback is dr's too: its version N+1 then holds what its version M holds.
+        plan.rotations.append(Rotation(
+            stack="dr", secret=secret_id, data_path=new.data_path, source="mirror",
+            old_version=old_v, new_version=new_v, cas=new.cas, consumers=list(new.consumers),
+            checks=_checks("dr", secret_id, new.data_path, new_v, restores, follows="prod"),
+            follows="prod", reason=reason, ticket=ticket, restores=restores,
+            resources=targets.mirror_urns("dr", new.mount, new.path)))
 
 
 def _credential_checks(stack: str, kind: str, cid: str, path: str, new: int) -> list[str]:

@@ -58,7 +58,7 @@ def load_stack(root: Path, stack: str, *, document: YamlDocument | None = None
         raise BadInput(f"unknown stack {describe(stack)}: {path.name} not found in {root} "
                        f"(stacks: {known})")
     try:
-        return load_stack_file(path, policy_dir=root / "policies" / "acl", document=document)
+        return load_stack_file(path, policy_dir=paths.policy_dir(root), document=document)
     except SpecError as exc:
         raise BadInput(str(exc), hint="fix the stack file; nothing was changed") from None
 

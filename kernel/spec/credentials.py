@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from kernel.naming import database_creds_path
+from kernel.naming import database_creds_path, static_creds_path
 from kernel.spec.model import EnvironmentSpec
 
 Kind = Literal["kv", "jwt-key", "db-root", "db-static-role", "db-lease-generation"]
@@ -88,7 +88,7 @@ def credentials(spec: EnvironmentSpec) -> tuple[Credential, ...]:
             where=("static_secrets", i), action_path=secret.data_path,
             capabilities=("update",),
             action=f"writes version {secret.version} of {secret.data_path} with "
-                   f"cas={secret.version - 1}",
+                   f"cas={secret.cas}",
             consumers=secret.consumers, reload="re-read the secret; VSO restarts the workload",
             rotation_interval_seconds=secret.rotation_interval_seconds, related=()))
     for i, key in enumerate(spec.jwt_issuer_keys):
@@ -121,7 +121,7 @@ def credentials(spec: EnvironmentSpec) -> tuple[Credential, ...]:
             action=f"rotates the password of database user {role.username} now "
                    f"({mount}/rotate-role/{role.name}); the previous one stops working",
             consumers=role.consumers,
-            reload=f"re-read {mount}/static-creds/{role.name}; VSO restarts the workload",
+            reload=f"re-read {static_creds_path(mount, role.name)}; VSO restarts the workload",
             rotation_interval_seconds=role.rotation_period_seconds,
             related=tuple(static_role_id(mount, p) for p in role.paired_with)))
     for i, dyn in enumerate(database.roles):

@@ -49,10 +49,7 @@ def parse_spec(
         spec = EnvironmentSpec.model_validate(data, context={"source": source})
     except ValidationError as exc:
         raise SpecError(source, problems_of(exc)) from None
-    # The rules across keys read what the model holds (an explicit null is an absent key
-    # there, as in the model), in the shape the file gives (keys as written, lists).
-    held = spec.model_dump(mode="json", by_alias=True, exclude_unset=True, exclude_none=True)
-    problems = reference_problems(held, stack, policy_dir)
+    problems = reference_problems(spec, stack, policy_dir)
     if problems:
         raise SpecError(source, problems)
     return spec

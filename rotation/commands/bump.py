@@ -157,7 +157,7 @@ def _bump_credential(
                        "takes no value")
     new_text, old, new = bump_credential_text(original, cred, source, reason=args.reason,
                                               ticket=args.ticket)
-    validate_text(new_text, source, args.stack, root / "policies" / "acl")
+    validate_text(new_text, source, args.stack, paths.policy_dir(root))
     write_stack_text(path, new_text)
     action = cred.action.replace(f"version {cred.version}", f"version {new}")
     payload = {"ok": True, "stack": args.stack, "file": source, "secret": cred.id,
@@ -240,7 +240,7 @@ def _run_one(args: argparse.Namespace) -> Result:
     bumped = bump_document(document, secret.id, source, reason=args.reason,
                            ticket=args.ticket)
     new_text, old, new = bumped.text, bumped.old_version, bumped.new_version
-    validate_text(new_text, source, args.stack, root / "policies" / "acl",
+    validate_text(new_text, source, args.stack, paths.policy_dir(root),
                   document=bumped.document)
     value = None
     if secret.source == "provided":

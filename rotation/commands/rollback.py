@@ -85,7 +85,7 @@ def edit_secret(
     if dirty:
         refuse_second_bump(root, source, secret)
     bumped = edit(document, secret.id, source)
-    validate_text(bumped.text, source, args.stack, root / "policies" / "acl",
+    validate_text(bumped.text, source, args.stack, paths.policy_dir(root),
                   document=bumped.document)
     write_stack_text(path, bumped.text)
     return secret, bumped

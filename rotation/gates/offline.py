@@ -153,7 +153,7 @@ def read_stack_files(root: Path) -> tuple[CheckResult, dict[str, EnvironmentSpec
         try:
             document = read_stack_document(path)
             documents[path.name] = document
-            specs[stack] = load_stack_file(path, policy_dir=root / "policies" / "acl",
+            specs[stack] = load_stack_file(path, policy_dir=paths.policy_dir(root),
                                            document=document)
         except SpecError as exc:
             result.errors.extend(str(exc).splitlines())
@@ -179,7 +179,7 @@ def read_stack_files(root: Path) -> tuple[CheckResult, dict[str, EnvironmentSpec
 def check_acl_policies(root: Path) -> CheckResult:
     """Parse every policy file and check that the capability matrix covers each."""
     result = CheckResult("acl-policies")
-    policy_dir = root / "policies" / "acl"
+    policy_dir = paths.policy_dir(root)
     files = capabilities.policy_files(policy_dir)
     if not files:
         result.errors.append(f"no ACL policy files in {policy_dir}")

@@ -22,9 +22,9 @@ from typing import Any
 from kernel import paths
 from kernel.spec.credentials import credential
 from rotation import gitutil
-from rotation.commands.drift import declared_secrets, read_reachable
-from rotation.commands.due import OVERDUE, credential_rows, due_row, parse_now
+from rotation.due_dates import OVERDUE, credential_rows, due_row, parse_now
 from rotation.errors import BadInput, VaultUnavailable
+from rotation.reachable import declared_secrets, read_reachable
 from rotation.stackedit import (
     bump_credential_text,
     bump_document,

@@ -34,9 +34,9 @@ from rotation import gitutil
 from rotation.due_bumps import bump_due
 from rotation.errors import BadInput
 from rotation.output import Result, log
-from rotation.planning import declared_version
 from rotation.progress import StatusLine
 from rotation.pulumi_cli import set_secret_config
+from rotation.secret_edits import refuse_second_bump
 from rotation.stackedit import (
     bump_credential_text,
     bump_document,
@@ -121,30 +121,6 @@ def _new_value(secret: StaticSecret, args: argparse.Namespace, source: str) -> s
     except SecretValueError as exc:
         raise BadInput(str(exc)) from None
     return json.dumps(value, sort_keys=True)
-
-
-def refuse_second_bump(root: Path, source: str, secret: StaticSecret) -> None:
-    """Refuse a bump of a secret whose version already moved in the uncommitted stack file.
-
-    Bumping twice would make 1 -> 3, a diff the plan (and CI's gate) refuses,
-    and would drop the first reason. ``--allow-dirty`` is for *other* edits
-    (batch bumps of different secrets), never a second bump of the same one.
-    """
-    try:
-        gitutil.rev_parse(root, "HEAD")
-    except BadInput:
-        return  # no commit yet: nothing to compare with
-    committed = gitutil.show(root, "HEAD", source)
-    before = declared_version(committed, secret.id) if committed is not None else None
-    if before is None or before == secret.version:
-        return
-    raise BadInput(
-        f"{source}: {secret.id} is already bumped in the working tree (version {before} -> "
-        f"{secret.version}, not committed); a rotation moves one version, so nothing was "
-        "changed",
-        hint=f"commit it and open its PR (python -m rotation plan), or `git checkout -- "
-             f"{source}` to start over; --allow-dirty allows other uncommitted edits, not a "
-             "second bump of the same secret")
 
 
 def _bump_credential(

@@ -27,16 +27,15 @@ import hvac.exceptions
 from kernel.redact import display_url
 from kernel.spec.credentials import credentials
 from rotation import stacks, tables
-from rotation.errors import EXIT_VAULT_UNAVAILABLE, BadInput, CheckFailed, VaultUnavailable
+from rotation.errors import EXIT_VAULT_UNAVAILABLE, BadInput, CheckFailed
 from rotation.kv import LiveMetadata
-from rotation.live.declared import Declared, declare
-from rotation.live.scan import read_live
-from rotation.output import Result, log
-from rotation.progress import progress_bar
+from rotation.live.declared import Declared
+from rotation.output import Result
+from rotation.reachable import declared_secrets, read_reachable, unreachable_lines
 from rotation.rollback import previous_kept, previous_note
 from rotation.tables import TableData
 from rotation.timefmt import rfc3339, rfc3339_or_none
-from rotation.vault import read_token, vault_errors
+from rotation.vault import vault_errors
 
 NAME = "drift"
 HELP = "compare declared static-secret versions with live KV v2 versions"
@@ -66,13 +65,6 @@ Exit 1 if anything is drifted, missing or lagging_prod. `pending` alone exits 0
 (it is the normal state between merging a bump and applying it) but is reported;
 --fail-on-pending makes it exit 1 too (e.g. in CI right after `pulumi up`).
 """
-
-
-def declared_secrets(args: argparse.Namespace) -> tuple[list[stacks.StackTarget],
-                                                        list[Declared]]:
-    """Resolve ``--stack``/``--all`` and every static secret's declared version."""
-    targets = stacks.targets(args)
-    return targets, declare(stacks.repo_root(args.repo), targets)
 
 
 def classify(d: Declared, live: LiveMetadata | None) -> str:
@@ -144,43 +136,6 @@ def drift_report(declared: Sequence[Declared],
 
 _STYLE = {IN_SYNC: "green", PENDING: "yellow", DRIFTED: "red", MISSING: "red",
           LAGGING_PROD: "red"}
-
-
-def read_reachable(
-    targets: Sequence[stacks.StackTarget], declared: Sequence[Declared], description: str,
-) -> tuple[dict[tuple[str, str], LiveMetadata | None], list[dict[str, str]]]:
-    """Read every stack's live metadata, one stack at a time; keep going past unreachable ones.
-
-    Returns the live metadata of the stacks that answered and, for each stack
-    that could not be reached (or is sealed), its name, address, where the
-    address came from and the error. When no stack answers, the first error is
-    raised as it is (exit 3 with its hint).
-    """
-    for target in targets:  # a missing token variable is exit 2 before any request
-        read_token(target.vault.token_env)
-    live: dict[tuple[str, str], LiveMetadata | None] = {}
-    unreachable: list[dict[str, str]] = []
-    first: VaultUnavailable | None = None
-    for target in targets:
-        mine = [d for d in declared if d.stack == target.name]
-        try:
-            with progress_bar(f"{description} ({target.name})") as advance:
-                live.update(read_live(mine, advance=advance))
-        except VaultUnavailable as exc:
-            first = first or exc
-            unreachable.append({"stack": target.name, "address": target.vault.address,
-                                "address_from": target.address_from, "error": str(exc)})
-    if first is not None and len(unreachable) == len(targets):
-        raise first
-    for entry in unreachable:  # the others were read: report them, name these on stderr
-        log.error("%s: %s", entry["stack"], entry["error"])
-    return live, unreachable
-
-
-def unreachable_lines(unreachable: Sequence[dict[str, str]]) -> list[str]:
-    """Lines naming each stack that could not be read (printed after the table)."""
-    return [f"UNREACHABLE {u['stack']}: not reported above; {u['address']} (from "
-            f"{u['address_from']}) did not answer" for u in unreachable]
 
 
 def render_rows(rows: list[dict[str, Any]], summary: dict[str, int],

@@ -18,8 +18,8 @@ from typing import TextIO
 
 from kernel import paths
 from kernel.spec.model import PREVIOUS_SUFFIX
-from rotation.commands.rollback import edit_secret
 from rotation.output import Result
+from rotation.secret_edits import edit_secret
 from rotation.stackedit import clean_reason, clean_ticket, retire_document
 from rotation.stacks import repo_root
 

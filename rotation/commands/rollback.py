@@ -16,28 +16,18 @@ equals version M's by comparing digests of Vault's two responses.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
 from kernel import paths
-from kernel.redact import describe
-from kernel.spec.model import StaticSecret
-from kernel.spec.stackfile import YamlDocument
-from rotation import gitutil
-from rotation.commands.bump import refuse_second_bump
-from rotation.errors import BadInput
 from rotation.output import Result
+from rotation.secret_edits import edit_secret
 from rotation.stackedit import (
-    Bump,
     clean_reason,
     clean_ticket,
     rollback_document,
-    validate_text,
-    write_stack_text,
 )
-from rotation.stacks import load_stack, read_stack, repo_root
-from rotation.usage import suggest
+from rotation.stacks import repo_root
 
 NAME = "rollback"
 HELP = "restore an earlier KV version of a static secret as its next version (restores: M)"
@@ -55,40 +45,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repo", type=Path, help="repository root (default: git top level)")
     parser.add_argument("--allow-dirty", action="store_true",
                         help="allow a stack file with other uncommitted changes")
-
-
-def edit_secret(
-    args: argparse.Namespace, edit: Callable[[YamlDocument, str, str], Bump]
-) -> tuple[StaticSecret, Bump]:
-    """Apply ``edit`` (a version +1 with a lifecycle field) to one KV secret; write the file.
-
-    The stack file must be committed (``--allow-dirty``: other edits only), the
-    result must validate as a spec, and nothing is written otherwise.
-    """
-    root = repo_root(args.repo)
-    document = read_stack(root, args.stack)
-    spec = load_stack(root, args.stack, document=document)
-    path = paths.stack_file(args.stack, root)
-    source = path.name
-    secret = spec.secret(args.secret)
-    if secret is None:
-        ids = [s.id for s in spec.static_secrets]
-        guess = suggest(args.secret, ids)
-        hint = f"did you mean {guess!r}? " if guess else ""
-        raise BadInput(f"{source}: unknown static secret {describe(args.secret)} ({hint}"
-                       f"declared: {', '.join(ids) or 'none'}); only KV secrets have a "
-                       "version history")
-    dirty = gitutil.is_dirty(root, path)
-    if dirty and not args.allow_dirty:
-        raise BadInput(f"{source} has uncommitted changes; commit or stash them first "
-                       "(one reviewed diff per rotation), or pass --allow-dirty")
-    if dirty:
-        refuse_second_bump(root, source, secret)
-    bumped = edit(document, secret.id, source)
-    validate_text(bumped.text, source, args.stack, paths.policy_dir(root),
-                  document=bumped.document)
-    write_stack_text(path, bumped.text)
-    return secret, bumped
 
 
 def run(args: argparse.Namespace) -> Result:

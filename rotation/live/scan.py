@@ -1,12 +1,12 @@
-"""Every declared secret's live metadata, read concurrently by a few worker threads."""
+"""Every declared secret's live metadata, read concurrently by a few workers on one event loop."""
 
 from __future__ import annotations
 
-import threading
+import asyncio
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import urllib3
+import aiohttp
 
 from rotation.kv import LiveMetadata
 from rotation.live.declared import Declared, SecretState, declare
@@ -15,12 +15,12 @@ from rotation.live.transport import (
     check_token,
     mapped_error,
     read_one,
-    worker_pool,
+    vault_session,
 )
 from rotation.stacks import StackTarget
 from rotation.vault import VaultTarget, read_token
 
-MAX_WORKERS = 8  # threads (docs/benchmarks.md has the measurements behind the choice)
+MAX_WORKERS = 8  # requests in flight (docs/benchmarks.md has the measurements behind it)
 CHUNK = 32  # secrets a worker takes at a time (fewer for small runs)
 
 Advance = Callable[[int, int], None]  # (how many more secrets were read, how many in all)
@@ -29,9 +29,10 @@ Advance = Callable[[int, int], None]  # (how many more secrets were read, how ma
 class _Scan:
     """Shared state of one :func:`read_live` run: the work left, the results, the first failure.
 
-    Workers take chunks of secrets from one iterator (under a lock), keep their
-    results in their own dict and report progress once per chunk.
-    The first failure is kept and stops every worker before its next secret.
+    Workers (coroutines on one event loop) take chunks of secrets from one
+    iterator, keep their results in their own dict and report progress once
+    per chunk. The first failure is kept and stops every worker before its
+    next secret.
     """
 
     def __init__(self, declared: Sequence[Declared], *, chunk: int,
@@ -40,48 +41,53 @@ class _Scan:
         self._chunks = iter([declared[i:i + chunk] for i in range(0, len(declared), chunk)])
         self._tokens = tokens
         self._advance = advance
-        self._lock = threading.Lock()
         self.stop = False
         self.failure: BaseException | None = None
         self.parts: list[dict[tuple[str, str], LiveMetadata | None]] = []
 
     def _next_chunk(self) -> Sequence[Declared] | None:
         """Return the next chunk of secrets, or None when none is left or the run stopped."""
-        with self._lock:
-            return None if self.stop else next(self._chunks, None)
+        return None if self.stop else next(self._chunks, None)
 
     def fail(self, exc: BaseException) -> None:
         """Keep ``exc`` if it is the first failure, and stop every worker."""
-        with self._lock:
-            if self.failure is None:
-                self.failure = exc
-            self.stop = True
+        if self.failure is None:
+            self.failure = exc
+        self.stop = True
 
-    def work(self) -> None:
-        """One worker thread: read chunks until none is left, or a failure stops the run."""
+    async def work(self, sessions: Callable[[str], aiohttp.ClientSession]) -> None:
+        """One worker: read chunks until none is left, or a failure stops the run."""
         mine: dict[tuple[str, str], LiveMetadata | None] = {}
-        with self._lock:
-            self.parts.append(mine)
-        pools: dict[str, urllib3.PoolManager] = {}
+        self.parts.append(mine)
         try:
             while (chunk := self._next_chunk()) is not None:
                 for d in chunk:
                     if self.stop:
                         return
                     try:
-                        pool = pools.get(d.vault.address)
-                        if pool is None:
-                            pool = pools[d.vault.address] = worker_pool(d.vault.address)
-                        mine[d.key] = read_one(pool, d, self._tokens[d.vault])
+                        mine[d.key] = await read_one(sessions(d.vault.address), d,
+                                                     self._tokens[d.vault])
                     except Exception as exc:  # noqa: BLE001 - mapped, kept, raised by read_live
                         self.fail(mapped_error(d, exc))
                         return
                 self._advance(len(chunk), self._total)
-        except BaseException as exc:  # noqa: BLE001 - e.g. a progress callback failing: kept, raised
+        except Exception as exc:  # noqa: BLE001 - e.g. a progress callback failing: kept, raised
             self.fail(exc)
-        finally:
-            for pool in pools.values():
-                pool.clear()
+
+    async def run(self, workers: int) -> None:
+        """Run ``workers`` workers; each Vault gets one session of that many connections."""
+        opened: dict[str, aiohttp.ClientSession] = {}
+
+        def sessions(address: str) -> aiohttp.ClientSession:
+            if address not in opened:
+                opened[address] = vault_session(address, workers)
+            return opened[address]
+
+        try:
+            await asyncio.gather(*(self.work(sessions) for _ in range(workers)))
+        finally:  # also on an interrupt: the sockets are closed, not left to the collector
+            for session in opened.values():
+                await session.close()
 
 
 def read_live(
@@ -90,11 +96,12 @@ def read_live(
     """Read every secret's live metadata concurrently; ``None`` where it does not exist.
 
     Tokens are resolved up front (a missing variable is exit 2 before any
-    request). ``MAX_WORKERS`` threads take chunks of secrets from a shared
-    list; each keeps one urllib3 pool (one keep-alive connection) per Vault
-    (:func:`worker_pool`). The first failure (unreachable, sealed, denied)
-    stops the run with its documented exit code. ``advance`` (from worker
-    threads, once per chunk) is how a command shows progress.
+    request). ``MAX_WORKERS`` workers on one event loop take chunks of
+    secrets from a shared list, through one aiohttp session per Vault with
+    as many keep-alive connections (:func:`vault_session`). The first failure
+    (unreachable, sealed, denied) stops the run with its documented exit
+    code. ``advance`` (once per chunk, on the calling thread) is how a
+    command shows progress.
     """
     tokens = {d.vault: read_token(d.vault.token_env) for d in declared}
     results: dict[tuple[str, str], LiveMetadata | None] = {}
@@ -106,18 +113,7 @@ def read_live(
     workers = max(1, min(MAX_WORKERS, len(declared)))
     chunk = max(1, min(CHUNK, len(declared) // (workers * 4)))
     scan = _Scan(declared, chunk=chunk, tokens=tokens, advance=advance or (lambda _n, _total: None))
-    threads = [threading.Thread(target=scan.work, name=f"kv-metadata-{i}", daemon=True)
-               for i in range(workers)]
-    try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:  # an interrupt: let the workers finish their request and close their sockets
-        scan.stop = True
-        for thread in threads:
-            if thread.ident is not None:
-                thread.join()
+    asyncio.run(scan.run(workers))
     if scan.failure is not None:
         raise scan.failure
     for part in scan.parts:

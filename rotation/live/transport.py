@@ -1,17 +1,17 @@
-"""One worker's connection to Vault and one metadata read through it (urllib3, hvac's errors)."""
+"""A session to one Vault and one metadata read through it (aiohttp, hvac's errors)."""
 
 from __future__ import annotations
 
 import json
 import os
+import ssl
 import urllib.request
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote, urlsplit
 
+import aiohttp
 import hvac.utils
-import urllib3
-from urllib3.util.retry import Retry
+import yarl
 
 from kernel.redact import display_url
 from rotation.address import unreachable_hint
@@ -24,8 +24,8 @@ from rotation.vault import DEFAULT_TIMEOUT_SECONDS, vault_errors
 def check_token(token: str, token_env: str) -> None:
     """Refuse a token that cannot be an HTTP header value, before any request (never shown).
 
-    urllib3 would send it as it is (a header injection) or refuse it with the value in
-    its message.
+    An HTTP client would send it as it is (a header injection) or refuse it with the
+    value in its message.
     """
     try:
         value = token.encode("latin-1")
@@ -39,8 +39,7 @@ def check_token(token: str, token_env: str) -> None:
 def check_ca_files() -> None:
     """Refuse a configured CA file or directory that does not exist, before any request (exit 2).
 
-    urllib3 would only fail (with an ``OSError``, not one of its own
-    exceptions) on the first request.
+    The TLS context would fail with an ``OSError`` naming only the errno.
     """
     for name in ("VAULT_CACERT", "VAULT_CAPATH"):
         value = os.environ.get(name)
@@ -50,37 +49,43 @@ def check_ca_files() -> None:
                            hint="check VAULT_CACERT / VAULT_CAPATH")
 
 
-def read_one(pool: urllib3.PoolManager, d: Declared, token: str) -> LiveMetadata | None:
-    """Read one secret's metadata through ``pool`` (None if it does not exist).
+async def read_one(session: aiohttp.ClientSession, d: Declared,
+                   token: str) -> LiveMetadata | None:
+    """Read one secret's metadata through ``session`` (None if it does not exist).
 
     A failed answer raises hvac's exception for its status
     (``hvac.utils.raise_for_error``), so :func:`rotation.vault.vault_errors`
     maps it as it maps every hvac call; a network failure or an answer that
     is not KV v2 metadata is exit 3, naming the request, never a header.
+    aiohttp sends an idempotent request once more when its connection fails
+    before an answer: a kept-alive connection the server or a load balancer
+    dropped meanwhile is opened again (a GET changes nothing).
     """
     base = d.vault.address.rstrip("/")
     url = f"{base}/v1/{quote(d.secret.mount)}/metadata/{quote(d.secret.path)}"
     what = f"reading metadata of {d.secret.id} ({d.stack})"
     try:
-        response = pool.request("GET", url, headers={"X-Vault-Token": token,
-                                                     "X-Vault-Request": "true"})
-    except urllib3.exceptions.HTTPError as exc:
-        cause = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) else exc
+        async with session.get(yarl.URL(url, encoded=True),
+                               headers={"X-Vault-Token": token, "X-Vault-Request": "true"},
+                               allow_redirects=False) as response:
+            status, body = response.status, await response.read()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        # A refused certificate is named as hvac's calls name it in every other command.
+        kind = "SSLError" if isinstance(exc, aiohttp.ClientSSLError) else type(exc).__name__
         raise VaultUnavailable(
-            f"cannot reach Vault at {display_url(d.vault.address)} while {what} "
-            f"({type(cause).__name__})",
+            f"cannot reach Vault at {display_url(d.vault.address)} while {what} ({kind})",
             hint=unreachable_hint(d.vault.address),
         ) from None
-    if response.status == 404:
+    if status == 404:
         return None
     try:
-        doc = json.loads(response.data) if response.data else None
+        doc = json.loads(body) if body else None
     except ValueError:
         doc = None
-    if response.status != 200:
+    if status != 200:
         errors = doc.get("errors") if isinstance(doc, dict) else None
-        hvac.utils.raise_for_error("GET", url, response.status, errors=errors,
-                                   text=response.data.decode("utf-8", "replace"), json=doc)
+        hvac.utils.raise_for_error("GET", url, status, errors=errors,
+                                   text=body.decode("utf-8", "replace"), json=doc)
     data = doc.get("data") if isinstance(doc, dict) else None
     if not isinstance(data, dict):
         raise VaultUnavailable(
@@ -104,27 +109,33 @@ def mapped_error(d: Declared, exc: Exception) -> BaseException:
     raise AssertionError("unreachable: the block always raises")  # pragma: no cover
 
 
-def worker_pool(address: str) -> urllib3.PoolManager:
-    """Return one worker's urllib3 pool for ``address``: one keep-alive connection.
+def vault_session(address: str, connections: int) -> aiohttp.ClientSession:
+    """Return an aiohttp session for ``address`` with at most ``connections`` kept alive.
 
-    The trust is what every command uses: ``VAULT_CACERT`` / ``VAULT_CAPATH``
-    when set (else the system's), ``VAULT_CLIENT_CERT`` / ``VAULT_CLIENT_KEY``
-    for a client certificate; the proxy is the environment's for that host
-    (``urllib.request.getproxies``, as requests reads it). urllib3 retries a
-    request once when its connection fails: a kept-alive connection the server
-    or a load balancer dropped meanwhile is opened again (a GET changes nothing).
+    Call it inside the event loop that uses it. The trust is what every command
+    uses: ``VAULT_CACERT`` / ``VAULT_CAPATH`` when set (else the system's),
+    ``VAULT_CLIENT_CERT`` / ``VAULT_CLIENT_KEY`` for a client certificate; the
+    proxy is the environment's for that host (``urllib.request.getproxies``, as
+    requests reads it; no ``.netrc``). Timeouts are per connect and per read,
+    as hvac's are: an answer that trickles in is read, one that never comes is not.
     """
-    options: dict[str, Any] = {
-        "maxsize": 1, "timeout": urllib3.Timeout(DEFAULT_TIMEOUT_SECONDS),
-        "retries": Retry(total=1, connect=1, read=1, status=0, redirect=0),
-        "ca_certs": os.environ.get("VAULT_CACERT") or None,
-        "ca_cert_dir": os.environ.get("VAULT_CAPATH") or None,
-        "cert_file": os.environ.get("VAULT_CLIENT_CERT") or None,
-        "key_file": os.environ.get("VAULT_CLIENT_KEY") or None,
-    }
+    try:
+        context = ssl.create_default_context(cafile=os.environ.get("VAULT_CACERT") or None,
+                                             capath=os.environ.get("VAULT_CAPATH") or None)
+        cert = os.environ.get("VAULT_CLIENT_CERT")
+        if cert:
+            context.load_cert_chain(cert, os.environ.get("VAULT_CLIENT_KEY") or None)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        raise BadInput(f"cannot load the TLS settings for Vault ({type(exc).__name__})",
+                       hint="check VAULT_CACERT / VAULT_CAPATH / VAULT_CLIENT_CERT / "
+                            "VAULT_CLIENT_KEY") from None
     parts = urlsplit(address)
     proxies = urllib.request.getproxies()
     proxy = proxies.get(parts.scheme) or proxies.get("all")
-    if proxy and not urllib.request.proxy_bypass(parts.hostname or ""):
-        return urllib3.ProxyManager(proxy, **options)
-    return urllib3.PoolManager(**options)
+    if proxy and urllib.request.proxy_bypass(parts.hostname or ""):
+        proxy = None
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=connections, ssl=context),
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=DEFAULT_TIMEOUT_SECONDS,
+                                      sock_read=DEFAULT_TIMEOUT_SECONDS),
+        proxy=proxy or None, trust_env=False)

@@ -1,7 +1,7 @@
-"""``rotation.live.scan.read_live``: urllib3 metadata reads, on real and scripted servers.
+"""``rotation.live.scan.read_live``: aiohttp metadata reads, on real and scripted servers.
 
-Each worker reads through its own urllib3 pool (one keep-alive connection per
-Vault). Against real OpenBao dev servers (plain HTTP, and TLS on an extra
+The workers read through one aiohttp session per Vault, with one keep-alive
+connection per worker. Against real OpenBao dev servers (plain HTTP, and TLS on an extra
 listener with a certificate made here) every answer must equal hvac's read,
 a connection the server resets between two reads is reopened, and a denied
 token maps to exit 1 without the token in the message. What OpenBao never
@@ -14,6 +14,7 @@ with what the test says: every one ends in data or a documented exit code.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import io
@@ -487,17 +488,19 @@ def test_connections_the_server_side_dropped_are_reopened(
         openbao: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     client = openbao.client()
     seed(client, 2)
-    with TcpProxy(openbao.port) as proxy:
-        pool = transport.worker_pool(proxy.address)
-        token = openbao.root_token
-        try:
-            first, second = declared(proxy.address, ["reader/000", "reader/001"])
-            assert transport.read_one(pool, first, token) is not None
+    token = openbao.root_token
+
+    async def two_reads(address: str) -> tuple[LiveMetadata | None, LiveMetadata | None]:
+        first, second = declared(address, ["reader/000", "reader/001"])
+        async with transport.vault_session(address, 1) as session:
+            before = await transport.read_one(session, first, token)
             proxy.cut()  # resets the kept-alive connection (a restarted load balancer, say)
             proxy.restore()
-            got = transport.read_one(pool, second, token)
-        finally:
-            pool.clear()
+            return before, await transport.read_one(session, second, token)
+
+    with TcpProxy(openbao.port) as proxy:
+        before, got = asyncio.run(two_reads(proxy.address))
+        assert before is not None
         assert got is not None and got.current_version == 2
         assert proxy.accepted == 2
 

@@ -5,20 +5,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from pathlib import Path
-
-import aiohttp
+from typing import TYPE_CHECKING
 
 from rotation.kv import LiveMetadata
 from rotation.live.declared import Declared, SecretState, declare
-from rotation.live.transport import (
-    check_ca_files,
-    check_token,
-    mapped_error,
-    read_one,
-    vault_session,
-)
 from rotation.stacks import StackTarget
 from rotation.vault import VaultTarget, read_token
+
+if TYPE_CHECKING:  # aiohttp takes ~0.2 s to import: only a command that reads pays it
+    import aiohttp
 
 MAX_WORKERS = 8  # requests in flight (docs/benchmarks.md has the measurements behind it)
 CHUNK = 32  # secrets a worker takes at a time (fewer for small runs)
@@ -57,6 +52,7 @@ class _Scan:
 
     async def work(self, sessions: Callable[[str], aiohttp.ClientSession]) -> None:
         """One worker: read chunks until none is left, or a failure stops the run."""
+        from rotation.live.transport import mapped_error, read_one
         mine: dict[tuple[str, str], LiveMetadata | None] = {}
         self.parts.append(mine)
         try:
@@ -76,6 +72,7 @@ class _Scan:
 
     async def run(self, workers: int) -> None:
         """Run ``workers`` workers; each Vault gets one session of that many connections."""
+        from rotation.live.transport import vault_session
         opened: dict[str, aiohttp.ClientSession] = {}
 
         def sessions(address: str) -> aiohttp.ClientSession:
@@ -103,6 +100,8 @@ def read_live(
     code. ``advance`` (once per chunk, on the calling thread) is how a
     command shows progress.
     """
+    from rotation.live.transport import check_ca_files, check_token
+
     tokens = {d.vault: read_token(d.vault.token_env) for d in declared}
     results: dict[tuple[str, str], LiveMetadata | None] = {}
     if not declared:

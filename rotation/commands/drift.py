@@ -22,20 +22,18 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-import hvac.exceptions
-
 from kernel.redact import display_url
 from kernel.spec.credentials import credentials
 from rotation import stacks, tables
 from rotation.errors import EXIT_VAULT_UNAVAILABLE, BadInput, CheckFailed
 from rotation.kv import LiveMetadata
 from rotation.live.declared import Declared
+from rotation.live.scan import paths_exist
 from rotation.output import Result
 from rotation.reachable import declared_secrets, read_reachable, unreachable_lines
 from rotation.rollback import previous_kept, previous_note
 from rotation.tables import TableData
 from rotation.timefmt import rfc3339, rfc3339_or_none
-from rotation.vault import vault_errors
 
 NAME = "drift"
 HELP = "compare declared static-secret versions with live KV v2 versions"
@@ -180,19 +178,18 @@ def credential_drift(targets: Sequence[stacks.StackTarget]) -> list[dict[str, An
     rows = []
     for target in targets:
         creds = [c for c in credentials(target.spec) if c.kind != "kv"]
-        client = target.client() if creds else None
+        found = paths_exist(target.vault, [c.id for c in creds])  # concurrently
         for cred in creds:
-            assert client is not None
-            state, note = PRESENT, (f"exists; Vault keeps no version of a {cred.kind} "
-                                    f"({cred.field} {cred.version} is applied by pulumi up)")
-            try:
-                with vault_errors(target.vault.address, f"reading {cred.id}"):
-                    try:
-                        client.adapter.get(f"/v1/{cred.id}")
-                    except hvac.exceptions.InvalidPath:
-                        state, note = MISSING, "not in Vault: apply the stack"
-            except CheckFailed:
+            exists = found[cred.id]
+            if isinstance(exists, CheckFailed):
                 state, note = UNREADABLE, f"not observed: the token may not read {cred.id}"
+            elif isinstance(exists, BaseException):
+                raise exists
+            elif exists:
+                state, note = PRESENT, (f"exists; Vault keeps no version of a {cred.kind} "
+                                        f"({cred.field} {cred.version} is applied by pulumi up)")
+            else:
+                state, note = MISSING, "not in Vault: apply the stack"
             rows.append({"stack": target.name, "id": cred.id, "kind": cred.kind,
                          "declared_version": cred.version, "state": state, "note": note})
     return rows

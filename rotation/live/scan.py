@@ -64,7 +64,8 @@ class _Scan:
                         mine[d.key] = await read_one(sessions(d.vault.address), d,
                                                      self._tokens[d.vault])
                     except Exception as exc:  # noqa: BLE001 - mapped, kept, raised by read_live
-                        self.fail(mapped_error(d, exc))
+                        self.fail(mapped_error(d.vault.address, f"reading metadata of "
+                                               f"{d.secret.id} ({d.stack})", exc))
                         return
                 self._advance(len(chunk), self._total)
         except Exception as exc:  # noqa: BLE001 - e.g. a progress callback failing: kept, raised
@@ -118,6 +119,41 @@ def read_live(
     for part in scan.parts:
         results.update(part)
     return results
+
+
+def paths_exist(vault: VaultTarget, paths: Sequence[str]) -> dict[str, bool | BaseException]:
+    """Whether each Vault API path exists (200) or not (404), read ``MAX_WORKERS`` at a time.
+
+    A path whose read fails has the error instead, mapped as hvac's would be
+    (:func:`rotation.vault.vault_errors`): the caller decides which it can
+    report (a denied read) and which it raises (an unreachable Vault).
+    """
+    from rotation.live.transport import check_ca_files, check_token, mapped_error, path_exists
+
+    if not paths:
+        return {}
+    token = read_token(vault.token_env)
+    check_token(token, vault.token_env)
+    check_ca_files()
+    workers = max(1, min(MAX_WORKERS, len(paths)))
+
+    async def run() -> dict[str, bool | BaseException]:
+        from rotation.live.transport import vault_session
+
+        gate = asyncio.Semaphore(workers)
+
+        async def one(path: str) -> bool | BaseException:
+            async with gate:
+                try:
+                    return await path_exists(session, vault.address, path, token)
+                except Exception as exc:  # noqa: BLE001 - mapped and handed to the caller
+                    return mapped_error(vault.address, f"reading {path}", exc)
+
+        async with vault_session(vault.address, workers) as session:
+            found = await asyncio.gather(*(one(p) for p in paths))
+        return dict(zip(paths, found, strict=True))
+
+    return asyncio.run(run())
 
 
 def secret_states(root: Path, target: StackTarget, *,

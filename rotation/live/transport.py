@@ -49,6 +49,41 @@ def check_ca_files() -> None:
                            hint="check VAULT_CACERT / VAULT_CAPATH")
 
 
+async def _get(session: aiohttp.ClientSession, address: str, url: yarl.URL, token: str,
+               what: str) -> tuple[int, bytes]:
+    """GET ``url``; return status and body, or exit 3 naming ``what`` on a network failure.
+
+    aiohttp sends an idempotent request once more when its connection fails
+    before an answer: a kept-alive connection the server or a load balancer
+    dropped meanwhile is opened again (a GET changes nothing).
+    """
+    try:
+        async with session.get(url, headers={"X-Vault-Token": token, "X-Vault-Request": "true"},
+                               allow_redirects=False) as response:
+            return response.status, await response.read()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        # A refused certificate is named as hvac's calls name it in every other command.
+        kind = "SSLError" if isinstance(exc, aiohttp.ClientSSLError) else type(exc).__name__
+        raise VaultUnavailable(
+            f"cannot reach Vault at {display_url(address)} while {what} ({kind})",
+            hint=unreachable_hint(address),
+        ) from None
+
+
+def _json(body: bytes) -> object:
+    try:
+        return json.loads(body) if body else None
+    except ValueError:
+        return None
+
+
+def _raise_for(url: yarl.URL, status: int, body: bytes, doc: object) -> None:
+    """Raise hvac's exception for a failed answer, so :func:`vault_errors` maps it."""
+    errors = doc.get("errors") if isinstance(doc, dict) else None
+    hvac.utils.raise_for_error("GET", str(url), status, errors=errors,
+                               text=body.decode("utf-8", "replace"), json=doc)
+
+
 async def read_one(session: aiohttp.ClientSession, d: Declared,
                    token: str) -> LiveMetadata | None:
     """Read one secret's metadata through ``session`` (None if it does not exist).
@@ -57,35 +92,17 @@ async def read_one(session: aiohttp.ClientSession, d: Declared,
     (``hvac.utils.raise_for_error``), so :func:`rotation.vault.vault_errors`
     maps it as it maps every hvac call; a network failure or an answer that
     is not KV v2 metadata is exit 3, naming the request, never a header.
-    aiohttp sends an idempotent request once more when its connection fails
-    before an answer: a kept-alive connection the server or a load balancer
-    dropped meanwhile is opened again (a GET changes nothing).
     """
     base = d.vault.address.rstrip("/")
-    url = f"{base}/v1/{quote(d.secret.mount)}/metadata/{quote(d.secret.path)}"
+    url = yarl.URL(f"{base}/v1/{quote(d.secret.mount)}/metadata/{quote(d.secret.path)}",
+                   encoded=True)
     what = f"reading metadata of {d.secret.id} ({d.stack})"
-    try:
-        async with session.get(yarl.URL(url, encoded=True),
-                               headers={"X-Vault-Token": token, "X-Vault-Request": "true"},
-                               allow_redirects=False) as response:
-            status, body = response.status, await response.read()
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        # A refused certificate is named as hvac's calls name it in every other command.
-        kind = "SSLError" if isinstance(exc, aiohttp.ClientSSLError) else type(exc).__name__
-        raise VaultUnavailable(
-            f"cannot reach Vault at {display_url(d.vault.address)} while {what} ({kind})",
-            hint=unreachable_hint(d.vault.address),
-        ) from None
+    status, body = await _get(session, d.vault.address, url, token, what)
     if status == 404:
         return None
-    try:
-        doc = json.loads(body) if body else None
-    except ValueError:
-        doc = None
+    doc = _json(body)
     if status != 200:
-        errors = doc.get("errors") if isinstance(doc, dict) else None
-        hvac.utils.raise_for_error("GET", url, status, errors=errors,
-                                   text=body.decode("utf-8", "replace"), json=doc)
+        _raise_for(url, status, body, doc)
     data = doc.get("data") if isinstance(doc, dict) else None
     if not isinstance(data, dict):
         raise VaultUnavailable(
@@ -95,14 +112,24 @@ async def read_one(session: aiohttp.ClientSession, d: Declared,
     return metadata_from_response(d.secret.mount, d.secret.path, data)
 
 
-def mapped_error(d: Declared, exc: Exception) -> BaseException:
-    """Return ``exc`` as :func:`rotation.vault.vault_errors` maps it for reading ``d``.
+async def path_exists(session: aiohttp.ClientSession, address: str, path: str,
+                      token: str) -> bool:
+    """Whether ``GET /v1/<path>`` finds something (200) or nothing (404); else hvac's error."""
+    url = yarl.URL(f"{address.rstrip('/')}/v1/{path}")
+    status, body = await _get(session, address, url, token, f"reading {path}")
+    if status not in (200, 404):
+        _raise_for(url, status, body, _json(body))
+    return status == 200
 
-    Mapping only on failure keeps the context manager off the per-secret path;
+
+def mapped_error(address: str, what: str, exc: Exception) -> BaseException:
+    """Return ``exc`` as :func:`rotation.vault.vault_errors` maps it while ``what``.
+
+    Mapping only on failure keeps the context manager off the per-request path;
     an exception it does not map comes back unchanged.
     """
     try:
-        with vault_errors(d.vault.address, f"reading metadata of {d.secret.id} ({d.stack})"):
+        with vault_errors(address, what):
             raise exc
     except Exception as mapped:  # noqa: BLE001 - handed back to be raised by the caller
         return mapped

@@ -446,6 +446,39 @@ def test_nothing_declared_reads_nothing() -> None:
     assert read_live([]) == {}
 
 
+def test_paths_exist_answers_each_path_and_hands_back_each_error(
+        scripted: Callable[[Handler], ScriptedServer]) -> None:
+    """drift's credential rows: 200 exists, 404 does not, a denied read is its mapped error."""
+    answers = {b"present": response(200, b'{"data": {}}'), b"absent": response(404, b"{}"),
+               b"denied": response(403, b'{"errors": ["permission denied"]}')}
+
+    def by_path(number: int, own: int, request: bytes, conn: socket.socket) -> bool:
+        target = request.split(b" ", 2)[1]
+        conn.sendall(next(a for name, a in answers.items() if target.endswith(name)))
+        return True
+
+    server = scripted(by_path)
+    paths = [f"identity/oidc/key/{name}" for name in ("present", "absent", "denied")]
+    found = scan.paths_exist(VaultTarget(server.address), paths)
+    assert found["identity/oidc/key/present"] is True
+    assert found["identity/oidc/key/absent"] is False
+    denied = found["identity/oidc/key/denied"]
+    assert isinstance(denied, CheckFailed) and "permission denied" in str(denied)
+    assert TOKEN not in str(denied)
+    assert sorted(r.split(b" ", 2)[1] for r in server.requests) == [
+        f"/v1/{p}".encode() for p in sorted(paths)]
+    assert scan.paths_exist(VaultTarget(server.address), []) == {}
+
+
+def test_paths_exist_on_a_vault_that_does_not_answer_is_exit_3(
+        scripted: Callable[[Handler], ScriptedServer]) -> None:
+    server = scripted(lambda number, own, request, conn: False)
+    found = scan.paths_exist(VaultTarget(server.address), ["sys/mounts/database"])
+    error = found["sys/mounts/database"]
+    assert isinstance(error, VaultUnavailable) and error.exit_code == 3
+    assert "cannot reach Vault" in str(error) and "sys/mounts/database" in str(error)
+
+
 # --------------------------------------------------------------------------- real OpenBao
 
 

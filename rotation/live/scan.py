@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rotation.kv import LiveMetadata
 from rotation.live.declared import Declared, SecretState, declare
@@ -19,6 +20,38 @@ MAX_WORKERS = 8  # requests in flight (docs/benchmarks.md has the measurements b
 CHUNK = 32  # secrets a worker takes at a time (fewer for small runs)
 
 Advance = Callable[[int, int], None]  # (how many more secrets were read, how many in all)
+T = TypeVar("T")
+
+
+def _run_apart(main: Callable[[], Coroutine[Any, Any, T]], stop: Callable[[], None]) -> T:
+    """Run ``main()`` on an event loop in a thread of its own; return or raise what it did.
+
+    The caller's thread keeps its event-loop state: ``asyncio.run`` there would
+    leave it with no current loop, and Pulumi's runtime (the program, its unit
+    tests in the same process) asks for the current loop. An interrupt of the
+    caller (Ctrl-C, or SIGTERM raised as an exception) calls ``stop`` and waits
+    for the loop to end: each worker finishes the request it is in and the
+    sockets are closed, none is left half-read.
+    """
+    outcome: list[T] = []
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            outcome.append(asyncio.run(main()))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=target, name="vault-reads", daemon=True)
+    thread.start()
+    try:
+        thread.join()
+    finally:
+        stop()
+        thread.join()
+    if failure:
+        raise failure[0]
+    return outcome[0]
 
 
 class _Scan:
@@ -98,8 +131,8 @@ def read_live(
     secrets from a shared list, through one aiohttp session per Vault with
     as many keep-alive connections (:func:`vault_session`). The first failure
     (unreachable, sealed, denied) stops the run with its documented exit
-    code. ``advance`` (once per chunk, on the calling thread) is how a
-    command shows progress.
+    code. ``advance`` (once per chunk, from the reader's own thread:
+    :func:`_run_apart`) is how a command shows progress.
     """
     from rotation.live.transport import check_ca_files, check_token
 
@@ -113,7 +146,7 @@ def read_live(
     workers = max(1, min(MAX_WORKERS, len(declared)))
     chunk = max(1, min(CHUNK, len(declared) // (workers * 4)))
     scan = _Scan(declared, chunk=chunk, tokens=tokens, advance=advance or (lambda _n, _total: None))
-    asyncio.run(scan.run(workers))
+    _run_apart(lambda: scan.run(workers), lambda: setattr(scan, "stop", True))
     if scan.failure is not None:
         raise scan.failure
     for part in scan.parts:
@@ -144,6 +177,8 @@ def paths_exist(vault: VaultTarget, paths: Sequence[str]) -> dict[str, bool | Ba
 
         async def one(path: str) -> bool | BaseException:
             async with gate:
+                if stopped:
+                    return asyncio.CancelledError()
                 try:
                     return await path_exists(session, vault.address, path, token)
                 except Exception as exc:  # noqa: BLE001 - mapped and handed to the caller
@@ -153,7 +188,8 @@ def paths_exist(vault: VaultTarget, paths: Sequence[str]) -> dict[str, bool | Ba
             found = await asyncio.gather(*(one(p) for p in paths))
         return dict(zip(paths, found, strict=True))
 
-    return asyncio.run(run())
+    stopped: list[bool] = []  # set by an interrupt of the caller: no new request starts
+    return _run_apart(run, lambda: stopped.append(True))
 
 
 def secret_states(root: Path, target: StackTarget, *,

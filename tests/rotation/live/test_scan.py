@@ -20,6 +20,9 @@ import datetime as dt
 import io
 import json
 import socket
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -38,6 +41,7 @@ from rotation.live.declared import Declared
 from rotation.live.scan import read_live
 from rotation.progress import progress_bar
 from rotation.vault import VaultTarget
+from tests.conftest import REPO_ROOT
 from tests.rotation.tcp_proxy import TcpProxy
 from tests.servers import free_port, start_openbao
 
@@ -444,6 +448,30 @@ def test_the_reader_reports_progress_through_its_callback_only(
 
 def test_nothing_declared_reads_nothing() -> None:
     assert read_live([]) == {}
+
+
+def test_the_callers_thread_keeps_its_event_loop_state(
+        scripted: Callable[[Handler], ScriptedServer]) -> None:
+    """Pulumi's runtime asks for the current loop: a read must not leave the thread with none.
+
+    ``asyncio.run`` on the caller's thread would (it sets the current loop to
+    None when it ends), and every later Pulumi mock test in the process failed.
+    A fresh interpreter, so this process's loop state is not the test's subject.
+    """
+    server = scripted(answer(OK))
+    code = textwrap.dedent(f"""
+        import asyncio, warnings
+        from rotation.live.scan import paths_exist, read_live
+        from rotation.vault import VaultTarget
+        from tests.rotation.live.test_scan import declared
+        assert len(read_live(declared({server.address!r}, ["a"]))) == 1
+        assert paths_exist(VaultTarget({server.address!r}), ["sys/x"]) == {{"sys/x": True}}
+        warnings.simplefilter("ignore", DeprecationWarning)
+        asyncio.get_event_loop()  # raises once the current loop was set to None
+    """)
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
 
 
 def test_paths_exist_answers_each_path_and_hands_back_each_error(

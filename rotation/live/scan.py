@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -52,6 +52,18 @@ def _run_apart(main: Callable[[], Coroutine[Any, Any, T]], stop: Callable[[], No
     if failure:
         raise failure[0]
     return outcome[0]
+
+
+def _tokens(vaults: Iterable[VaultTarget]) -> dict[VaultTarget, str]:
+    """Each Vault's token, and the trust files, checked before any request (exit 2 if bad)."""
+    from rotation.live.transport import check_ca_files, check_token
+
+    tokens = {vault: read_token(vault.token_env) for vault in dict.fromkeys(vaults)}
+    if tokens:
+        for vault, token in tokens.items():
+            check_token(token, vault.token_env)
+        check_ca_files()
+    return tokens
 
 
 class _Scan:
@@ -134,15 +146,10 @@ def read_live(
     code. ``advance`` (once per chunk, from the reader's own thread:
     :func:`_run_apart`) is how a command shows progress.
     """
-    from rotation.live.transport import check_ca_files, check_token
-
-    tokens = {d.vault: read_token(d.vault.token_env) for d in declared}
+    tokens = _tokens(d.vault for d in declared)
     results: dict[tuple[str, str], LiveMetadata | None] = {}
     if not declared:
         return results
-    for vault, token in tokens.items():  # refused before any request
-        check_token(token, vault.token_env)
-    check_ca_files()
     workers = max(1, min(MAX_WORKERS, len(declared)))
     chunk = max(1, min(CHUNK, len(declared) // (workers * 4)))
     scan = _Scan(declared, chunk=chunk, tokens=tokens, advance=advance or (lambda _n, _total: None))
@@ -161,13 +168,11 @@ def paths_exist(vault: VaultTarget, paths: Sequence[str]) -> dict[str, bool | Ba
     (:func:`rotation.vault.vault_errors`): the caller decides which it can
     report (a denied read) and which it raises (an unreachable Vault).
     """
-    from rotation.live.transport import check_ca_files, check_token, mapped_error, path_exists
+    from rotation.live.transport import mapped_error, path_exists
 
     if not paths:
         return {}
-    token = read_token(vault.token_env)
-    check_token(token, vault.token_env)
-    check_ca_files()
+    token = _tokens([vault])[vault]
     workers = max(1, min(MAX_WORKERS, len(paths)))
 
     async def run() -> dict[str, bool | BaseException]:

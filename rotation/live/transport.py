@@ -114,12 +114,17 @@ async def read_one(session: aiohttp.ClientSession, d: Declared,
 
 async def path_exists(session: aiohttp.ClientSession, address: str, path: str,
                       token: str) -> bool:
-    """Whether ``GET /v1/<path>`` finds something (200) or nothing (404); else hvac's error."""
+    """Whether ``GET /v1/<path>`` finds something (2xx) or nothing (404); else hvac's error.
+
+    Any success counts, as for hvac's adapter, which raises only from 400 on.
+    """
     url = yarl.URL(f"{address.rstrip('/')}/v1/{path}")
     status, body = await _get(session, address, url, token, f"reading {path}")
-    if status not in (200, 404):
+    if 200 <= status < 300:
+        return True
+    if status != 404:
         _raise_for(url, status, body, _json(body))
-    return status == 200
+    return False
 
 
 def mapped_error(address: str, what: str, exc: Exception) -> BaseException:
@@ -136,6 +141,38 @@ def mapped_error(address: str, what: str, exc: Exception) -> BaseException:
     raise AssertionError("unreachable: the block always raises")  # pragma: no cover
 
 
+def _set(*names: str) -> str:
+    """``NAME=value`` of each variable set (paths, never a key's content), for a message."""
+    return ", ".join(f"{n}={os.environ[n]}" for n in names if os.environ.get(n))
+
+
+def _tls_context() -> ssl.SSLContext:
+    """Build the trust and client certificate every command uses; exit 2 naming what is bad.
+
+    A file that exists but holds no certificate (or a key that does not match)
+    fails here, before any request; a missing one was refused by
+    :func:`check_ca_files`.
+    """
+    try:
+        context = ssl.create_default_context(cafile=os.environ.get("VAULT_CACERT") or None,
+                                             capath=os.environ.get("VAULT_CAPATH") or None)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        raise BadInput(f"cannot load the CA certificates for Vault from "
+                       f"{_set('VAULT_CACERT', 'VAULT_CAPATH')} ({type(exc).__name__})",
+                       hint="check VAULT_CACERT / VAULT_CAPATH: PEM certificates") from None
+    cert = os.environ.get("VAULT_CLIENT_CERT")
+    if cert:
+        try:
+            context.load_cert_chain(cert, os.environ.get("VAULT_CLIENT_KEY") or None)
+        except (OSError, ValueError) as exc:
+            raise BadInput(f"cannot load the client certificate for Vault from "
+                           f"{_set('VAULT_CLIENT_CERT', 'VAULT_CLIENT_KEY')} "
+                           f"({type(exc).__name__})",
+                           hint="check VAULT_CLIENT_CERT / VAULT_CLIENT_KEY: a PEM certificate "
+                                "and its unencrypted key") from None
+    return context
+
+
 def vault_session(address: str, connections: int) -> aiohttp.ClientSession:
     """Return an aiohttp session for ``address`` with at most ``connections`` kept alive.
 
@@ -146,16 +183,7 @@ def vault_session(address: str, connections: int) -> aiohttp.ClientSession:
     requests reads it; no ``.netrc``). Timeouts are per connect and per read,
     as hvac's are: an answer that trickles in is read, one that never comes is not.
     """
-    try:
-        context = ssl.create_default_context(cafile=os.environ.get("VAULT_CACERT") or None,
-                                             capath=os.environ.get("VAULT_CAPATH") or None)
-        cert = os.environ.get("VAULT_CLIENT_CERT")
-        if cert:
-            context.load_cert_chain(cert, os.environ.get("VAULT_CLIENT_KEY") or None)
-    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-        raise BadInput(f"cannot load the TLS settings for Vault ({type(exc).__name__})",
-                       hint="check VAULT_CACERT / VAULT_CAPATH / VAULT_CLIENT_CERT / "
-                            "VAULT_CLIENT_KEY") from None
+    context = _tls_context()
     parts = urlsplit(address)
     proxies = urllib.request.getproxies()
     proxy = proxies.get(parts.scheme) or proxies.get("all")

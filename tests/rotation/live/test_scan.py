@@ -498,6 +498,36 @@ def test_paths_exist_answers_each_path_and_hands_back_each_error(
     assert scan.paths_exist(VaultTarget(server.address), []) == {}
 
 
+def test_paths_exist_counts_any_success_as_there(
+        scripted: Callable[[Handler], ScriptedServer]) -> None:
+    """hvac's adapter raised only from 400 on: a 204 is a path that exists, as it was."""
+    server = scripted(answer(response(204, b"")))
+    assert scan.paths_exist(VaultTarget(server.address), ["sys/x"]) == {"sys/x": True}
+
+
+@pytest.mark.parametrize(("variables", "named"), [
+    ({"VAULT_CACERT": "not-a-certificate.pem"}, "VAULT_CACERT="),
+    ({"VAULT_CLIENT_CERT": "not-a-certificate.pem"}, "VAULT_CLIENT_CERT="),
+])
+def test_tls_files_that_hold_no_certificate_are_bad_input(
+        scripted: Callable[[Handler], ScriptedServer], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path, variables: dict[str, str], named: str) -> None:
+    """Exit 2 naming the variable and its path, before any request; never the file's content."""
+    server = scripted(answer(OK))
+    for name, file in variables.items():
+        (tmp_path / file).write_text("CANARY-not-pem-content\n")
+        monkeypatch.setenv(name, str(tmp_path / file))
+    for call in (lambda: read_live(declared(server.address, ["a"])),
+                 lambda: scan.paths_exist(VaultTarget(server.address), ["sys/x"])):
+        with pytest.raises(BadInput) as info:
+            found = call()
+            raise AssertionError(f"read without its TLS settings: {found}")
+        assert info.value.exit_code == 2
+        assert named in str(info.value) and str(tmp_path) in str(info.value)
+        assert "CANARY" not in str(info.value) and "CANARY" not in (info.value.hint or "")
+    assert server.requests == []
+
+
 def test_paths_exist_on_a_vault_that_does_not_answer_is_exit_3(
         scripted: Callable[[Handler], ScriptedServer]) -> None:
     server = scripted(lambda number, own, request, conn: False)

@@ -25,6 +25,7 @@ def policy_dir(root: Path) -> Path:
     return root / "policies" / "acl"
 
 
+CONFIG_PREFIX = config_key("")  # what every key of this project's stack config starts with
 SPEC_CONFIG_KEY = config_key("spec")
 POLICY_DIR = policy_dir(REPO_ROOT)
 

@@ -30,12 +30,8 @@ from typing import Any, TextIO
 from kernel import atomic
 from kernel.redact import describe
 from rotation.dynamic.journal import LeaseJournal, recover_journal
-from rotation.dynamic.manager import (
-    DEFAULT_ESCALATE_AFTER_SECONDS,
-    CloseReport,
-    Credential,
-    DynamicCredentialManager,
-)
+from rotation.dynamic.manager import CloseReport, Credential, DynamicCredentialManager
+from rotation.dynamic.policy import DEFAULT_ESCALATE_AFTER_SECONDS, LeasePolicy
 from rotation.errors import EXIT_INTERRUPTED, BadInput, Interrupted
 from rotation.output import Result, log
 from rotation.stacks import add_address_arguments, stackless_address
@@ -284,10 +280,11 @@ def _run(args: argparse.Namespace, client: Any, output: Path) -> Result:
     recovered = recover_journal(client, journal, keep=writer.lease_id())
     manager = DynamicCredentialManager(
         client, role=args.role, mount=args.mount, on_credential=writer.write,
-        on_renewal=writer.write_renewal, refresh_margin=args.refresh_margin,
-        increment=args.increment, replaced_lease=args.replaced_lease,
-        revoke_on_stop=args.revoke_on_exit, revoke_on_failure=args.revoke_on_failure,
-        escalate_after=args.escalate_after, journal=journal,
+        on_renewal=writer.write_renewal, journal=journal,
+        policy=LeasePolicy(refresh_margin=args.refresh_margin, increment=args.increment,
+                           replaced_lease=args.replaced_lease, revoke_on_stop=args.revoke_on_exit,
+                           revoke_on_failure=args.revoke_on_failure,
+                           escalate_after=args.escalate_after),
     )
     if not args.watch:
         cred = manager.issue()

@@ -8,7 +8,9 @@ the lease cannot be extended any further, and revokes what it issued when it
 is stopped (:mod:`rotation.dynamic.manager`). :class:`ManagerGroup` drives
 many managers from one dispatcher thread and a small worker pool
 (:mod:`rotation.dynamic.group`; docs/benchmarks-dynamic.md measures how many
-leases that keeps alive). The schedule is :mod:`rotation.dynamic.schedule`,
+leases that keeps alive). A manager is told how to keep its leases by a
+:class:`~rotation.dynamic.policy.LeasePolicy`
+(:mod:`rotation.dynamic.policy`). The schedule is :mod:`rotation.dynamic.schedule`,
 the journal :mod:`rotation.dynamic.journal`, and the Vault calls the commands
 share :mod:`rotation.dynamic.leases`.
 

@@ -10,7 +10,8 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 
-from rotation.dynamic.manager import Clock, CloseReport, DynamicCredentialManager
+from rotation.dynamic.manager import CloseReport, DynamicCredentialManager
+from rotation.dynamic.policy import Clock
 
 
 class ManagerGroup:
@@ -95,8 +96,9 @@ class ManagerGroup:
             failed = self._failure is not None
 
             def close(manager: DynamicCredentialManager) -> CloseReport:
-                revoke = manager.revoke_on_failure if failed else manager.revoke_on_stop
-                return manager.close(revoke=revoke)
+                policy = manager.policy
+                return manager.close(revoke=policy.revoke_on_failure if failed
+                                     else policy.revoke_on_stop)
 
             reports = list(pool.map(close, self.managers))
         if self._failure is not None:

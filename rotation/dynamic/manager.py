@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 import hvac
 import hvac.exceptions
@@ -18,9 +17,8 @@ import hvac.exceptions
 from kernel.redact import describe, display_url, plainly_not_secret
 from rotation.dynamic.journal import LeaseJournal
 from rotation.dynamic.leases import LeaseGone, database_failure, revoke_lease
+from rotation.dynamic.policy import Clocks, LeasePolicy
 from rotation.dynamic.schedule import (
-    DEFAULT_BACKOFF_INITIAL_SECONDS,
-    DEFAULT_BACKOFF_MAX_SECONDS,
     MAX_MARGIN_FRACTION,
     Backoff,
     grace_seconds,
@@ -40,10 +38,6 @@ from rotation.timefmt import rfc3339
 from rotation.vault import vault_errors
 
 log = logging.getLogger("rotation.dynamic")
-
-DEFAULT_ESCALATE_AFTER_SECONDS = 5 * 60  # 5m: the runbook's escalation limit
-ReplacedLease = Literal["revoke", "expire"]
-Clock = Callable[[], float]
 
 
 def iso(ts: float) -> str:
@@ -123,9 +117,10 @@ class DynamicCredentialManager:
 
     Drive it with :meth:`run` (one manager, blocking, stoppable with
     :meth:`stop`) or with :meth:`issue` followed by :meth:`step` calls at the
-    times it returns (what :class:`ManagerGroup` does). ``clock`` (monotonic
-    seconds), ``wall_clock`` (epoch seconds), ``sleep`` and ``rng`` are
-    injectable so the schedule can be checked without waiting.
+    times it returns (what :class:`ManagerGroup` does). ``policy``
+    (:class:`~rotation.dynamic.policy.LeasePolicy`) is how the leases are
+    kept; ``clocks`` (:class:`~rotation.dynamic.policy.Clocks`) are injectable
+    so the schedule can be checked without waiting.
     """
 
     def __init__(
@@ -136,47 +131,25 @@ class DynamicCredentialManager:
         on_credential: Callable[[Credential], None],
         mount: str = "database",
         on_renewal: Callable[[Credential], None] | None = None,
-        refresh_margin: float = 0.0,
-        increment: int | None = None,
-        replaced_lease: ReplacedLease = "revoke",
-        revoke_on_stop: bool = True,
-        revoke_on_failure: bool = True,
-        escalate_after: float = DEFAULT_ESCALATE_AFTER_SECONDS,
-        backoff_initial: float = DEFAULT_BACKOFF_INITIAL_SECONDS,
-        backoff_max: float = DEFAULT_BACKOFF_MAX_SECONDS,
+        policy: LeasePolicy | None = None,
         journal: LeaseJournal | None = None,
-        clock: Clock = time.monotonic,
-        wall_clock: Clock = time.time,
-        sleep: Callable[[float], None] | None = None,
-        rng: random.Random | None = None,
+        clocks: Clocks | None = None,
     ) -> None:
-        if refresh_margin < 0:
-            raise BadInput(f"refresh margin must be >= 0 seconds, got {refresh_margin}")
-        if escalate_after <= 0:
-            raise BadInput(f"escalate-after must be > 0 seconds, got {escalate_after}")
-        if increment is not None and increment <= 0:
-            raise BadInput(f"renewal increment must be > 0 seconds, got {increment}")
-        if replaced_lease not in ("revoke", "expire"):
-            raise BadInput(f"replaced lease policy must be revoke or expire, got {replaced_lease}")
         self._client = client
         self._address: str = client.url
         self.role = role
         self.mount = mount
         self._on_credential = on_credential
         self._on_renewal = on_renewal
-        self.refresh_margin = float(refresh_margin)
-        self._increment = increment
-        self.replaced_lease: ReplacedLease = replaced_lease
-        self.revoke_on_stop = revoke_on_stop
-        self.revoke_on_failure = revoke_on_failure
-        self.escalate_after = float(escalate_after)
+        self.policy = policy or LeasePolicy()
         self._journal = journal
-        self._clock = clock
-        self._wall = wall_clock
-        self._sleep = sleep
-        # Jitter only spreads clients apart; it needs no cryptographic randomness.
-        self._rng = rng or random.Random()  # noqa: S311
-        self._backoff = Backoff(initial=backoff_initial, maximum=backoff_max, rng=self._rng)
+        clocks = clocks or Clocks()
+        self._clock = clocks.monotonic
+        self._wall = clocks.wall
+        self._sleep = clocks.sleep
+        self._rng = clocks.rng
+        self._backoff = Backoff(initial=self.policy.backoff_initial,
+                                maximum=self.policy.backoff_max, rng=self._rng)
         self._stop = threading.Event()
         self.stats = ManagerStats()
 
@@ -276,16 +249,17 @@ class DynamicCredentialManager:
         self._base_duration = float(duration)
         self._expires_clock = sent + duration
         self._grace = grace_seconds(duration, self._rng)
-        self._lead = lead_seconds(duration, self._grace, self.refresh_margin)
+        self._lead = lead_seconds(duration, self._grace, self.policy.refresh_margin)
         self._final = not cred.renewable
         self._dead = False
-        if self.refresh_margin > duration * MAX_MARGIN_FRACTION and not self._margin_warned:
+        margin = self.policy.refresh_margin
+        if margin > duration * MAX_MARGIN_FRACTION and not self._margin_warned:
             self._margin_warned = True
             log.warning("refresh margin %.0fs is more than half of the %ds lease of role %s: "
-                        "acting at half-life instead", self.refresh_margin, duration, self.role)
+                        "acting at half-life instead", margin, duration, self.role)
 
     def _renew(self, cred: Credential) -> Credential:
-        asked = self._increment or int(self._base_duration)
+        asked = self.policy.increment or int(self._base_duration)
         sent, sent_wall = self._clock(), self._wall()
         with vault_errors(self._address, f"renewing lease {cred.lease_id}"):
             try:
@@ -380,7 +354,7 @@ class DynamicCredentialManager:
                 self.stats.late_replacements += 1
         if old is None or old_dead or self._clock() >= old_expires:
             log.info("replaced lease %s with %s", old.lease_id if old else "-", new.lease_id)
-        elif self.replaced_lease == "revoke":
+        elif self.policy.replaced_lease == "revoke":
             try:
                 revoke_lease(self._client, old.lease_id)
                 self.stats.revoked += 1
@@ -465,7 +439,7 @@ class DynamicCredentialManager:
             self._unavailable_since = now
         down_for = now - self._unavailable_since
         lease = self._current.lease_id if self._current else "-"
-        if down_for >= self.escalate_after:
+        if down_for >= self.policy.escalate_after:
             if self._current is None:
                 state = "no lease issued yet"
             elif self._dead or now >= self._expires_clock:
@@ -474,13 +448,13 @@ class DynamicCredentialManager:
                 state = f"lease {lease} expires at {iso(self._current.expires_at)}"
             raise Escalation(
                 f"Vault at {display_url(self._address)} has been unavailable for {down_for:.0f}s "
-                f"(limit {self.escalate_after:.0f}s): {exc}; {state}",
+                f"(limit {self.policy.escalate_after:.0f}s): {exc}; {state}",
                 hint="page the security on-call (runbook: Failure Handling 3); once Vault "
                      f"is back, revoke leftovers with `python -m rotation revoke --lease-id "
                      f"{lease}`",
             )
         remaining = None if self._dead else self._expires_clock - now
-        escalate_in = self._unavailable_since + self.escalate_after - now
+        escalate_in = self._unavailable_since + self.policy.escalate_after - now
         delay = retry_delay(self._backoff.next(), remaining, escalate_in,
                             floor=self._backoff.initial)
         self._next_at = now + delay
@@ -520,7 +494,8 @@ class DynamicCredentialManager:
                     self._pause(delay)
             failed = False
         finally:
-            report = self.close(revoke=self.revoke_on_failure if failed else self.revoke_on_stop)
+            revoke = self.policy.revoke_on_failure if failed else self.policy.revoke_on_stop
+            report = self.close(revoke=revoke)
         return report
 
     def close(self, *, revoke: bool) -> CloseReport:

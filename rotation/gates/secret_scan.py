@@ -561,7 +561,6 @@ def stack_config_findings(root: Path, names: Iterable[str],
     """
     found: list[Finding] = []
     exempt: set[tuple[str, int]] = set()
-    prefix = f"{paths.PROJECT_NAME}:"
     for name in names:
         path = root / name
         if not fnmatch.fnmatchcase(name, STACK_GLOB) or not path.is_file() or path.is_symlink():
@@ -588,7 +587,7 @@ def stack_config_findings(root: Path, names: Iterable[str],
         if not isinstance(config, dict):
             continue
         for key, value in config.items():
-            if not str(key).startswith(prefix) or key == paths.SPEC_CONFIG_KEY:
+            if not str(key).startswith(paths.CONFIG_PREFIX) or key == paths.SPEC_CONFIG_KEY:
                 continue
             if isinstance(value, dict) and set(value) == {"secure"}:
                 continue

@@ -31,7 +31,6 @@ from rotation.review.changes import (
     show,
 )
 
-CONFIG_PREFIX = f"{paths.PROJECT_NAME}:"
 # Generator alphabets, weakest first (infra/components/static_secrets.py).
 ALPHABET_STRENGTH = {"alphanumeric": 62, "urlsafe": 64, "full": 94}
 
@@ -311,7 +310,8 @@ def _config_keys(c: _Classifier, old: Any, new: Any, rotation_keys: set[str]) ->
     before = dict(old) if isinstance(old, Mapping) else {}
     after = dict(new) if isinstance(new, Mapping) else {}
     for key in sorted(set(before) | set(after), key=str):
-        if key == paths.SPEC_CONFIG_KEY or str(key).removeprefix(CONFIG_PREFIX) in rotation_keys:
+        name = str(key).removeprefix(paths.CONFIG_PREFIX)
+        if key == paths.SPEC_CONFIG_KEY or name in rotation_keys:
             continue
         a, b = before.get(key), after.get(key)
         if a == b:

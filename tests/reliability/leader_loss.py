@@ -36,6 +36,7 @@ from rotation import kvwrite
 from rotation.cluster import follow_active
 from rotation.dynamic.group import ManagerGroup
 from rotation.dynamic.manager import Credential, DynamicCredentialManager
+from rotation.dynamic.policy import LeasePolicy
 from rotation.errors import RotationError
 from tests.cluster import RaftCluster
 from tests.reliability.support import child_env, run_cli
@@ -345,7 +346,7 @@ def lease_holders(cluster: RaftCluster, role: str, *, leases: int = 8,
     for _ in range(leases):
         manager = DynamicCredentialManager(
             client, role=role, on_credential=handed, on_renewal=renewed,
-            backoff_initial=0.25, backoff_max=2.0, escalate_after=120)
+            policy=LeasePolicy(backoff_initial=0.25, backoff_max=2.0, escalate_after=120))
         manager.issue()
         group.add(manager)
         managers.append(manager)

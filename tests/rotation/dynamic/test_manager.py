@@ -22,6 +22,7 @@ import pytest
 from rotation.dynamic.group import ManagerGroup
 from rotation.dynamic.journal import LeaseJournal, recover_journal
 from rotation.dynamic.manager import Credential, DynamicCredentialManager
+from rotation.dynamic.policy import Clocks, LeasePolicy
 from rotation.errors import BadInput, Escalation, VaultUnavailable
 from tests.rotation.dynamic_support import (
     MOUNT,
@@ -122,7 +123,8 @@ def test_schedule_with_an_injected_clock_renews_then_replaces_at_max_ttl(
     client = make_roles(openbao, postgres, capped=(600, 600))
     clock, handover = FakeClock(), Handover()
     manager = DynamicCredentialManager(client, role="capped", on_credential=handover,
-                                       refresh_margin=250, clock=clock, rng=random.Random(5))
+                                       policy=LeasePolicy(refresh_margin=250),
+                                       clocks=Clocks(monotonic=clock, rng=random.Random(5)))
     first = manager.issue()
     assert can_login(postgres, first.username, first.password)
     grace = manager.grace
@@ -166,8 +168,9 @@ def test_outage_backs_off_then_escalates_on_the_injected_clock(openbao: Any,
         via_proxy.url = proxy.address
         clock = FakeClock()
         manager = DynamicCredentialManager(
-            via_proxy, role="steady", on_credential=Handover(), clock=clock, escalate_after=300,
-            backoff_initial=1, backoff_max=60, rng=random.Random(2))
+            via_proxy, role="steady", on_credential=Handover(),
+            policy=LeasePolicy(escalate_after=300, backoff_initial=1, backoff_max=60),
+            clocks=Clocks(monotonic=clock, rng=random.Random(2)))
         cred = manager.issue()
         proxy.cut()
         clock.now = first_failure = manager.next_action_at
@@ -231,7 +234,8 @@ def test_renewals_then_new_credentials_before_max_ttl(openbao: Any, postgres: An
     with captured_rotation_logs() as logs:
         manager = DynamicCredentialManager(
             client, role="short", on_credential=handover, on_renewal=renewals.append,
-            refresh_margin=2, replaced_lease=replaced_lease)  # type: ignore[arg-type]
+            policy=LeasePolicy(refresh_margin=2,
+                               replaced_lease=replaced_lease))  # type: ignore[arg-type]
         thread, outcome = run_in_thread(manager)
         wait_until(lambda: len(handover.creds) >= 2, 9, "new credentials at max_ttl")
         old, new = handover.creds[0], handover.creds[1]
@@ -292,7 +296,8 @@ def test_a_replacement_that_cannot_be_handed_over_is_revoked_and_the_watch_fails
     clock = FakeClock()
     handover = Handover(fail_on={2: RuntimeError("disk full")})
     manager = DynamicCredentialManager(client, role="capped", on_credential=handover,
-                                       clock=clock, revoke_on_failure=True)
+                                       policy=LeasePolicy(revoke_on_failure=True),
+                                       clocks=Clocks(monotonic=clock))
     first = manager.issue()
     time.sleep(1.1)  # a whole second of lease age, so the renewal comes back short
     clock.now = manager.next_action_at
@@ -305,7 +310,7 @@ def test_a_replacement_that_cannot_be_handed_over_is_revoked_and_the_watch_fails
     assert_dead(client, postgres, new)
     assert manager.current is not None and manager.current.lease_id == first.lease_id
     assert can_login(postgres, first.username, first.password), "old lease still serves"
-    manager.close(revoke=manager.revoke_on_failure)
+    manager.close(revoke=manager.policy.revoke_on_failure)
     assert_dead(client, postgres, first)
 
 
@@ -337,7 +342,7 @@ def test_proxy_outage_longer_than_a_renewal_interval_backs_off_and_renews(
         via_proxy.url = proxy.address
         handover = Handover()
         manager = DynamicCredentialManager(via_proxy, role="r", on_credential=handover,
-                                           backoff_initial=0.3, backoff_max=2)
+                                           policy=LeasePolicy(backoff_initial=0.3, backoff_max=2))
         thread, outcome = run_in_thread(manager)
         wait_until(lambda: manager.current is not None, 5, "the first issue")
         cred = manager.current
@@ -368,7 +373,7 @@ def test_proxy_outage_longer_than_the_lease_issues_fresh_credentials(openbao: An
         via_proxy.url = proxy.address
         handover = Handover()
         manager = DynamicCredentialManager(via_proxy, role="r", on_credential=handover,
-                                           backoff_initial=0.2, backoff_max=1)
+                                           policy=LeasePolicy(backoff_initial=0.2, backoff_max=1))
         thread, outcome = run_in_thread(manager)
         wait_until(lambda: manager.current is not None, 5, "the first issue")
         old = handover.creds[0]
@@ -399,7 +404,8 @@ def test_escalation_stops_the_manager_with_exit_code_4(openbao: Any, postgres: A
         via_proxy.url = proxy.address
         handover = Handover()
         manager = DynamicCredentialManager(via_proxy, role="r", on_credential=handover,
-                                           escalate_after=1.0, backoff_initial=0.2)
+                                           policy=LeasePolicy(escalate_after=1.0,
+                                                              backoff_initial=0.2))
         thread, outcome = run_in_thread(manager)
         wait_until(lambda: manager.current is not None, 5, "the first issue")
         proxy.cut()
@@ -437,8 +443,8 @@ def test_server_restart_with_on_disk_storage_the_lease_survives_and_is_renewed(
 ) -> None:
     handover = Handover()
     manager = DynamicCredentialManager(persistent_bao.client(), role="slow",
-                                       on_credential=handover, backoff_initial=0.3,
-                                       backoff_max=2)
+                                       on_credential=handover,
+                                       policy=LeasePolicy(backoff_initial=0.3, backoff_max=2))
     thread, outcome = run_in_thread(manager)
     wait_until(lambda: manager.current is not None, 5, "the first issue")
     cred = handover.creds[0]
@@ -464,8 +470,8 @@ def test_server_restart_after_the_lease_died_issues_fresh_credentials(
 ) -> None:
     handover = Handover()
     manager = DynamicCredentialManager(persistent_bao.client(), role="r",
-                                       on_credential=handover, backoff_initial=0.2,
-                                       backoff_max=1)
+                                       on_credential=handover,
+                                       policy=LeasePolicy(backoff_initial=0.2, backoff_max=1))
     thread, outcome = run_in_thread(manager)
     wait_until(lambda: manager.current is not None, 5, "the first issue")
     old = handover.creds[0]

@@ -113,18 +113,29 @@ class DatabaseEngine(pulumi.ComponentResource):
                 opts=child,
             )
         wanted = rotations or {}
-        actions: list[tuple[str, pulumi.Resource, dict[str, object] | None]] = [
-            (db_root_id(spec.mount, conn.name), self.connection, None)]
-        actions += [(static_role_id(spec.mount, n), r, None) for n, r in self.static_roles.items()]
         # sync: the apply returns only once every lease of the role is revoked.
-        actions += [(lease_generation_id(spec.mount, n), r, {"sync": True})
+        actions: list[tuple[str, list[pulumi.Resource], dict[str, object] | None]] = [
+            (static_role_id(spec.mount, n), [r], None) for n, r in self.static_roles.items()]
+        actions += [(lease_generation_id(spec.mount, n), [r], {"sync": True})
                     for n, r in self.roles.items()]
         self.rotations = {}
-        for credential_id, target, extra in actions:
-            credential = wanted.get(credential_id)
-            action = None if credential is None else rotation_action(
-                credential, pulumi.ResourceOptions(parent=self, depends_on=[target]), extra=extra)
-            if action is not None:
-                self.rotations[credential_id] = action
+        for credential_id, after, extra in actions:
+            self._rotate(wanted.get(credential_id), credential_id, after, extra)
+        # rotate-root last, after everything else this engine does on the connection: while
+        # OpenBao rotates the root password, a request that opens a connection with the stored
+        # one (a rotate-role, a lease revocation, a static role's first rotation) fails with
+        # "password authentication failed" (docs/credential-rotations.md).
+        self._rotate(wanted.get(db_root_id(spec.mount, conn.name)),
+                     db_root_id(spec.mount, conn.name),
+                     [self.connection, *self.roles.values(), *self.static_roles.values(),
+                      *self.rotations.values()], None)
         self.role_names = pulumi.Output.all(*(r.name for r in self.roles.values()))
         self.register_outputs({"mount": self.mount.path, "roles": self.role_names})
+
+    def _rotate(self, credential: Credential | None, credential_id: str,
+                after: list[pulumi.Resource], extra: dict[str, object] | None) -> None:
+        """Register ``credential``'s rotation Endpoint (if bumped), applied after ``after``."""
+        action = None if credential is None else rotation_action(
+            credential, pulumi.ResourceOptions(parent=self, depends_on=after), extra=extra)
+        if action is not None:
+            self.rotations[credential_id] = action

@@ -81,6 +81,37 @@ def test_every_bumped_credential_is_one_endpoint_write_carrying_its_version(
             assert body["sync"] is True, "the apply must wait until every lease is gone"
 
 
+def test_rotate_root_waits_for_everything_else_on_the_connection(
+    pulumi_mocks: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """OpenBao fails requests that open a connection while rotate-root runs: it goes last."""
+    from infra.components import database_engine
+
+    after: dict[str, list[Any]] = {}
+    real = database_engine.rotation_action
+
+    def recording(credential: Any, opts: Any, **kwargs: Any) -> Any:
+        action = real(credential, opts, **kwargs)
+        after[credential.id] = list(opts.depends_on or [])
+        return action
+
+    monkeypatch.setattr(database_engine, "rotation_action", recording)
+    run: MockRun = pulumi_mocks("local")
+    spec = spec_of(bumped(2))
+    evaluate(run, spec)
+    assert spec.database is not None
+    root = "database/config/tradepulse-postgres"
+    engine_rotations = set(after) - {root}
+    assert len(engine_rotations) == len(spec.database.roles) + len(spec.database.static_roles)
+    endpoints = [r for r in after[root] if type(r).__name__ == "Endpoint"]
+    assert len(endpoints) == len(engine_rotations), "rotate-root after every other rotation"
+    kinds = {type(r).__name__ for r in after[root]}
+    assert {"SecretBackendConnection", "SecretBackendRole", "SecretBackendStaticRole"} <= kinds
+    for other in engine_rotations:
+        assert all(type(r).__name__ != "Endpoint" for r in after[other]), (
+            f"{other} must not wait for a rotation (only rotate-root waits)")
+
+
 def test_only_the_bumped_credential_changes_its_endpoint(pulumi_mocks: Any) -> None:
     """Two programs that differ in one version differ in exactly one Endpoint input."""
     runs = []

@@ -7,8 +7,10 @@ the exact set against the spec.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +75,27 @@ class MockRun:
     @property
     def urns(self) -> list[str]:
         return list(self.monitor.resources)
+
+
+@pytest.fixture(autouse=True)
+def _main_thread_keeps_its_event_loop() -> Iterator[None]:
+    """Fail the test that leaves the main thread without an event loop, not a later one.
+
+    ``asyncio.run`` on the main thread sets its current loop to None when it
+    ends, and every Pulumi mock test after it in the same process then fails
+    with "There is no current event loop" (Pulumi's runtime asks for that
+    loop): which tests fail depends on the order a process runs files in, so
+    one process hid it and a test worker found it. Checked after each test.
+    """
+    yield
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())  # the tests after it still run
+        pytest.fail("this test left the main thread without an event loop (asyncio.run on "
+                    "it?): run coroutines on a loop of their own (asyncio.new_event_loop)")
 
 
 @pytest.fixture

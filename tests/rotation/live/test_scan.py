@@ -26,6 +26,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -589,8 +590,10 @@ def test_connections_the_server_side_dropped_are_reopened(
             proxy.restore()
             return before, await transport.read_one(session, second, token)
 
-    with TcpProxy(openbao.port) as proxy:
-        before, got = asyncio.run(two_reads(proxy.address))
+    with TcpProxy(openbao.port) as proxy, ThreadPoolExecutor(1) as apart:
+        # asyncio.run in a thread of its own, as read_live does: on the main thread it would
+        # leave that thread without an event loop for the Pulumi mock tests after it.
+        before, got = apart.submit(asyncio.run, two_reads(proxy.address)).result()
         assert before is not None
         assert got is not None and got.current_version == 2
         assert proxy.accepted == 2

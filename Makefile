@@ -9,11 +9,11 @@ PY := $(VENV)/bin/python
 DEPS_STAMP := $(VENV)/.deps-$(shell sha1sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 # pytest-xdist workers for `make test`, one test file per worker at a time (--dist loadfile: a
-# module's tests keep their order and share its module-scoped servers). 0, the default, runs one
-# process: with 3 workers the suite takes 17 min instead of 27-32 but two tests failed in one of
-# two runs (a lease-renewal deadline under load, and a database root password shared by the
-# tests a worker runs in a new order), docs/benchmarks-setup.md. TEST_WORKERS=3 to try it.
-TEST_WORKERS ?= 0
+# module's tests keep their order and share its module-scoped servers). The tests mostly wait on
+# servers, leases and the engine, so three workers on two cores take the suite from about 25 min
+# to about 10 (docs/benchmarks-setup.md, "Three test workers by default"). TEST_WORKERS=0 runs
+# one process.
+TEST_WORKERS ?= 3
 
 .PHONY: help setup system-deps toolchain kube lint unit integration e2e test up up-apply down \
 	fresh-check up-cluster down-cluster

@@ -3,7 +3,8 @@
 Why the program applies ``rotate-root`` after every other rotation of the
 database engine (``infra/components/database_engine.py``, README "The root
 rotation goes last"): one OpenBao dev server and one PostgreSQL, the local
-stack's connection, dynamic role and static role. Each round issues a few
+stack's database engine as the program declares it (configured the way
+``tests/integration/test_credential_rotations.py`` does). Each round issues a few
 leases, then sends ``rotate-root`` and, at the same moment from threads of
 their own, a ``rotate-role``, a ``revoke-prefix`` (sync) and a credential
 issue. The baseline, in the same run and on the same servers, sends the same
@@ -22,7 +23,6 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -30,44 +30,28 @@ import hvac
 import hvac.exceptions
 
 from bench.common import REPO, emit
-from kernel.spec import load_stack_file
+from kernel.spec import EnvironmentSpec, load_stack_file
 from rotation.dynamic.leases import database_failure
+from tests.integration.test_credential_rotations import configure_like_the_program
 from tests.servers import start_openbao, start_postgres, temporary_dir
-from tools.localenv import prepare_database
 
-REQUESTS = ("rotate-role", "revoke-prefix", "issue")
+REQUESTS = ("rotate-root", "rotate-role", "revoke-prefix", "issue")  # the round's order
 
 
-def configure(client: hvac.Client, postgres: Any) -> tuple[str, str, str, str]:
-    """Declare the local stack's connection, first dynamic and static role; return their names."""
-    spec = load_stack_file(REPO / "Pulumi.local.yaml")
+def names(spec: EnvironmentSpec) -> tuple[str, str, str, str]:
+    """Return the local stack's mount, connection, first dynamic role and first static role."""
     db = spec.database
     assert db is not None and db.roles and db.static_roles
-    user, seed = prepare_database(spec, postgres)
-    role, static = db.roles[0], db.static_roles[0]
-    client.sys.enable_secrets_engine("database", path=db.mount)
-    client.secrets.database.configure(
-        name=db.connection.name, plugin_name="postgresql-database-plugin",
-        connection_url=postgres.connection_url_template(), username=user, password=seed,
-        allowed_roles=[role.name, static.name], mount_point=db.mount, verify_connection=True)
-    client.secrets.database.create_role(
-        name=role.name, db_name=db.connection.name,
-        creation_statements=list(role.creation_statements),
-        revocation_statements=list(role.revocation_statements),
-        default_ttl=role.default_ttl_seconds, max_ttl=role.max_ttl_seconds, mount_point=db.mount)
-    client.write(f"{db.mount}/static-roles/{static.name}", db_name=db.connection.name,
-                 username=static.username, rotation_period=static.rotation_period_seconds,
-                 rotation_statements=list(static.rotation_statements))
-    return db.mount, db.connection.name, role.name, static.name
+    return db.mount, db.connection.name, db.roles[0].name, db.static_roles[0].name
 
 
-def run_rounds(client: hvac.Client, names: tuple[str, str, str, str], rounds: int,
+def run_rounds(client: hvac.Client, declared: tuple[str, str, str, str], rounds: int,
                together: bool) -> tuple[Counter[str], Counter[str]]:
     """Run ``rounds`` rounds; return failed rounds per request and the reasons seen."""
-    mount, connection, role, static = names
+    mount, connection, role, static = declared
     failed: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
-    requests: dict[str, Callable[[], object]] = {
+    send_one: dict[str, Callable[[], object]] = {
         "rotate-root": lambda: client.write_data(f"{mount}/rotate-root/{connection}", data={}),
         "rotate-role": lambda: client.write_data(f"{mount}/rotate-role/{static}", data={}),
         "revoke-prefix": lambda: client.write_data(
@@ -77,7 +61,7 @@ def run_rounds(client: hvac.Client, names: tuple[str, str, str, str], rounds: in
 
     def send(name: str) -> None:
         try:
-            requests[name]()
+            send_one[name]()
         except hvac.exceptions.VaultError as exc:
             failed[name] += 1
             reasons[database_failure(str(exc)) or type(exc).__name__] += 1
@@ -85,7 +69,7 @@ def run_rounds(client: hvac.Client, names: tuple[str, str, str, str], rounds: in
     for _ in range(rounds):
         for _ in range(3):  # leases for the revocation to find
             client.secrets.database.generate_credentials(role, mount_point=mount)
-        threads = [threading.Thread(target=send, args=(name,)) for name in requests]
+        threads = [threading.Thread(target=send, args=(name,)) for name in REQUESTS]
         for thread in threads:
             thread.start()
             if not together:
@@ -105,13 +89,14 @@ def main() -> int:
         server = start_openbao(bao_dir)
         try:
             client = server.client()
-            names = configure(client, postgres)
-            apart, apart_reasons = run_rounds(client, names, args.rounds, together=False)
-            beside, beside_reasons = run_rounds(client, names, args.rounds, together=True)
+            spec = load_stack_file(REPO / "Pulumi.local.yaml")
+            configure_like_the_program(client, spec, postgres)
+            apart, apart_reasons = run_rounds(client, names(spec), args.rounds, together=False)
+            beside, beside_reasons = run_rounds(client, names(spec), args.rounds, together=True)
         finally:
             server.stop()
             postgres.stop()
-    rows = [[name, args.rounds, apart[name], beside[name]] for name in ("rotate-root", *REQUESTS)]
+    rows = [[name, args.rounds, apart[name], beside[name]] for name in REQUESTS]
     notes = [f"one after another: {dict(apart_reasons) or 'no failure'}",
              f"beside rotate-root: {dict(beside_reasons) or 'no failure'}",
              "a request fails while OpenBao rotates the root password when it opens a database "

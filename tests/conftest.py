@@ -95,7 +95,7 @@ def _main_thread_keeps_its_event_loop() -> Iterator[None]:
     except RuntimeError:
         asyncio.set_event_loop(asyncio.new_event_loop())  # the tests after it still run
         pytest.fail("this test left the main thread without an event loop (asyncio.run on "
-                    "it?): run coroutines on a loop of their own (asyncio.new_event_loop)")
+                    "it?): run asyncio.run in a thread of its own, as read_live does")
 
 
 @pytest.fixture

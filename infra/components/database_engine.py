@@ -124,9 +124,10 @@ class DatabaseEngine(pulumi.ComponentResource):
         # rotate-root last, after everything else this engine does on the connection: while
         # OpenBao rotates the root password, a request that opens a connection with the stored
         # one (a rotate-role, a lease revocation, a static role's first rotation) fails with
-        # "password authentication failed" (docs/credential-rotations.md).
-        self._rotate(wanted.get(db_root_id(spec.mount, conn.name)),
-                     db_root_id(spec.mount, conn.name),
+        # "password authentication failed" (README, "The root rotation goes last";
+        # bench/rotate_root_race.py).
+        root_id = db_root_id(spec.mount, conn.name)
+        self._rotate(wanted.get(root_id), root_id,
                      [self.connection, *self.roles.values(), *self.static_roles.values(),
                       *self.rotations.values()], None)
         self.role_names = pulumi.Output.all(*(r.name for r in self.roles.values()))

@@ -249,10 +249,10 @@ class DynamicCredentialManager:
         self._base_duration = float(duration)
         self._expires_clock = sent + duration
         self._grace = grace_seconds(duration, self._rng)
-        self._lead = lead_seconds(duration, self._grace, self.policy.refresh_margin)
+        margin = self.policy.refresh_margin
+        self._lead = lead_seconds(duration, self._grace, margin)
         self._final = not cred.renewable
         self._dead = False
-        margin = self.policy.refresh_margin
         if margin > duration * MAX_MARGIN_FRACTION and not self._margin_warned:
             self._margin_warned = True
             log.warning("refresh margin %.0fs is more than half of the %ds lease of role %s: "

@@ -120,7 +120,7 @@ def test_every_credential_class_rotates_once_through_pulumi_up(
 
     (root_sent,) = lines("request", "database/rotate-root/tradepulse-postgres")
     answered = [*lines("response", "database/rotate-role/execution-settlement"),
-                *lines("response", f"sys/leases/revoke-prefix/{LEASES.replace('roles', 'creds')}")]
+                *lines("response", "sys/leases/revoke-prefix/database/creds/tradepulse-execution")]
     assert len(answered) == 2 and max(answered) < root_sent, (answered, root_sent)
     verify = rotation_cli(ws, "verify", "--json", "--stack", "local", "--audit-log", audit_log,
                           "--before", str(before_file))

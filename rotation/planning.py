@@ -761,41 +761,35 @@ def add_rotated_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a rotated secret id (repeatable; replaces the plan)")
 
 
-def rotated_secrets(
-    root: Path, target: StackTarget, base: str | None, explicit: list[str]
-) -> list[str]:
-    """Return the KV secrets a rotation of ``target`` writes.
+@dataclass(frozen=True)
+class Rotated:
+    """What a rotation of one stack writes, as the command after it learns it.
+
+    ``kinds`` maps each credential id to its class (``kv`` for a KV secret);
+    ``notes`` to the reason and ticket ``bump --reason/--ticket`` wrote in the
+    plan's diff (None when not known, e.g. for ``--secret``).
+    """
+
+    kinds: dict[str, str]
+    notes: dict[str, tuple[str | None, str | None]]
+
+    @property
+    def secrets(self) -> list[str]:
+        """The KV secrets written."""
+        return [cid for cid, kind in self.kinds.items() if kind == "kv"]
+
+    @property
+    def credentials(self) -> list[str]:
+        """The JWT keys, root credentials, static roles and lease generations rotated."""
+        return [cid for cid, kind in self.kinds.items() if kind != "kv"]
+
+
+def rotated_in(root: Path, target: StackTarget, base: str | None, explicit: list[str]) -> Rotated:
+    """Return what a rotation of ``target`` writes, from one plan.
 
     ``explicit`` (``--secret``) wins; otherwise the plan of ``base`` (default
     ``HEAD~1`` when it exists) against the working tree, for this stack.
     """
-    return [cid for cid, (kind, _) in _rotated(root, target, base, explicit).items()
-            if kind == "kv"]
-
-
-def rotated_credentials(
-    root: Path, target: StackTarget, base: str | None, explicit: list[str]
-) -> list[str]:
-    """Return the non-KV credentials (JWT keys, root, static roles, lease generations) rotated."""
-    return [cid for cid, (kind, _) in _rotated(root, target, base, explicit).items()
-            if kind != "kv"]
-
-
-def rotation_notes(
-    root: Path, target: StackTarget, base: str | None, explicit: list[str]
-) -> dict[str, tuple[str | None, str | None]]:
-    """Return ``{credential: (reason, ticket)}`` for everything a rotation of ``target`` writes.
-
-    The reason and ticket are what ``bump --reason/--ticket`` wrote in the
-    plan's diff (None when not known, e.g. for ``--secret``).
-    """
-    return {cid: notes for cid, (_, notes) in _rotated(root, target, base, explicit).items()}
-
-
-def _rotated(
-    root: Path, target: StackTarget, base: str | None, explicit: list[str]
-) -> dict[str, tuple[str, tuple[str | None, str | None]]]:
-    """Return ``{credential id: (kind, (reason, ticket))}`` rotated in ``target``."""
     if explicit:
         kinds = {c.id: c.kind for c in credentials(target.spec)}
         kinds |= {s.id: "kv" for s in target.spec.static_secrets}
@@ -803,16 +797,16 @@ def _rotated(
         if unknown:
             raise BadInput(f"Pulumi.{target.name}.yaml: unknown secret(s) "
                            f"{', '.join(describe(s) for s in unknown)}")
-        return {s: (kinds[s], (None, None)) for s in explicit}
+        return Rotated({s: kinds[s] for s in explicit}, dict.fromkeys(explicit, (None, None)))
     if base is None:
         try:
             gitutil.rev_parse(root, "HEAD~1")
         except BadInput:
-            return {}
+            return Rotated({}, {})
         base = "HEAD~1"
-    plan = build_plan(root, base, None)
-    return {r.secret: (r.kind, (r.reason, r.ticket)) for r in plan.rotations
-            if r.stack == target.name}
+    mine = [r for r in build_plan(root, base, None).rotations if r.stack == target.name]
+    return Rotated({r.secret: r.kind for r in mine},
+                   {r.secret: (r.reason, r.ticket) for r in mine})
 
 
 def engine_likely_needed(root: Path, base: str, head: str | None) -> bool:

@@ -57,7 +57,7 @@ from rotation.live.declared import SecretState
 from rotation.live.scan import secret_states
 from rotation.locks import PendingOperation, lock_holders, pending_operations, stack_locks
 from rotation.output import Result
-from rotation.planning import add_rotated_arguments, rotated_credentials, rotated_secrets
+from rotation.planning import add_rotated_arguments, rotated_in
 from rotation.progress import progress_bar
 from rotation.rollback import restorable_problem
 from rotation.stacks import add_stack_arguments, repo_root, targets
@@ -292,7 +292,8 @@ def run(args: argparse.Namespace) -> Result:
     target = replace(target, vault=replace(target.vault, address=address))
     with progress_bar(f"{target.name}: reading KV metadata") as advance:
         states = secret_states(root, target, advance=advance)
-    rotated = set(rotated_secrets(root, target, args.base, args.secret))
+    rotation = rotated_in(root, target, args.base, args.secret)
+    rotated = set(rotation.secrets)
     classified, failures, warnings = classify(states, rotated)
     pending = [s for s in states if classified[s.secret.id] == "pending"]
     paths = sorted({s.secret.data_path for s in pending})
@@ -323,8 +324,7 @@ def run(args: argparse.Namespace) -> Result:
             problem = restorable_problem(client, state.secret)
         if problem is not None:
             failures.append(problem)
-    creds = [c for c in (credential(target.spec, cid) for cid in
-                         rotated_credentials(root, target, args.base, args.secret))
+    creds = [c for c in (credential(target.spec, cid) for cid in rotation.credentials)
              if c is not None]
     credential_rows = credential_preflight(client, address, creds, failures)
     audit = audit_check(client, address, args.server_dir, failures, warnings)

@@ -42,7 +42,7 @@ from rotation.evidence import Evidence, read_dynamic_output, read_evidence
 from rotation.live.declared import SecretState
 from rotation.live.scan import secret_states
 from rotation.output import Result
-from rotation.planning import add_rotated_arguments, rotation_notes
+from rotation.planning import add_rotated_arguments, rotated_in
 from rotation.progress import progress_bar
 from rotation.stacks import add_stack_arguments, repo_root, targets
 from rotation.timefmt import reformat, rfc3339
@@ -238,7 +238,7 @@ def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one rec
     """Check the rotation happened, write the record and update the services' rotation dates."""
     target = targets(args)[0]
     root = repo_root(args.repo)
-    notes = rotation_notes(root, target, args.base, args.secret)
+    notes = rotated_in(root, target, args.base, args.secret).notes
     rotated = [cid for cid in notes if target.spec.secret(cid) is not None]
     others = [c for c in (credential(target.spec, cid) for cid in notes
                           if target.spec.secret(cid) is None) if c is not None]

@@ -52,7 +52,7 @@ from rotation.kube import Cluster, add_kube_arguments
 from rotation.live.declared import SecretState
 from rotation.live.scan import secret_states
 from rotation.output import Result, log
-from rotation.planning import add_rotated_arguments, rotated_credentials, rotated_secrets
+from rotation.planning import add_rotated_arguments, rotated_in
 from rotation.progress import StatusLine, progress_bar
 from rotation.rollback import previous_matches, restored_matches
 from rotation.stacks import StackTarget, add_stack_arguments, repo_root, targets
@@ -195,7 +195,8 @@ def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one che
             failures.append(f"{state.secret.id}: live version {state.live_version}, declared "
                             f"{state.declared}")
     shown_with_versions = set(failures)  # the text output prints these on their version line
-    rotated = rotated_secrets(root, target, args.base, args.secret)
+    rotation = rotated_in(root, target, args.base, args.secret)
+    rotated = rotation.secrets
     log_path = audit_log_path(args, target)
     evidence: dict[str, Any] = {}
     offset = 0
@@ -218,7 +219,7 @@ def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one che
     restored, previous = history_checks(client, address, states, rotated, failures)
     before = read_before(args.before)
     credential_evidence: dict[str, Any] = {}
-    for credential_id in rotated_credentials(root, target, args.base, args.secret):
+    for credential_id in rotation.credentials:
         cred = credential(target.spec, credential_id)
         assert cred is not None
         found_evidence, problems = verify_credential(

@@ -10,9 +10,10 @@ from rotation.vault import vault_errors
 
 # What the database plugins put in a 500 when the database, not Vault, failed. The
 # driver's text is never repeated (it names the database user); only the reason is.
+CREDENTIALS_REFUSED = "the database refused Vault's credentials"
 _DATABASE_REASONS = (
     ("connection refused", "connection refused"),
-    ("password authentication failed", "the database refused Vault's credentials"),
+    ("password authentication failed", CREDENTIALS_REFUSED),
     ("no such host", "the database host name does not resolve"),
     ("i/o timeout", "the database did not answer in time"),
     ("timeout", "the database did not answer in time"),

@@ -16,7 +16,7 @@ import hvac.exceptions
 
 from kernel.redact import describe, display_url, plainly_not_secret
 from rotation.dynamic.journal import LeaseJournal
-from rotation.dynamic.leases import LeaseGone, database_failure, revoke_lease
+from rotation.dynamic.leases import CREDENTIALS_REFUSED, LeaseGone, database_failure, revoke_lease
 from rotation.dynamic.policy import Clocks, LeasePolicy
 from rotation.dynamic.schedule import (
     MAX_MARGIN_FRACTION,
@@ -199,6 +199,18 @@ class DynamicCredentialManager:
 
     # -- Vault calls ----------------------------------------------------------------------
 
+    def _database_hint(self, reason: str) -> str:
+        """Return what to look at when the database refused what Vault asked of it."""
+        hint = (f"check the database server and the connection Vault uses (`bao read "
+                f"{self.mount}/config/<name>`); nothing was issued")
+        if reason == CREDENTIALS_REFUSED:
+            # Measured (bench/rotate_root_race.py): every issue sent beside a rotate-root of
+            # the connection fails so, until the new root password is in place.
+            hint = (f"re-run in a few seconds if the connection's root password is being "
+                    f"rotated (`pulumi up` of a root_rotation bump); if it persists, the root "
+                    f"password Vault holds is not the database's: {hint}")
+        return hint
+
     def _request_credential(self) -> tuple[Credential, float]:
         sent, sent_wall = self._clock(), self._wall()
         what = f"issuing credentials for role {self.role} at mount {self.mount}"
@@ -224,8 +236,7 @@ class DynamicCredentialManager:
                 raise DatabaseUnavailable(
                     f"the database behind {self.mount}/ did not serve role {self.role} "
                     f"({reason}) while {what}; Vault itself answered",
-                    hint=f"check the database server and the connection Vault uses (`bao read "
-                         f"{self.mount}/config/<name>`); nothing was issued") from None
+                    hint=self._database_hint(reason)) from None
         lease_id, duration = resp.get("lease_id"), resp.get("lease_duration")
         data = resp.get("data")
         if not lease_id or not isinstance(duration, int) or duration <= 0 \

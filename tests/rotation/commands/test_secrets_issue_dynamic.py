@@ -508,6 +508,43 @@ def test_watch_escalates_with_exit_code_4_when_vault_stays_unreachable(
     assert not lease_live(vault.client(), doc["lease_id"])
 
 
+def test_a_root_password_the_database_refuses_says_a_root_rotation_may_be_under_way(
+    vault: Any, postgres: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issues sent beside a rotate-root fail so (bench/rotate_root_race.py); say so, once."""
+    from tests.rotation.dynamic_support import CONNECTION
+
+    client = vault.client()
+    mount = "database-wrong-root"
+    wrong = "tp-canary-not-the-root-password"
+    client.sys.enable_secrets_engine("database", path=mount)
+    try:
+        client.secrets.database.configure(
+            name=CONNECTION, plugin_name="postgresql-database-plugin",
+            connection_url=f"postgresql://{{{{username}}}}:{{{{password}}}}@127.0.0.1:"
+                           f"{postgres.port}/postgres",
+            username=postgres.superuser, password=wrong, allowed_roles=["*"],
+            verify_connection=False, mount_point=mount)
+        create_role(client, "wrong-root", 60, 120, mount=mount)
+        monkeypatch.delenv("VAULT_ADDR", raising=False)
+        monkeypatch.setenv("VAULT_TOKEN", vault.root_token)
+        output = tmp_path / "creds.json"
+        code = main(["secrets-issue-dynamic", "--address", vault.address, "--mount", mount,
+                     "--role", "wrong-root", "--output", str(output), "--json"])
+        out, err = capsys.readouterr()
+        assert code == 5, err
+        error = json.loads(out)
+        assert "the database refused Vault's credentials" in error["error"]
+        assert error["hint"].startswith("re-run in a few seconds if the connection's root "
+                                        "password is being rotated")
+        assert "if it persists" in error["hint"] and f"bao read {mount}/config/" in error["hint"]
+        assert wrong not in out + err and postgres.superuser not in out + err
+        assert not output.exists()
+    finally:
+        client.sys.disable_secrets_engine(mount)
+
+
 def test_a_database_that_is_down_has_its_own_message_and_exit_code(
     vault: Any, postgres: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],

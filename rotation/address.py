@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from kernel.redact import describe
+from kernel.vault_address import address_problem
 from rotation.errors import BadInput
 
 ADDRESS_VARIABLES = ("VAULT_ADDR", "BAO_ADDR")
@@ -46,9 +47,9 @@ class Address:
 
 def _checked(url: str, source: str) -> Address:
     value = url.strip().rstrip("/")
-    if not value.startswith(("http://", "https://")):
-        raise BadInput(f"Vault address {describe(value)} (from {source}) must start with "
-                       "http:// or https://")
+    problem = address_problem(value)
+    if problem is not None:
+        raise BadInput(f"Vault address {describe(value)} (from {source}) {problem}")
     _SOURCES[value] = source
     return Address(value, source)
 

@@ -108,9 +108,10 @@ def _problems(detail: ErrorDetails) -> Iterable[Problem]:  # noqa: PLR0911 - one
     if kind == "not_together":
         message = f"not allowed together with {ctx['trigger']}: {ctx['reason']}"
         return [Problem((*loc, key), message) for key in ctx["keys"]]
-    if kind in {"alternatives", "unique_items"}:
-        return [Problem(loc, detail["msg"] if kind == "alternatives"
-                        else f"{shown} has repeated items")]
+    if kind == "alternatives":
+        return [Problem(loc, detail["msg"])]
+    if kind in {"unique_items", "vault_address"}:  # the message says what is wrong with it
+        return [Problem(loc, f"{shown} {detail['msg']}")]
     if kind == "const":
         return [Problem((*loc, key), detail["msg"]) for key in ctx["keys"]]
     if kind == "literal_error":

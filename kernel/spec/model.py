@@ -33,6 +33,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from kernel.vault_address import address_problem
+
 Flavour = Literal["vault", "openbao"]
 SecretSource = Literal["generated", "provided", "mirror"]
 PREVIOUS_SUFFIX = "_PREVIOUS"  # the documented key of a kept previous value: <KEY>_PREVIOUS
@@ -116,7 +118,10 @@ class VaultTarget(Spec):
 
     @field_validator("address")
     @classmethod
-    def _no_trailing_slash(cls, address: str) -> str:
+    def _usable(cls, address: str) -> str:
+        problem = address_problem(address)
+        if problem is not None:  # the pattern's shape lets an unusable host or port through
+            raise PydanticCustomError("vault_address", problem)
         return address.rstrip("/")
 
     @field_validator("namespace")

@@ -50,6 +50,13 @@ def test_the_rule_in_order() -> None:
         address.resolve(None, environ={})
     with pytest.raises(BadInput, match=r"from BAO_ADDR\) must start with http"):
         address.resolve(None, environ={"BAO_ADDR": "ftp://x"})
+    # Used to be sent, and failed as "cannot reach Vault" (exit 3) as if the network were down.
+    with pytest.raises(BadInput, match=r"'http://h:98200' \(from --address\) has a port that "
+                                       r"is not a number from 1 to 65535"):
+        address.resolve("http://h:98200", environ={})
+    with pytest.raises(BadInput, match=r"\(from VAULT_ADDR\) has an IPv6 host without its "
+                                       r"closing \]"):
+        address.resolve(None, environ={"VAULT_ADDR": "http://[::1:8200"})
 
 
 def _closed() -> str:

@@ -288,6 +288,11 @@ MISPLACED: list[tuple[str, Mutation, str, str]] = [
      "a list of 1 item is not of type 'string'"),
     ("address with credentials", _set(["vault", "address"], f"http://ops:{TOKEN}@h:8200/x"),
      "vault.address", "'http://h:8200/x' does not match"),
+    ("an unusable port, with credentials", _set(["vault", "address"],
+                                                 f"http://ops:{TOKEN}@h:98200"),
+     "vault.address", "'http://h:98200' has a port that is not a number from 1 to 65535"),
+    ("an unclosed IPv6 host", _set(["vault", "address"], "https://[fd00::1:8200"),
+     "vault.address", "'https://[fd00::1:8200' has an IPv6 host without its closing ]"),
     ("an unknown policy that is a hex key", _set(["services", 0, "policies", 0], HEX_KEY),
      "services[0].policies[0]", "unknown policy a 32-character string"),
 ]

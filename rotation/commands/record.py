@@ -28,7 +28,7 @@ from __future__ import annotations
 import argparse
 import re
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -75,7 +75,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="saved `preflight --json` / `verify --json` output (repeatable)")
     parser.add_argument("--dynamic-output", type=Path,
                         help="secrets-issue-dynamic output file (credentials are dropped)")
-    parser.add_argument("--date", help="record date YYYY-MM-DD (default: today, UTC)")
+    parser.add_argument("--date", type=calendar_day,
+                        help="record date YYYY-MM-DD (default: today, UTC)")
+
+
+def calendar_day(text: str) -> str:
+    """Return ``text`` if it is a day of the calendar written YYYY-MM-DD (argparse type).
+
+    The shape alone let 2026-13-45 through, into the record and the services'
+    rotation dates; checked when the arguments are read, before anything else.
+    """
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            return date.fromisoformat(text).isoformat()
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"{describe(text)} is not a day written YYYY-MM-DD")
 
 
 def safe(text: object) -> str:
@@ -247,8 +262,6 @@ def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one rec
                        "--secret)")
     now = datetime.now(UTC).replace(microsecond=0)
     day = args.date or now.date().isoformat()
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", day):
-        raise BadInput(f"--date: {describe(day)} is not YYYY-MM-DD")
     operator, pr, ticket = _references(args, root)
     read = [(path, read_evidence(path, target.spec)) for path in args.evidence]
     evidence = [line for path, ev in read for line in evidence_lines(path, ev)]

@@ -157,3 +157,19 @@ def test_the_deploy_workflows_references_are_accepted(
     assert code == 0, err
     record = (stack_repo / out["record"]).read_text()
     assert f"- ticket: {run_url}" in record and "(CI)" in record
+
+
+@pytest.mark.parametrize("day", ["2026-13-45", "2026-02-30", "2026-1-4", "20261201"])
+def test_a_date_that_is_not_a_calendar_day_is_refused_before_vault_is_asked(
+    day: str, stack_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The shape alone let 2026-13-45 through: Vault was asked, then the record got that day.
+    before = repo_files(stack_repo)
+    closed = "http://127.0.0.1:9"  # nothing listens: asking Vault would be exit 3
+    code = main(["record", "--json", "--stack", "local", "--repo", str(stack_repo),
+                 "--address", closed, "--secret", SIGNING, "--date", day])
+    captured = capsys.readouterr()
+    assert code == 2, captured.err
+    error = json.loads(captured.out)["error"]
+    assert f"argument --date: '{day}' is not a day written YYYY-MM-DD" in error
+    assert repo_files(stack_repo) == before

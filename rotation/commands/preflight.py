@@ -286,13 +286,15 @@ def run(args: argparse.Namespace) -> Result:
     """Run every pre-flight check; exit 1 with every failure listed, 3 if Vault cannot serve."""
     target = targets(args)[0]
     root = repo_root(args.repo)
+    # What is rotated comes from the repository: a bad --base or --secret is said before
+    # Vault is asked anything.
+    rotation = rotated_in(root, target, args.base, args.secret)
     node, client = follow_active(target.client(), target.vault.address)
     address, status = node.address, node.status
     # Every read below goes to the active node: a standby's reads can lag its writes.
     target = replace(target, vault=replace(target.vault, address=address))
     with progress_bar(f"{target.name}: reading KV metadata") as advance:
         states = secret_states(root, target, advance=advance)
-    rotation = rotated_in(root, target, args.base, args.secret)
     rotated = set(rotation.secrets)
     classified, failures, warnings = classify(states, rotated)
     pending = [s for s in states if classified[s.secret.id] == "pending"]

@@ -183,6 +183,9 @@ def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one che
     target = targets(args)[0]
     cluster = consumer_cluster(args, target) if args.consumers else None
     root = repo_root(args.repo)
+    # What was rotated comes from the repository: a bad --base or --secret is said before
+    # Vault is asked anything.
+    rotation = rotated_in(root, target, args.base, args.secret)
     # A standby's reads can lag the apply that just wrote: verify on the active node.
     node, client = follow_active(target.client(), target.vault.address)
     address = node.address
@@ -195,7 +198,6 @@ def run(args: argparse.Namespace) -> Result:  # noqa: PLR0912, PLR0915 - one che
             failures.append(f"{state.secret.id}: live version {state.live_version}, declared "
                             f"{state.declared}")
     shown_with_versions = set(failures)  # the text output prints these on their version line
-    rotation = rotated_in(root, target, args.base, args.secret)
     rotated = rotation.secrets
     log_path = audit_log_path(args, target)
     evidence: dict[str, Any] = {}

@@ -384,3 +384,21 @@ def test_verify_watch_shows_a_live_status_on_a_terminal_and_periodic_lines_off_o
     for left in ("3s left", "2s left", "1s left"):
         assert left in screen, screen
     assert "verify passed" in screen
+
+
+@pytest.mark.parametrize("command", ["preflight", "verify", "record"])
+@pytest.mark.parametrize(("flags", "says"), [
+    (["--base", "no-such-revision"], "unknown git revision 'no-such-revision'"),
+    (["--secret", "secret/services/nope"], "unknown secret(s) 'secret/services/nope'"),
+])
+def test_what_the_repository_says_wrong_is_said_before_vault_is_asked(
+    command: str, flags: list[str], says: str, stack_repo: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Was: preflight and verify read Vault first, so an unreachable Vault (exit 3) hid the typo.
+    closed = "http://127.0.0.1:9"  # nothing listens: asking Vault would be exit 3
+    code = main([command, "--json", "--stack", "local", "--repo", str(stack_repo),
+                 "--address", closed, *flags])
+    captured = capsys.readouterr()
+    assert code == 2, captured.err
+    assert says in json.loads(captured.out)["error"]

@@ -272,9 +272,12 @@ def rollback_document(
     """
     bumped = bump_document(document, secret_id, source, reason=reason, ticket=ticket,
                            mark=("restores", to_version))
-    if not 1 <= to_version < bumped.old_version:
-        raise BadInput(f"{source}: --to-version {to_version}: a rollback restores a version "
-                       f"older than the current one ({bumped.old_version}); nothing changed")
+    old = bumped.old_version
+    if not 1 <= to_version < old:
+        which = (f"one of versions 1 to {old - 1}, older than the current one ({old})"
+                 if old > 1 else "an older version, and version 1 is the first")
+        raise BadInput(f"{source}: --to-version {to_version}: a rollback restores {which}; "
+                       "nothing changed")
     return bumped
 
 

@@ -43,15 +43,28 @@ def test_the_bump_after_a_rollback_removes_restores(stack_repo: Path) -> None:
                                       "+        version: 11"]
 
 
-@pytest.mark.parametrize("to_version", ["9", "10", "0"])
+@pytest.mark.parametrize("to_version", ["9", "10", "0", "-1"])
 def test_a_rollback_must_restore_an_older_version(
     stack_repo: Path, capsys: pytest.CaptureFixture[str], to_version: str
 ) -> None:
     before = (stack_repo / "Pulumi.prod.yaml").read_bytes()
     assert main(["rollback", "--stack", "prod", SIGNING, "--to-version", to_version,
                  "--repo", str(stack_repo)]) == 2
-    assert "older than the current one (9); nothing changed" in capsys.readouterr().err
+    assert (f"--to-version {to_version}: a rollback restores one of versions 1 to 8, older "
+            "than the current one (9); nothing changed") in capsys.readouterr().err
     assert (stack_repo / "Pulumi.prod.yaml").read_bytes() == before
+
+
+def test_a_secret_at_its_first_version_has_nothing_to_roll_back_to(
+    stack_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broker = "secret/services/execution/broker-api"  # version 1 in the local stack
+    before = (stack_repo / "Pulumi.local.yaml").read_bytes()
+    assert main(["rollback", "--stack", "local", broker, "--to-version", "1",
+                 "--repo", str(stack_repo)]) == 2
+    assert ("--to-version 1: a rollback restores an older version, and version 1 is the "
+            "first; nothing changed") in capsys.readouterr().err
+    assert (stack_repo / "Pulumi.local.yaml").read_bytes() == before
 
 
 def test_a_mirror_and_a_credential_are_refused(

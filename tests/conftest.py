@@ -8,6 +8,7 @@ the exact set against the spec.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import threading
@@ -212,6 +213,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             reporter.write_line(f"CI: {skipped} test(s) skipped; skips fail the run in CI",
                                 red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def refused_url() -> Iterator[Callable[[], str]]:
+    """Make ``http://127.0.0.1:<port>`` URLs that refuse every connection while the test runs."""
+    from tests.servers import refused_port
+
+    with contextlib.ExitStack() as held:
+        yield lambda: f"http://127.0.0.1:{held.enter_context(refused_port())}"
 
 
 @pytest.fixture

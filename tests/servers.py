@@ -34,6 +34,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@contextlib.contextmanager
+def refused_port() -> Iterator[int]:
+    """Hold a loopback port bound but not listening: every connection to it is refused.
+
+    A port that :func:`free_port` released can be bound a moment later by a server
+    another test worker starts; then a test that meant "Vault is unreachable" reaches
+    that server instead. A port held like this no one else can bind.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
+
+
 def _wait_for(predicate: object, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     last: BaseException | None = None

@@ -38,7 +38,6 @@ from rotation.errors import BadInput
 from rotation.stackedit import bump_version_text
 from tests.conftest import REPO_ROOT
 from tests.reliability.support import repo_files
-from tests.servers import free_port
 
 SIGNING = "secret/services/execution/session-signing-key"
 BROKER = "secret/services/execution/broker-api"
@@ -212,7 +211,7 @@ def full_argv(case: Case, root: Path, address: str) -> list[str]:
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_malformed_input_is_refused_and_nothing_is_written(
     case: Case, stack_repo: Path, capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, refused_url: Callable[[], str],
 ) -> None:
     monkeypatch.chdir(stack_repo)
     monkeypatch.setenv("VAULT_TOKEN", "not-a-real-token")
@@ -222,7 +221,7 @@ def test_malformed_input_is_refused_and_nothing_is_written(
     if case.stdin is not None:
         import io
         monkeypatch.setattr("sys.stdin", io.StringIO(case.stdin))
-    argv = full_argv(case, stack_repo, f"http://127.0.0.1:{free_port()}")
+    argv = full_argv(case, stack_repo, refused_url())
     code = main(argv)
     captured = capsys.readouterr()
     assert code == case.code, f"{argv}: exit {code}\n{captured.out}\n{captured.err}"

@@ -27,7 +27,6 @@ from rotation.cli import main
 from tests.reliability.support import FaultProxy, State, wait_token_gone
 from tests.rotation.commands.test_preflight_verify import apply_like_pulumi
 from tests.rotation.dynamic_support import configure_database, live_leases
-from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -112,10 +111,11 @@ def test_sealed_vault_is_exit_3_for_every_command(world: dict[str, Any],
     print(f"faults: sealed x {len(COMMANDS)}")
 
 
-def test_unreachable_vault_is_exit_3_for_every_command(world: dict[str, Any],
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_unreachable_vault_is_exit_3_for_every_command(
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str], refused_url: Callable[[], str],
+) -> None:
     before = snapshot(world)
-    closed = f"http://127.0.0.1:{free_port()}"
+    closed = refused_url()
     for command in COMMANDS:
         assert_failed_cleanly(world, capsys, command, address=closed, code=3,
                               says=("cannot reach Vault",), before=before)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import secrets
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,6 @@ import yaml
 from tests.reliability.support import child_env, run_cli
 from tests.reliability.test_leaks import Harness, Run, both, commit
 from tests.rotation.commands.test_preflight_verify import apply_like_pulumi
-from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -107,13 +107,13 @@ def address_runs(label: str, repo: Path, address: str, out: Path, expect: int) -
     ]
 
 
-def test_misplaced_values_are_never_repeated(openbao: Any, stack_repo: Path,
-                                             tmp_path: Path) -> None:
+def test_misplaced_values_are_never_repeated(openbao: Any, stack_repo: Path, tmp_path: Path,
+                                             refused_url: Callable[[], str]) -> None:
     client = openbao.client()
     client.secrets.kv.v2.configure(cas_required=True, max_versions=10, mount_point="secret")
     apply_like_pulumi(client, stack_repo, "local")
     out = tmp_path / "out"
-    closed = f"127.0.0.1:{free_port()}"
+    closed = refused_url().removeprefix("http://")
     env = child_env(VAULT_TOKEN=openbao.root_token, TRADEPULSE_GATE_CACHE="off")
     h = Harness(stack_repo, env)
 

@@ -9,6 +9,7 @@ came from. No server is needed: a refused connection is the observation.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,6 @@ import pytest
 from rotation import address
 from rotation.cli import main
 from rotation.errors import BadInput
-from tests.servers import free_port
 
 BROKER_ID = "secret/services/execution/broker-api"
 
@@ -59,21 +59,17 @@ def test_the_rule_in_order() -> None:
         address.resolve(None, environ={"VAULT_ADDR": "http://[::1:8200"})
 
 
-def _closed() -> str:
-    return f"http://127.0.0.1:{free_port()}"
-
-
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 @pytest.mark.parametrize("winner", ["--address", "VAULT_ADDR", "BAO_ADDR", "declared"])
-def test_every_command_finds_vault_by_the_same_rule(
+def test_every_command_finds_vault_by_the_same_rule(  # noqa: PLR0917 - pytest fixtures
     command: str, winner: str, stack_repo: Path, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], refused_url: Callable[[], str],
 ) -> None:
     monkeypatch.chdir(stack_repo)
     monkeypatch.setenv("VAULT_TOKEN", "not-a-real-token")
     for name in ("VAULT_ADDR", "BAO_ADDR", "VAULT_TOKEN_LOCAL"):
         monkeypatch.delenv(name, raising=False)
-    candidates = {name: _closed() for name in ("--address", "VAULT_ADDR", "BAO_ADDR",
+    candidates = {name: refused_url() for name in ("--address", "VAULT_ADDR", "BAO_ADDR",
                                                "declared")}
     stack_file = stack_repo / "Pulumi.local.yaml"
     text = stack_file.read_text()
@@ -101,9 +97,10 @@ def test_every_command_finds_vault_by_the_same_rule(
 
 def test_all_refuses_one_override_for_stacks_that_declare_different_vaults(
     stack_repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    refused_url: Callable[[], str],
 ) -> None:
     monkeypatch.setenv("VAULT_TOKEN", "not-a-real-token")
-    monkeypatch.setenv("VAULT_ADDR", _closed())
+    monkeypatch.setenv("VAULT_ADDR", refused_url())
     code = main(["drift", "--all", "--repo", str(stack_repo)])
     err = capsys.readouterr().err
     assert code == 2

@@ -23,7 +23,7 @@ import yaml
 from rotation.cli import main
 from rotation.kv import parse_time
 from tests.conftest import REPO_ROOT
-from tests.servers import free_port, start_openbao
+from tests.servers import start_openbao
 
 pytestmark = pytest.mark.integration
 
@@ -235,7 +235,8 @@ def test_drift_all_reads_each_stack_from_its_own_vault_with_its_own_token(
 
 
 def test_drift_mirror_not_published_by_prod_is_bad_input(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    refused_url: Callable[[], str],
 ) -> None:
     def prod(spec: dict[str, Any]) -> None:
         del secret_entry(spec, "services/ingestion/market-data-feed")["mirror_to_dr"]
@@ -243,18 +244,19 @@ def test_drift_mirror_not_published_by_prod_is_bad_input(
     root = make_repo(tmp_path, {"prod": prod, "dr": None})
     monkeypatch.setenv("VAULT_TOKEN", "unused")
     code, out, err = run_cli(capsys, "drift", "--stack", "dr", "--repo", str(root), "--json",
-                             "--address", f"http://127.0.0.1:{free_port()}")
+                             "--address", refused_url())
     assert code == 2
     assert "Pulumi.prod.yaml" in err and "market-data-feed" in err
     assert json.loads(out)["exit_code"] == 2
 
 
 def test_drift_without_token_is_bad_input_and_unreachable_vault_is_exit_3(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    refused_url: Callable[[], str],
 ) -> None:
     for name in ("VAULT_TOKEN", "VAULT_TOKEN_LOCAL"):
         monkeypatch.delenv(name, raising=False)
-    closed = f"http://127.0.0.1:{free_port()}"
+    closed = refused_url()
     code, _, err = run_cli(capsys, "drift", "--stack", "local", "--repo", str(REPO_ROOT),
                            "--address", closed)
     assert code == 2 and "VAULT_TOKEN" in err
@@ -413,9 +415,9 @@ def test_at_80_columns_every_row_keeps_stack_version_and_status(
 
 def test_all_reports_the_reachable_stacks_and_names_the_unreachable_one(
     tmp_path: Path, openbao: Any, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], refused_url: Callable[[], str],
 ) -> None:
-    closed = f"http://127.0.0.1:{free_port()}"
+    closed = refused_url()
 
     def address(url: str) -> Edit:
         def edit(spec: dict[str, Any]) -> None:

@@ -27,7 +27,6 @@ from rotation import kvwrite
 from rotation.cli import main
 from rotation.errors import CasConflict, CheckFailed
 from tests.conftest import REPO_ROOT
-from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -276,11 +275,12 @@ def test_cli_gives_up_after_retries(
 
 
 def test_repo_owned_path_is_refused_before_any_vault_call(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    refused_url: Callable[[], str],
 ) -> None:
     monkeypatch.setenv("VAULT_TOKEN", "unused")
     monkeypatch.setenv("NEW_API_KEY", f"{CANARY}-owned")
-    closed = f"http://127.0.0.1:{free_port()}"  # exit 2, not 3: Vault is never contacted
+    closed = refused_url()  # exit 2, not 3: Vault is never contacted
     for path in ("services/execution/broker-api", "/services/execution/broker-api/"):
         code, out, err = run_cli(capsys, "kv-put", "--address", closed, "--path", path,
                                  "--repo", str(REPO_ROOT), "--set", "API_KEY=NEW_API_KEY",
@@ -293,11 +293,12 @@ def test_repo_owned_path_is_refused_before_any_vault_call(
 
 
 def test_bad_inputs_are_exit_2_and_never_echo_values(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Any,
+    refused_url: Callable[[], str],
 ) -> None:
     monkeypatch.setenv("VAULT_TOKEN", "unused")
     monkeypatch.delenv("UNSET_VARIABLE", raising=False)
-    closed = f"http://127.0.0.1:{free_port()}"
+    closed = refused_url()
     base = ["kv-put", "--address", closed, "--path", PATH, "--repo", str(REPO_ROOT)]
     cases: list[tuple[list[str], str, str]] = [
         # A value typed where the variable name belongs: refused, and not echoed.

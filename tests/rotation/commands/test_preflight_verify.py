@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import secrets
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -200,12 +201,11 @@ def test_preflight_reports_a_sealed_vault_with_exit_3(vault: Any, stack_repo: Pa
 
 
 def test_unreachable_vault_is_exit_3(stack_repo: Path, capsys: pytest.CaptureFixture[str],
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.servers import free_port
-
+                                     monkeypatch: pytest.MonkeyPatch,
+                                     refused_url: Callable[[], str]) -> None:
     monkeypatch.setenv("VAULT_TOKEN", "unused")
     code = main(["verify", "--stack", "local", "--repo", str(stack_repo), "--address",
-                 f"http://127.0.0.1:{free_port()}"])
+                 refused_url()])
     assert code == 3
     assert "cannot reach Vault" in capsys.readouterr().err
 

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -38,7 +38,7 @@ from tests.rotation.dynamic_support import (
     wait_until,
 )
 from tests.rotation.tcp_proxy import TcpProxy
-from tests.servers import free_port, start_openbao
+from tests.servers import start_openbao
 
 pytestmark = pytest.mark.integration
 
@@ -177,12 +177,12 @@ class Case:
     env: dict[str, str] = field(default_factory=dict)
 
 
-def error_cases(vault: Any, tmp_path: Path) -> dict[str, Case]:
+def error_cases(vault: Any, tmp_path: Path, refused: str) -> dict[str, Case]:
     a_file = tmp_path / "a-file"
     a_file.write_text("x")
     base = ["--role", "errors", "--output", str(tmp_path / "out" / "creds.json")]
     return {
-        "vault unreachable": Case(["--address", f"http://127.0.0.1:{free_port()}", *base], 3,
+        "vault unreachable": Case(["--address", refused, *base], 3,
                                   "cannot reach Vault"),
         "bad token": Case(["--address", vault.address, *base], 1, "permission denied",
                           {"VAULT_TOKEN": "not-a-token"}),
@@ -213,10 +213,11 @@ def error_cases(vault: Any, tmp_path: Path) -> dict[str, Case]:
 @pytest.mark.parametrize("as_json", [False, True])
 def test_errors_exit_with_their_code_and_write_nothing(
     *, vault: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str], name: str, as_json: bool
+    capsys: pytest.CaptureFixture[str], name: str, as_json: bool,
+    refused_url: Callable[[], str],
 ) -> None:
     create_role(vault.client(), "errors", 60, 120)
-    case = error_cases(vault, tmp_path)[name]
+    case = error_cases(vault, tmp_path, refused_url())[name]
     monkeypatch.delenv("VAULT_ADDR", raising=False)
     monkeypatch.setenv("VAULT_TOKEN", case.env.get("VAULT_TOKEN", vault.root_token))
     before = set(tmp_path.rglob("*"))

@@ -509,25 +509,31 @@ def test_watch_escalates_with_exit_code_4_when_vault_stays_unreachable(
     assert not lease_live(vault.client(), doc["lease_id"])
 
 
+def engine_on_port(client: Any, mount: str, port: int, user: str, password: str, *,
+                   role: str, verify: bool = True) -> None:
+    """Mount a database engine at ``mount`` whose connection goes to 127.0.0.1:``port``."""
+    from tests.rotation.dynamic_support import CONNECTION
+
+    client.sys.enable_secrets_engine("database", path=mount)
+    client.secrets.database.configure(
+        name=CONNECTION, plugin_name="postgresql-database-plugin",
+        connection_url=f"postgresql://{{{{username}}}}:{{{{password}}}}@127.0.0.1:{port}/postgres",
+        username=user, password=password, allowed_roles=["*"], verify_connection=verify,
+        mount_point=mount)
+    create_role(client, role, 60, 120, mount=mount)
+
+
 def test_a_root_password_the_database_refuses_says_a_root_rotation_may_be_under_way(
     vault: Any, postgres: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Issues sent beside a rotate-root fail so (bench/rotate_root_race.py); say so, once."""
-    from tests.rotation.dynamic_support import CONNECTION
-
     client = vault.client()
     mount = "database-wrong-root"
     wrong = "tp-canary-not-the-root-password"
-    client.sys.enable_secrets_engine("database", path=mount)
     try:
-        client.secrets.database.configure(
-            name=CONNECTION, plugin_name="postgresql-database-plugin",
-            connection_url=f"postgresql://{{{{username}}}}:{{{{password}}}}@127.0.0.1:"
-                           f"{postgres.port}/postgres",
-            username=postgres.superuser, password=wrong, allowed_roles=["*"],
-            verify_connection=False, mount_point=mount)
-        create_role(client, "wrong-root", 60, 120, mount=mount)
+        engine_on_port(client, mount, postgres.port, postgres.superuser, wrong,
+                       role="wrong-root", verify=False)
         monkeypatch.delenv("VAULT_ADDR", raising=False)
         monkeypatch.setenv("VAULT_TOKEN", vault.root_token)
         output = tmp_path / "creds.json"
@@ -550,19 +556,11 @@ def test_a_database_that_is_down_has_its_own_message_and_exit_code(
     vault: Any, postgres: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from tests.rotation.dynamic_support import CONNECTION
-
     client = vault.client()
     mount = "database-behind-proxy"
     with TcpProxy(postgres.port) as proxy:
-        client.sys.enable_secrets_engine("database", path=mount)
-        client.secrets.database.configure(
-            name=CONNECTION, plugin_name="postgresql-database-plugin",
-            connection_url=f"postgresql://{{{{username}}}}:{{{{password}}}}@127.0.0.1:"
-                           f"{proxy.port}/postgres",
-            username=postgres.superuser, password=postgres.password, allowed_roles=["*"],
-            mount_point=mount)
-        create_role(client, "behind-proxy", 60, 120, mount=mount)
+        engine_on_port(client, mount, proxy.port, postgres.superuser, postgres.password,
+                       role="behind-proxy")
         monkeypatch.delenv("VAULT_ADDR", raising=False)
         monkeypatch.setenv("VAULT_TOKEN", vault.root_token)
         output = tmp_path / "creds.json"
